@@ -1,0 +1,45 @@
+# m365_usernames: PGXS build.  make && make install && make installcheck
+EXTENSION = m365_usernames
+EXTVERSION = 0.1.0
+
+MODULE_big = m365_usernames
+SRCS = $(sort $(wildcard src/core/*.cpp src/pg/*.cpp))
+OBJS = $(SRCS:.cpp=.o)
+
+DATA = $(wildcard extension/$(EXTENSION)--*.sql)
+
+# pg_regress: sql/*.sql against expected/*.out, in name order.
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+
+ICU_CFLAGS := $(shell pkg-config --cflags icu-uc icu-i18n)
+ICU_LIBS := $(shell pkg-config --libs icu-uc icu-i18n)
+
+# PostgreSQL's headers are system headers for us: their warnings are not ours.
+PG_CPPFLAGS = -Isrc $(ICU_CFLAGS)
+PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wshadow -Wno-register -Wno-missing-field-initializers \
+	-Wno-unused-parameter $(if $(filter 1,$(ERROR_ON_WARNING)),-Werror)
+SHLIB_LINK = $(ICU_LIBS) -lstdc++
+
+EXTRA_CLEAN = results regression.diffs regression.out
+
+# No LLVM bitcode: JIT-inlining these functions buys nothing, and it would
+# need a matching clang at build time.
+override with_llvm = no
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+PG_MAJOR := $(shell $(PG_CONFIG) --version | sed 's/^PostgreSQL \([0-9]*\).*/\1/')
+ifneq ($(PG_MAJOR),15)
+$(warning m365_usernames is built and tested on PostgreSQL 15; this is $(PG_MAJOR))
+endif
+
+# PostgreSQL includes its server headers with -I; make them -isystem.
+override CPPFLAGS := $(patsubst -I$(includedir_server),-isystem $(includedir_server),$(CPPFLAGS))
+
+# Header dependencies.
+override CXXFLAGS += -MMD -MP
+-include $(OBJS:.o=.d)
+EXTRA_CLEAN += $(OBJS:.o=.d)

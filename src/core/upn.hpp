@@ -1,0 +1,58 @@
+/*
+ * src/core/upn.hpp
+ *
+ * Microsoft 365 username (userPrincipalName) rules: the local part, and an
+ * optional "@domain". See docs/username-rules.md for the sources.
+ */
+#pragma once
+
+#include <string_view>
+
+namespace m365 {
+
+inline constexpr size_t kMaxUsernameLength = 113; /* local@domain */
+inline constexpr size_t kMaxDomainLength = 48;
+inline constexpr size_t kMaxLabelLength = 63;
+
+enum class UsernameProblem {
+	kNone,
+	kEmpty,
+	kLocalPartEmpty,
+	kLocalPartTooLong,
+	kForbiddenCharacter,
+	kBadDots,          /* leading, trailing or doubled "." */
+	kMoreThanOneAt,
+	kDomainInvalid,
+	kTooLong,
+};
+
+enum class DomainProblem {
+	kNone,
+	kEmpty,
+	kTooLong,
+	kBadLabel,        /* empty, too long, bad character, hyphen at an end */
+	kMissingTld,      /* fewer than two labels */
+	kNumericTld,
+	kReservedHyphens, /* "ab--" that is not "xn--" */
+};
+
+UsernameProblem CheckUsername(std::string_view username);
+DomainProblem CheckDomain(std::string_view domain);
+
+inline bool
+IsValidUsername(std::string_view username)
+{
+	return CheckUsername(username) == UsernameProblem::kNone;
+}
+
+inline bool
+IsValidDomain(std::string_view domain)
+{
+	return CheckDomain(domain) == DomainProblem::kNone;
+}
+
+/* Short English reasons, for error details. */
+const char* Describe(UsernameProblem problem);
+const char* Describe(DomainProblem problem);
+
+}  // namespace m365
