@@ -227,8 +227,9 @@ COMMENT ON FUNCTION m365.first_free_username(bigint, text) IS
 'The first name not issued or reserved in the configuration: base, base2, base3, ... (from above the highest suffix already generated for base)';
 
 -- Keeps the ledger and the reserved list authoritative for every write to
--- m365.username, whoever makes it.
-CREATE FUNCTION m365.username_before_write()
+-- m365.username, whoever makes it. AFTER, so that NOT NULL, CHECK and the
+-- foreign key (whose trigger sorts first) have spoken already.
+CREATE FUNCTION m365.username_after_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -236,29 +237,26 @@ AS $$
 DECLARE
     owner record;
 BEGIN
-    IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
-        IF pg_catalog.lower(pg_catalog.split_part(NEW.username, '@', 1)) OPERATOR(pg_catalog.=) OLD.local_part
-           AND NEW.configuration_id OPERATOR(pg_catalog.=) OLD.configuration_id THEN
-            RETURN NEW;
-        END IF;
+    IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
+       AND NEW.local_part OPERATOR(pg_catalog.=) OLD.local_part
+       AND NEW.configuration_id OPERATOR(pg_catalog.=) OLD.configuration_id THEN
+        RETURN NULL;
     END IF;
-    -- NEW.local_part is not computed yet in a BEFORE trigger.
     PERFORM FROM m365.reserved_username AS r
       WHERE r.configuration_id OPERATOR(pg_catalog.=) NEW.configuration_id
-        AND r.local_part OPERATOR(pg_catalog.=) pg_catalog.lower(pg_catalog.split_part(NEW.username, '@', 1));
+        AND r.local_part OPERATOR(pg_catalog.=) NEW.local_part;
     IF FOUND THEN
         RAISE EXCEPTION 'username "%" is reserved in configuration %', NEW.username, NEW.configuration_id
             USING ERRCODE = 'unique_violation', CONSTRAINT = 'reserved_username_pkey';
     END IF;
     INSERT INTO m365.issued_username AS i (configuration_id, local_part, person_kind, person_id)
-    VALUES (NEW.configuration_id, pg_catalog.lower(pg_catalog.split_part(NEW.username, '@', 1)),
-            NEW.person_kind, NEW.person_id)
+    VALUES (NEW.configuration_id, NEW.local_part, NEW.person_kind, NEW.person_id)
     ON CONFLICT (configuration_id, local_part) DO NOTHING;
     IF NOT FOUND THEN
         SELECT i.person_kind, i.person_id INTO owner
           FROM m365.issued_username AS i
          WHERE i.configuration_id OPERATOR(pg_catalog.=) NEW.configuration_id
-           AND i.local_part OPERATOR(pg_catalog.=) pg_catalog.lower(pg_catalog.split_part(NEW.username, '@', 1));
+           AND i.local_part OPERATOR(pg_catalog.=) NEW.local_part;
         IF owner.person_kind OPERATOR(pg_catalog.<>) NEW.person_kind
            OR owner.person_id OPERATOR(pg_catalog.<>) NEW.person_id THEN
             RAISE EXCEPTION 'username "%" was issued before in configuration %', NEW.username, NEW.configuration_id
@@ -267,13 +265,13 @@ BEGIN
                                                  owner.person_kind, owner.person_id);
         END IF;
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER username_before_write
-    BEFORE INSERT OR UPDATE OF username, configuration_id ON m365.username
-    FOR EACH ROW EXECUTE FUNCTION m365.username_before_write();
+CREATE TRIGGER username_after_write
+    AFTER INSERT OR UPDATE OF username, configuration_id ON m365.username
+    FOR EACH ROW EXECUTE FUNCTION m365.username_after_write();
 
 CREATE FUNCTION m365.touch_updated_at()
 RETURNS trigger

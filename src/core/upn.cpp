@@ -39,13 +39,15 @@ IsLocalCharacter(char c)
 DomainProblem
 CheckLabel(std::string_view label)
 {
-	if (label.empty() || label.size() > kMaxLabelLength)
-		return DomainProblem::kBadLabel;
+	if (label.empty())
+		return DomainProblem::kEmptyLabel;
+	if (label.size() > kMaxLabelLength)
+		return DomainProblem::kLabelTooLong;
 	for (char c : label)
 		if (!IsAlnum(c) && c != '-')
-			return DomainProblem::kBadLabel;
+			return DomainProblem::kLabelCharacter;
 	if (label.front() == '-' || label.back() == '-')
-		return DomainProblem::kBadLabel;
+		return DomainProblem::kLabelHyphen;
 	if (label.size() >= 4 && label[2] == '-' && label[3] == '-') {
 		const bool xn = (label[0] == 'x' || label[0] == 'X') && (label[1] == 'n' || label[1] == 'N');
 		if (!xn)
@@ -153,8 +155,14 @@ Describe(DomainProblem problem)
 		return "the domain is empty";
 	case DomainProblem::kTooLong:
 		return "the domain is longer than 48 characters";
-	case DomainProblem::kBadLabel:
-		return "a label is empty, longer than 63 characters, has a character other than a-z 0-9 -, or starts or ends with \"-\"";
+	case DomainProblem::kEmptyLabel:
+		return "a \".\" at the start or end of the domain, or two in a row";
+	case DomainProblem::kLabelTooLong:
+		return "a part of the domain is longer than 63 characters";
+	case DomainProblem::kLabelCharacter:
+		return "a character other than a-z 0-9 - in the domain";
+	case DomainProblem::kLabelHyphen:
+		return "a part of the domain starts or ends with \"-\"";
 	case DomainProblem::kMissingTld:
 		return "the domain has no extension (TLD)";
 	case DomainProblem::kNumericTld:

@@ -30,7 +30,10 @@ enum class DomainProblem {
 	kNone,
 	kEmpty,
 	kTooLong,
-	kBadLabel,        /* empty, too long, bad character, hyphen at an end */
+	kEmptyLabel,      /* "." at an end, or two in a row */
+	kLabelTooLong,
+	kLabelCharacter,  /* other than a-z A-Z 0-9 - */
+	kLabelHyphen,     /* "-" at the start or end of a label */
 	kMissingTld,      /* fewer than two labels */
 	kNumericTld,
 	kReservedHyphens, /* "ab--" that is not "xn--" */

@@ -19,11 +19,19 @@ IsSeparator(char c)
 	return c == '.' || c == '-' || c == '_';
 }
 
+/* The format as quoted in an error: long ones are cut. */
+std::string
+Shown(std::string_view format)
+{
+	constexpr size_t kShown = 60;
+	return format.size() <= kShown ? std::string(format) : std::string(format.substr(0, kShown)) + "...";
+}
+
 [[noreturn]] void
 Reject(std::string_view format, const std::string& why)
 {
 	throw Error(sqlstate::kInvalidUsernameFormat,
-	            "invalid username format \"" + std::string(format.substr(0, kMaxFormatLength)) + "\": " + why, "",
+	            "invalid username format \"" + Shown(format) + "\": " + why, "",
 	            kFormatHint);
 }
 
