@@ -1,0 +1,57 @@
+-- The extension's objects: schema, tables, keys, functions and their properties.
+BEGIN;
+SELECT plan(38);
+
+SELECT has_extension('m365_usernames');
+SELECT has_schema('m365');
+SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'm365_usernames'), false, 'not relocatable');
+SELECT isnt(obj_description((SELECT oid FROM pg_extension WHERE extname = 'm365_usernames'), 'pg_extension'), NULL,
+            'the extension has a comment for \dx');
+
+SELECT has_table('m365', t, 'table m365.' || t) FROM unnest('{configuration,username,issued_username,reserved_username}'::text[]) AS t;
+SELECT isnt(obj_description(('m365.' || t)::regclass, 'pg_class'), NULL, 'm365.' || t || ' has a comment')
+  FROM unnest('{configuration,username,issued_username,reserved_username}'::text[]) AS t;
+
+SELECT col_is_pk('m365', 'configuration', 'id', 'configuration.id is the key');
+SELECT col_is_pk('m365', 'username', 'id', 'username.id is the key');
+SELECT col_is_pk('m365', 'issued_username', ARRAY['configuration_id', 'local_part'], 'issued names are unique per configuration');
+SELECT col_is_pk('m365', 'reserved_username', ARRAY['configuration_id', 'local_part'], 'reserved names are unique per configuration');
+SELECT col_is_unique('m365', 'configuration', ARRAY['name'], 'configuration names are unique');
+SELECT col_is_unique('m365', 'username', ARRAY['configuration_id', 'local_part'], 'a local part is unique per configuration');
+SELECT col_is_unique('m365', 'username', ARRAY['configuration_id', 'person_kind', 'person_id'], 'one username per person and configuration');
+SELECT fk_ok('m365', 'username', 'configuration_id', 'm365', 'configuration', 'id');
+SELECT col_not_null('m365', 'username', c, 'username.' || c || ' is NOT NULL')
+  FROM unnest('{configuration_id,person_kind,person_id,username,local_part,sync,created_at,updated_at}'::text[]) AS c;
+SELECT col_default_is('m365', 'username', 'sync', 'false', 'sync is off when a username is created');
+SELECT is((SELECT attgenerated FROM pg_attribute WHERE attrelid = 'm365.username'::regclass AND attname = 'local_part'),
+          's', 'local_part is a stored generated column');
+
+SELECT volatility_is('m365', 'make_username', ARRAY['text', 'text', 'text'], 'stable',
+                     'make_username is STABLE: its output depends on the ICU version');
+SELECT is_strict('m365', 'make_username', ARRAY['text', 'text', 'text'], 'make_username is STRICT');
+SELECT is((SELECT proparallel FROM pg_proc WHERE oid = 'm365.make_username(text,text,text)'::regprocedure), 's',
+          'make_username is PARALLEL SAFE');
+SELECT volatility_is('m365', 'username_is_valid', ARRAY['text'], 'immutable');
+SELECT is_strict('m365', 'username_is_valid', ARRAY['text']);
+SELECT function_returns('m365', 'first_free_username', ARRAY['bigint', 'text'], 'text');
+
+-- Every function the extension creates has a pinned search_path or is C.
+SELECT is_empty($$
+    SELECT p.oid::regprocedure::text
+      FROM pg_proc p
+      JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+      JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'm365_usernames'
+      JOIN pg_language l ON l.oid = p.prolang
+     WHERE l.lanname <> 'c'
+       AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)
+$$, 'every SQL and PL/pgSQL function pins search_path');
+
+-- pg_dump keeps the user data.
+SELECT set_eq($$
+    SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'm365_usernames'
+$$, ARRAY['m365.configuration', 'm365.configuration_id_seq', 'm365.username', 'm365.username_id_seq',
+          'm365.issued_username', 'm365.reserved_username'],
+   'the tables holding user data are dumped by pg_dump');
+
+SELECT * FROM finish();
+ROLLBACK;
