@@ -6,7 +6,11 @@ MODULE_big = m365_usernames
 SRCS = $(sort $(wildcard src/core/*.cpp src/pg/*.cpp))
 OBJS = $(SRCS:.cpp=.o)
 
-DATA = $(wildcard extension/$(EXTENSION)--*.sql)
+# The current version's script is built from small parts; the scripts of
+# released versions and the upgrade scripts are committed as they are.
+EXTENSION_PARTS = $(sort $(wildcard extension/parts/*.sql))
+DATA_built = extension/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard extension/$(EXTENSION)--*.sql))
 
 # pg_regress: sql/*.sql against expected/*.out, in name order.
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
@@ -38,6 +42,9 @@ endif
 
 # PostgreSQL includes its server headers with -I; make them -isystem.
 override CPPFLAGS := $(patsubst -I$(includedir_server),-isystem $(includedir_server),$(CPPFLAGS))
+
+extension/$(EXTENSION)--$(EXTVERSION).sql: $(EXTENSION_PARTS)
+	cat $^ > $@
 
 # Header dependencies.
 override CXXFLAGS += -MMD -MP

@@ -1,0 +1,11 @@
+--------------------------------------------------------------------------------
+-- pg_dump: these tables hold user data.
+--------------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('m365.configuration', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.configuration_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.username', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.username_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.issued_username', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.reserved_username', '');
+
