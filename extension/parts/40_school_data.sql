@@ -104,7 +104,7 @@ BEGIN
     IF NEW.active THEN
         NEW.inactive_since := NULL;
     ELSIF NEW.inactive_since IS NULL THEN
-        NEW.inactive_since := pg_catalog.current_date;
+        NEW.inactive_since := CURRENT_DATE;
     END IF;
     RETURN NEW;
 END

@@ -143,7 +143,7 @@ BEGIN
        FROM new_locations AS n
        JOIN m365.enrolment AS e ON e.location_id OPERATOR(pg_catalog.=) n.id
       WHERE n.configuration_id IS NOT NULL
-        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) pg_catalog.current_date)
+        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) CURRENT_DATE)
      HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;
     RETURN NULL;
 END

@@ -9,3 +9,12 @@ SELECT pg_catalog.pg_extension_config_dump('m365.username_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.issued_username', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.reserved_username', '');
 
+SELECT pg_catalog.pg_extension_config_dump('m365.school', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.location', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.student', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.class', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.enrolment', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.staff', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.staff_school', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.class_teacher', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.username_queue', '');

@@ -1,0 +1,370 @@
+--------------------------------------------------------------------------------
+-- The generation job: m365.generate_usernames().
+--
+-- One run is one transaction: a crash or a cancel rolls it back and every
+-- queued person is still queued. Within the run the queue is taken in chunks
+-- (FOR UPDATE SKIP LOCKED), and each chunk is worked as a set in a temporary
+-- table: names from the format, then from the fallback formats, then with
+-- numeric suffixes, all checked against the issued and reserved names by
+-- joins, not one query per person.
+--------------------------------------------------------------------------------
+
+-- Step 1: claim up to `wanted` queue entries into pg_temp.m365_generation_batch.
+CREATE FUNCTION m365.generation_claim(wanted integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    claimed integer;
+BEGIN
+    IF pg_catalog.to_regclass('pg_temp.m365_generation_batch') IS NULL THEN
+        CREATE TEMP TABLE m365_generation_batch (
+            configuration_id bigint NOT NULL,
+            person_kind      text NOT NULL,
+            person_id        bigint NOT NULL,
+            queued_at        timestamptz NOT NULL,
+            first_name       text,
+            last_name        text,
+            domain           text,
+            formats          text[] NOT NULL,
+            eligible         boolean NOT NULL,
+            has_username     boolean NOT NULL,
+            base             text,     -- the name in the configuration's format
+            local_part       text,     -- the name given
+            issued_base      text,     -- recorded in issued_username
+            suffix           integer,
+            outcome          text NOT NULL DEFAULT 'pending',
+            error            text,
+            PRIMARY KEY (configuration_id, person_kind, person_id)
+        ) ON COMMIT DROP;
+        CREATE INDEX ON pg_temp.m365_generation_batch (configuration_id, local_part);
+        CREATE INDEX ON pg_temp.m365_generation_batch (configuration_id, base);
+        CREATE TEMP TABLE m365_generation_cursor (
+            configuration_id bigint NOT NULL,
+            base             text NOT NULL,
+            next_suffix      bigint NOT NULL,
+            PRIMARY KEY (configuration_id, base)
+        ) ON COMMIT DROP;
+    ELSE
+        TRUNCATE pg_temp.m365_generation_batch, pg_temp.m365_generation_cursor;
+    END IF;
+
+    INSERT INTO pg_temp.m365_generation_batch
+           (configuration_id, person_kind, person_id, queued_at, first_name, last_name, domain, formats,
+            eligible, has_username)
+    SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at,
+           coalesce(st.first_name, sf.first_name), coalesce(st.last_name, sf.last_name),
+           -- Staff: the domain of the school they were linked to first.
+           CASE WHEN q.person_kind OPERATOR(pg_catalog.=) 'staff' THEN
+               (SELECT sc.staff_domain
+                  FROM m365.staff_school AS ss
+                  JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+                 WHERE ss.staff_id OPERATOR(pg_catalog.=) q.person_id
+                   AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
+                 ORDER BY ss.linked_at, ss.school_id
+                 LIMIT 1)
+           END,
+           ARRAY[c.username_format] OPERATOR(pg_catalog.||) c.fallback_formats,
+           CASE q.person_kind
+               WHEN 'student' THEN EXISTS (
+                   SELECT FROM m365.enrolment AS e
+                     JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                    WHERE e.student_id OPERATOR(pg_catalog.=) q.person_id
+                      AND l.configuration_id OPERATOR(pg_catalog.=) q.configuration_id)
+               ELSE coalesce(sf.active, false) AND EXISTS (
+                   SELECT FROM m365.staff_school AS ss
+                     JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+                    WHERE ss.staff_id OPERATOR(pg_catalog.=) q.person_id
+                      AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id)
+           END,
+           EXISTS (SELECT FROM m365.username AS u
+                    WHERE u.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
+                      AND u.person_kind OPERATOR(pg_catalog.=) q.person_kind
+                      AND u.person_id OPERATOR(pg_catalog.=) q.person_id)
+      FROM (SELECT q1.configuration_id, q1.person_kind, q1.person_id, q1.queued_at, q1.last_error
+              FROM m365.username_queue AS q1
+             -- Not twice in one run: a failed entry is stamped with now().
+             WHERE q1.last_attempt_at IS DISTINCT FROM pg_catalog.now()
+             ORDER BY (q1.last_error IS NOT NULL), q1.queued_at
+             LIMIT wanted
+               FOR UPDATE SKIP LOCKED) AS q
+      JOIN m365.configuration AS c ON c.id OPERATOR(pg_catalog.=) q.configuration_id
+      LEFT JOIN m365.student AS st
+             ON q.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) q.person_id
+      LEFT JOIN m365.staff AS sf
+             ON q.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) q.person_id;
+    GET DIAGNOSTICS claimed = ROW_COUNT;
+    IF claimed OPERATOR(pg_catalog.>) 0 THEN
+        -- Temporary tables are never analysed by autovacuum.
+        ANALYZE pg_temp.m365_generation_batch;
+    END IF;
+    RETURN claimed;
+END
+$$;
+
+-- Step 2: give every pending person of the batch a free name.
+CREATE FUNCTION m365.generation_assign()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    levels integer;
+    round  integer := 0;
+BEGIN
+    UPDATE pg_temp.m365_generation_batch SET outcome = 'had_username' WHERE has_username;
+    UPDATE pg_temp.m365_generation_batch SET outcome = 'not_needed'
+     WHERE outcome OPERATOR(pg_catalog.=) 'pending' AND NOT eligible;
+    UPDATE pg_temp.m365_generation_batch SET base = m365.make_username(formats[1], first_name, last_name)
+     WHERE outcome OPERATOR(pg_catalog.=) 'pending';
+    UPDATE pg_temp.m365_generation_batch
+       SET outcome = 'failed',
+           error = 'the official first and last name yield no username (nothing is left after transliteration to a-z, 0-9 and -)'
+     WHERE outcome OPERATOR(pg_catalog.=) 'pending' AND base IS NULL;
+
+    -- The format, then each fallback format: a name nobody has, one winner per name.
+    SELECT pg_catalog.max(pg_catalog.cardinality(formats)) INTO levels
+      FROM pg_temp.m365_generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'pending';
+    FOR level IN 1 .. coalesce(levels, 0) LOOP
+        WITH candidate AS (
+            SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at,
+                   CASE WHEN level OPERATOR(pg_catalog.=) 1 THEN b.base
+                        ELSE m365.make_username(b.formats[level], b.first_name, b.last_name) END AS name
+              FROM pg_temp.m365_generation_batch AS b
+             WHERE b.outcome OPERATOR(pg_catalog.=) 'pending' AND b.local_part IS NULL
+               AND pg_catalog.cardinality(b.formats) OPERATOR(pg_catalog.>=) level
+        ), winner AS (
+            SELECT DISTINCT ON (c.configuration_id, c.name) c.*
+              FROM candidate AS c
+             WHERE c.name IS NOT NULL
+               AND NOT EXISTS (SELECT FROM m365.issued_username AS i
+                                WHERE i.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                                  AND i.local_part OPERATOR(pg_catalog.=) c.name)
+               AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
+                                WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                                  AND r.local_part OPERATOR(pg_catalog.=) c.name)
+               AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_batch AS o
+                                WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                                  AND o.local_part OPERATOR(pg_catalog.=) c.name)
+             ORDER BY c.configuration_id, c.name, c.queued_at, c.person_kind, c.person_id
+        )
+        UPDATE pg_temp.m365_generation_batch AS b
+           SET local_part = w.name, issued_base = w.name, suffix = 1
+          FROM winner AS w
+         WHERE b.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
+           AND b.person_kind OPERATOR(pg_catalog.=) w.person_kind
+           AND b.person_id OPERATOR(pg_catalog.=) w.person_id;
+    END LOOP;
+
+    -- Numeric suffixes on the format's name: base2, base3, ... Each base has a
+    -- cursor that starts above the highest suffix ever generated for it and
+    -- moves past every window it has probed, so 10,000 people with one name
+    -- cost a few windows, not 10,000 searches from base2.
+    LOOP
+        PERFORM FROM pg_temp.m365_generation_batch
+          WHERE outcome OPERATOR(pg_catalog.=) 'pending' AND local_part IS NULL
+          LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        round := round OPERATOR(pg_catalog.+) 1;
+        IF round OPERATOR(pg_catalog.>) 1000 THEN
+            RAISE EXCEPTION 'm365.generate_usernames: no free suffix found after 1000 rounds'
+                USING ERRCODE = 'internal_error';
+        END IF;
+
+        INSERT INTO pg_temp.m365_generation_cursor (configuration_id, base, next_suffix)
+        SELECT g.configuration_id, g.base,
+               pg_catalog.int8larger(coalesce((SELECT pg_catalog.max(i.suffix) FROM m365.issued_username AS i
+                                                WHERE i.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
+                                                  AND i.base OPERATOR(pg_catalog.=) g.base), 1), 1) OPERATOR(pg_catalog.+) 1
+          FROM (SELECT DISTINCT b.configuration_id, b.base FROM pg_temp.m365_generation_batch AS b
+                 WHERE b.outcome OPERATOR(pg_catalog.=) 'pending' AND b.local_part IS NULL) AS g
+        ON CONFLICT DO NOTHING;
+
+        WITH need AS (
+            SELECT b.configuration_id, b.base, pg_catalog.count(*) AS k
+              FROM pg_temp.m365_generation_batch AS b
+             WHERE b.outcome OPERATOR(pg_catalog.=) 'pending' AND b.local_part IS NULL
+             GROUP BY b.configuration_id, b.base
+        ), window_ AS (
+            SELECT n.configuration_id, n.base, cur.next_suffix AS lo,
+                   cur.next_suffix OPERATOR(pg_catalog.+) n.k OPERATOR(pg_catalog.+) 16 AS hi
+              FROM need AS n
+              JOIN pg_temp.m365_generation_cursor AS cur
+                ON cur.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+               AND cur.base OPERATOR(pg_catalog.=) n.base
+        ), moved AS (
+            UPDATE pg_temp.m365_generation_cursor AS cur SET next_suffix = w.hi
+              FROM window_ AS w
+             WHERE cur.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
+               AND cur.base OPERATOR(pg_catalog.=) w.base
+        ), candidate AS (
+            SELECT w.configuration_id, w.base, s AS suffix, m365.username_with_suffix(w.base, s) AS name
+              FROM window_ AS w, pg_catalog.generate_series(w.lo, w.hi OPERATOR(pg_catalog.-) 1) AS s
+        ), free AS (
+            -- One base per name (two bases can meet after cutting to 64 characters).
+            SELECT DISTINCT ON (c.configuration_id, c.name) c.*
+              FROM candidate AS c
+             WHERE NOT EXISTS (SELECT FROM m365.issued_username AS i
+                                WHERE i.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                                  AND i.local_part OPERATOR(pg_catalog.=) c.name)
+               AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
+                                WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                                  AND r.local_part OPERATOR(pg_catalog.=) c.name)
+               AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_batch AS o
+                                WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                                  AND o.local_part OPERATOR(pg_catalog.=) c.name)
+             ORDER BY c.configuration_id, c.name, c.base
+        ), ranked_free AS (
+            SELECT f.*, pg_catalog.row_number() OVER (PARTITION BY f.configuration_id, f.base ORDER BY f.suffix) AS rn
+              FROM free AS f
+        ), ranked_people AS (
+            SELECT b.configuration_id, b.person_kind, b.person_id, b.base,
+                   pg_catalog.row_number() OVER (PARTITION BY b.configuration_id, b.base
+                                                 ORDER BY b.queued_at, b.person_kind, b.person_id) AS rn
+              FROM pg_temp.m365_generation_batch AS b
+             WHERE b.outcome OPERATOR(pg_catalog.=) 'pending' AND b.local_part IS NULL
+        )
+        UPDATE pg_temp.m365_generation_batch AS b
+           SET local_part = f.name, issued_base = f.base, suffix = f.suffix
+          FROM ranked_people AS p
+          JOIN ranked_free AS f
+            ON f.configuration_id OPERATOR(pg_catalog.=) p.configuration_id
+           AND f.base OPERATOR(pg_catalog.=) p.base
+           AND f.rn OPERATOR(pg_catalog.=) p.rn
+         WHERE b.configuration_id OPERATOR(pg_catalog.=) p.configuration_id
+           AND b.person_kind OPERATOR(pg_catalog.=) p.person_kind
+           AND b.person_id OPERATOR(pg_catalog.=) p.person_id;
+    END LOOP;
+END
+$$;
+
+-- Step 3, the slow path: one person at a time, each in its own
+-- subtransaction, when storing the batch as a set failed (a name taken by a
+-- concurrent edit, say). A person that still fails keeps the reason.
+CREATE FUNCTION m365.generation_store_one_by_one()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    person record;
+    format text;
+    candidate text;
+    chosen text;
+BEGIN
+    FOR person IN
+        SELECT * FROM pg_temp.m365_generation_batch
+         WHERE outcome OPERATOR(pg_catalog.=) 'pending'
+         ORDER BY queued_at, person_kind, person_id
+    LOOP
+        BEGIN
+            chosen := NULL;
+            FOREACH format IN ARRAY person.formats LOOP
+                candidate := m365.make_username(format, person.first_name, person.last_name);
+                IF candidate IS NOT NULL AND NOT m365.username_is_taken(person.configuration_id, candidate) THEN
+                    chosen := candidate;
+                    EXIT;
+                END IF;
+            END LOOP;
+            chosen := coalesce(chosen, m365.first_free_username(person.configuration_id, person.base));
+            INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
+            VALUES (person.configuration_id, person.person_kind, person.person_id,
+                    CASE WHEN person.domain IS NULL THEN chosen ELSE chosen OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) person.domain END);
+            UPDATE pg_temp.m365_generation_batch SET outcome = 'created', local_part = chosen
+             WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
+               AND person_kind OPERATOR(pg_catalog.=) person.person_kind
+               AND person_id OPERATOR(pg_catalog.=) person.person_id;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE pg_temp.m365_generation_batch SET outcome = 'failed', error = SQLERRM
+             WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
+               AND person_kind OPERATOR(pg_catalog.=) person.person_kind
+               AND person_id OPERATOR(pg_catalog.=) person.person_id;
+        END;
+    END LOOP;
+END
+$$;
+
+-- Step 3: store the batch, then settle its queue entries. Returns how many
+-- usernames were created.
+CREATE FUNCTION m365.generation_store()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    created integer;
+BEGIN
+    BEGIN
+        INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id, base, suffix)
+        SELECT b.configuration_id, b.local_part, b.person_kind, b.person_id, b.issued_base, b.suffix
+          FROM pg_temp.m365_generation_batch AS b
+         WHERE b.outcome OPERATOR(pg_catalog.=) 'pending';
+        INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
+        SELECT b.configuration_id, b.person_kind, b.person_id,
+               CASE WHEN b.domain IS NULL THEN b.local_part
+                    ELSE b.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END
+          FROM pg_temp.m365_generation_batch AS b
+         WHERE b.outcome OPERATOR(pg_catalog.=) 'pending';
+        UPDATE pg_temp.m365_generation_batch SET outcome = 'created' WHERE outcome OPERATOR(pg_catalog.=) 'pending';
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM m365.generation_store_one_by_one();
+    END;
+
+    DELETE FROM m365.username_queue AS q
+     USING pg_temp.m365_generation_batch AS b
+     WHERE b.outcome OPERATOR(pg_catalog.<>) 'failed'
+       AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
+       AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
+       AND q.person_id OPERATOR(pg_catalog.=) b.person_id;
+    UPDATE m365.username_queue AS q
+       SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(), last_error = b.error
+      FROM pg_temp.m365_generation_batch AS b
+     WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+       AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
+       AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
+       AND q.person_id OPERATOR(pg_catalog.=) b.person_id;
+
+    SELECT pg_catalog.count(*) INTO created
+      FROM pg_temp.m365_generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'created';
+    RETURN created;
+END
+$$;
+
+CREATE FUNCTION m365.generate_usernames(max_count integer DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    chunk_size constant integer := 50000;
+    processed integer := 0;
+    created   integer := 0;
+    claimed   integer;
+BEGIN
+    IF max_count OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'max_count must not be negative, got %', max_count USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One run at a time; a second one returns at once instead of waiting.
+    IF NOT pg_catalog.pg_try_advisory_xact_lock(365, 1) THEN
+        RAISE NOTICE 'm365.generate_usernames is already running in another session; nothing done';
+        RETURN 0;
+    END IF;
+    LOOP
+        EXIT WHEN max_count IS NOT NULL AND processed OPERATOR(pg_catalog.>=) max_count;
+        claimed := m365.generation_claim(CASE WHEN max_count IS NULL THEN chunk_size
+                                              ELSE pg_catalog.int4smaller(chunk_size, max_count OPERATOR(pg_catalog.-) processed) END);
+        EXIT WHEN claimed OPERATOR(pg_catalog.=) 0;
+        processed := processed OPERATOR(pg_catalog.+) claimed;
+        PERFORM m365.generation_assign();
+        created := created OPERATOR(pg_catalog.+) m365.generation_store();
+    END LOOP;
+    RETURN created;
+END
+$$;
+COMMENT ON FUNCTION m365.generate_usernames(integer) IS
+'The job: makes the usernames of queued people (at most max_count queue entries; NULL: all); returns how many were created';
+
+REVOKE ALL ON FUNCTION m365.generation_claim(integer), m365.generation_assign(), m365.generation_store(),
+                       m365.generation_store_one_by_one() FROM PUBLIC;
+
