@@ -2,6 +2,10 @@
 -- reserved names and the first free name.
 -- Terse errors: the DETAIL of a constraint error shows the row, timestamps included.
 \set VERBOSITY terse
+SET client_min_messages = warning;
+TRUNCATE m365.configuration RESTART IDENTITY CASCADE;
+RESET client_min_messages;
+SET datestyle = ISO;
 
 -- Configurations validate their format and domains on write.
 INSERT INTO m365.configuration (name, username_format) VALUES ('Scholengroep Noord', 'naam.voornaam')

@@ -86,7 +86,7 @@ BEGIN
               FROM m365.username_queue AS q1
              -- Not twice in one run: a failed entry is stamped with now().
              WHERE q1.last_attempt_at IS DISTINCT FROM pg_catalog.now()
-             ORDER BY (q1.last_error IS NOT NULL), q1.queued_at
+             ORDER BY (q1.last_error IS NOT NULL), q1.queued_at, q1.configuration_id, q1.person_kind, q1.person_id
              LIMIT wanted
                FOR UPDATE SKIP LOCKED) AS q
       JOIN m365.configuration AS c ON c.id OPERATOR(pg_catalog.=) q.configuration_id

@@ -1,0 +1,80 @@
+-- From enrolment and staff rows to usernames: the queue, the job, the rules.
+\set VERBOSITY terse
+SET client_min_messages = warning;
+TRUNCATE m365.configuration, m365.school, m365.student, m365.staff RESTART IDENTITY CASCADE;
+RESET client_min_messages;
+SET datestyle = ISO;
+
+INSERT INTO m365.configuration (name, username_format, fallback_formats)
+VALUES ('Noord', 'voornaam.naam', '{}'), ('Zuid', 'naam.voornaam', '{voornaam.naam,v.naam}');
+INSERT INTO m365.school (id, name, configuration_id, staff_domain)
+VALUES (1, 'Sint-Jan', 1, 'sintjan.be'), (2, 'Sint-Pieter', 1, NULL), (3, 'Zuidschool', 2, 'zuid.be'), (4, 'Los', NULL, NULL);
+INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain)
+VALUES (10, 1, 'Campus A', 1, 'leerling.sintjan.be'), (11, 2, 'Campus B', 1, NULL), (20, 3, 'Zuid', 2, NULL),
+       (40, 4, 'Zonder configuratie', NULL, NULL);
+
+-- Reserved, and issued before to someone who left: both count as taken.
+INSERT INTO m365.reserved_username (configuration_id, username, note) VALUES (1, 'jan.peeters2', 'old account');
+INSERT INTO m365.username (configuration_id, person_kind, person_id, username) VALUES (1, 'student', 999, 'jan.peeters3');
+DELETE FROM m365.username WHERE person_id = 999;
+
+INSERT INTO m365.student (id, first_name, last_name)
+VALUES (1, 'Jan', 'Peeters'), (2, 'Jan', 'Peeters'), (3, 'Jan Karel', 'Peeters'), (4, '😀', '🎉'),
+       (5, 'Zoë', 'D''Hondt'), (6, 'An', 'Maes'), (7, 'An', 'Maes'), (8, 'An', 'Maes'), (9, 'An', 'Maes'),
+       (10, 'Дмитрий', 'Иванов');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+VALUES (1, 1, 10, '2026-09-01'), (2, 2, 10, '2026-09-01'), (3, 3, 11, '2026-09-01'), (4, 4, 10, '2026-09-01'),
+       (5, 5, 40, '2026-09-01'), (6, 6, 20, '2026-09-01'), (7, 7, 20, '2026-09-01'), (8, 8, 20, '2026-09-01'),
+       (9, 9, 20, '2026-09-01'), (10, 10, 10, '2026-09-01');
+-- A second enrolment of the same student queues nothing new.
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (11, 1, 11, '2026-09-01');
+
+-- Staff: one username per configuration, the domain of the first school.
+INSERT INTO m365.staff (id, first_name, last_name, active)
+VALUES (1, 'Els', 'Maes', true), (2, 'Jan', 'Peeters', true), (3, 'Old', 'Timer', false), (4, 'Multi', 'Tenant', true),
+       (5, 'Lotte', 'Claes', true);
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES (1, 2);
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES (1, 1), (2, 1), (3, 1), (4, 1), (4, 3), (5, 4);
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES (2, 2);
+
+SELECT configuration_id, person_kind, person_id, attempts, last_error FROM m365.username_queue ORDER BY 1, 2, 3;
+
+SELECT m365.generate_usernames(-1);
+SELECT m365.generate_usernames(3) AS first_three;
+SELECT count(*) AS still_queued FROM m365.username_queue;
+SELECT m365.generate_usernames() AS the_rest;
+
+SELECT configuration_id, person_kind, person_id, username FROM m365.username ORDER BY 1, 2, 3;
+SELECT configuration_id, local_part, person_kind, person_id, base, suffix FROM m365.issued_username ORDER BY 1, 2;
+-- The student whose names yield nothing stays queued, with the reason.
+SELECT configuration_id, person_kind, person_id, attempts, last_error FROM m365.username_queue ORDER BY 1, 2, 3;
+SELECT m365.generate_usernames() AS nothing_new;
+SELECT attempts FROM m365.username_queue WHERE person_id = 4;
+-- Correcting the name gives the entry a fresh start.
+UPDATE m365.student SET first_name = 'Noah', last_name = 'Janssens' WHERE id = 4;
+SELECT attempts, last_error FROM m365.username_queue WHERE person_id = 4;
+SELECT m365.generate_usernames() AS corrected;
+SELECT username FROM m365.username WHERE person_kind = 'student' AND person_id = 4;
+
+-- More people with the same name later: the suffix continues above the highest.
+INSERT INTO m365.student (id, first_name, last_name) VALUES (11, 'Jan', 'Peeters'), (12, 'JAN', 'PEETERS');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (12, 11, 10, '2027-09-01'), (13, 12, 11, '2026-09-01');
+SELECT m365.generate_usernames();
+SELECT person_id, username FROM m365.username WHERE person_id IN (11, 12) AND person_kind = 'student' ORDER BY 1;
+SELECT m365.first_free_username(1, 'jan.peeters');
+
+-- Linking a location to a configuration later queues its students;
+-- reactivating staff queues them.
+UPDATE m365.location SET configuration_id = 2 WHERE id = 40;
+UPDATE m365.staff SET active = true WHERE id = 3;
+SELECT configuration_id, person_kind, person_id FROM m365.username_queue ORDER BY 1, 2, 3;
+SELECT m365.generate_usernames();
+SELECT configuration_id, person_kind, person_id, username FROM m365.username
+ WHERE (person_kind, person_id) IN (('student', 5), ('staff', 3)) ORDER BY 1, 2, 3;
+
+-- People who no longer need a username leave the queue without one.
+INSERT INTO m365.staff (id, first_name, last_name) VALUES (6, 'Kort', 'Verblijf');
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES (6, 1);
+UPDATE m365.staff SET active = false WHERE id = 6;
+SELECT m365.generate_usernames() AS for_inactive_staff;
+SELECT count(*) AS queued FROM m365.username_queue;
