@@ -117,6 +117,7 @@ CREATE FUNCTION m365.username_check_ledger()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- bulk statements would JIT-compile these small set queries
 AS $$
 DECLARE
     -- The rows whose name is new: all on INSERT, the renamed ones on UPDATE.

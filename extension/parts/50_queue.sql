@@ -26,6 +26,7 @@ CREATE FUNCTION m365.queue_people(configuration_ids bigint[], person_kind text, 
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- bulk statements would JIT-compile these small set queries
 AS $$
 DECLARE
     queued integer;

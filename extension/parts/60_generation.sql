@@ -14,6 +14,9 @@ CREATE FUNCTION m365.generation_claim(wanted integer)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- The plans are costed high (per-row subplans) and run once: JIT compiling
+-- them took a second per call, longer than running them.
+SET jit = off
 AS $$
 DECLARE
     claimed integer;
@@ -28,18 +31,27 @@ BEGIN
             last_name        text,
             domain           text,
             formats          text[] NOT NULL,
-            eligible         boolean NOT NULL,
-            has_username     boolean NOT NULL,
             base             text,     -- the name in the configuration's format
-            local_part       text,     -- the name given
-            issued_base      text,     -- recorded in issued_username
-            suffix           integer,
-            outcome          text NOT NULL DEFAULT 'pending',
+            -- pending, had_username, not_needed, failed; after the slow path also created
+            outcome          text NOT NULL,
             error            text,
             PRIMARY KEY (configuration_id, person_kind, person_id)
         ) ON COMMIT DROP;
-        CREATE INDEX ON pg_temp.m365_generation_batch (configuration_id, local_part);
-        CREATE INDEX ON pg_temp.m365_generation_batch (configuration_id, base);
+        -- The names given, written once (inserts are cheaper than updates).
+        CREATE TEMP TABLE m365_generation_name (
+            configuration_id bigint NOT NULL,
+            person_kind      text NOT NULL,
+            person_id        bigint NOT NULL,
+            local_part       text NOT NULL,
+            issued_base      text NOT NULL,
+            suffix           integer NOT NULL,
+            PRIMARY KEY (configuration_id, person_kind, person_id),
+            UNIQUE (configuration_id, local_part)
+        ) ON COMMIT DROP;
+        -- People still without a name in a suffix round, ranked per base.
+        CREATE TEMP TABLE m365_generation_waiting (
+            configuration_id bigint, person_kind text, person_id bigint, base text, rn bigint
+        ) ON COMMIT DROP;
         CREATE TEMP TABLE m365_generation_cursor (
             configuration_id bigint NOT NULL,
             base             text NOT NULL,
@@ -47,14 +59,24 @@ BEGIN
             PRIMARY KEY (configuration_id, base)
         ) ON COMMIT DROP;
     ELSE
-        TRUNCATE pg_temp.m365_generation_batch, pg_temp.m365_generation_cursor;
+        TRUNCATE pg_temp.m365_generation_batch, pg_temp.m365_generation_name, pg_temp.m365_generation_cursor;
     END IF;
 
     INSERT INTO pg_temp.m365_generation_batch
            (configuration_id, person_kind, person_id, queued_at, first_name, last_name, domain, formats,
-            eligible, has_username)
+            base, outcome, error)
+    SELECT c.configuration_id, c.person_kind, c.person_id, c.queued_at, c.first_name, c.last_name, c.domain,
+           c.formats, c.base,
+           CASE WHEN c.has_username THEN 'had_username'
+                WHEN NOT c.eligible THEN 'not_needed'
+                WHEN c.base IS NULL THEN 'failed'
+                ELSE 'pending' END,
+           CASE WHEN NOT c.has_username AND c.eligible AND c.base IS NULL THEN
+               'the official first and last name yield no username (nothing is left after transliteration to a-z, 0-9 and -)'
+           END
+      FROM (
     SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at,
-           coalesce(st.first_name, sf.first_name), coalesce(st.last_name, sf.last_name),
+           coalesce(st.first_name, sf.first_name) AS first_name, coalesce(st.last_name, sf.last_name) AS last_name,
            -- Staff: the domain of the school they were linked to first.
            CASE WHEN q.person_kind OPERATOR(pg_catalog.=) 'staff' THEN
                (SELECT sc.staff_domain
@@ -64,8 +86,10 @@ BEGIN
                    AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
                  ORDER BY ss.linked_at, ss.school_id
                  LIMIT 1)
-           END,
-           ARRAY[c.username_format] OPERATOR(pg_catalog.||) c.fallback_formats,
+           END AS domain,
+           ARRAY[cf.username_format] OPERATOR(pg_catalog.||) cf.fallback_formats AS formats,
+           m365.make_username(cf.username_format, coalesce(st.first_name, sf.first_name),
+                              coalesce(st.last_name, sf.last_name)) AS base,
            CASE q.person_kind
                WHEN 'student' THEN EXISTS (
                    SELECT FROM m365.enrolment AS e
@@ -77,11 +101,11 @@ BEGIN
                      JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
                     WHERE ss.staff_id OPERATOR(pg_catalog.=) q.person_id
                       AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id)
-           END,
+           END AS eligible,
            EXISTS (SELECT FROM m365.username AS u
                     WHERE u.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
                       AND u.person_kind OPERATOR(pg_catalog.=) q.person_kind
-                      AND u.person_id OPERATOR(pg_catalog.=) q.person_id)
+                      AND u.person_id OPERATOR(pg_catalog.=) q.person_id) AS has_username
       FROM (SELECT q1.configuration_id, q1.person_kind, q1.person_id, q1.queued_at, q1.last_error
               FROM m365.username_queue AS q1
              -- Not twice in one run: a failed entry is stamped with now().
@@ -89,11 +113,12 @@ BEGIN
              ORDER BY (q1.last_error IS NOT NULL), q1.queued_at, q1.configuration_id, q1.person_kind, q1.person_id
              LIMIT wanted
                FOR UPDATE SKIP LOCKED) AS q
-      JOIN m365.configuration AS c ON c.id OPERATOR(pg_catalog.=) q.configuration_id
+      JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) q.configuration_id
       LEFT JOIN m365.student AS st
              ON q.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) q.person_id
       LEFT JOIN m365.staff AS sf
-             ON q.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) q.person_id;
+             ON q.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) q.person_id
+    ) AS c;
     GET DIAGNOSTICS claimed = ROW_COUNT;
     IF claimed OPERATOR(pg_catalog.>) 0 THEN
         -- Temporary tables are never analysed by autovacuum.
@@ -103,58 +128,47 @@ BEGIN
 END
 $$;
 
--- Step 2: give every pending person of the batch a free name.
+-- Step 2: give every pending person of the batch a free name, into
+-- pg_temp.m365_generation_name.
 CREATE FUNCTION m365.generation_assign()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     levels integer;
     round  integer := 0;
 BEGIN
-    UPDATE pg_temp.m365_generation_batch SET outcome = 'had_username' WHERE has_username;
-    UPDATE pg_temp.m365_generation_batch SET outcome = 'not_needed'
-     WHERE outcome OPERATOR(pg_catalog.=) 'pending' AND NOT eligible;
-    UPDATE pg_temp.m365_generation_batch SET base = m365.make_username(formats[1], first_name, last_name)
-     WHERE outcome OPERATOR(pg_catalog.=) 'pending';
-    UPDATE pg_temp.m365_generation_batch
-       SET outcome = 'failed',
-           error = 'the official first and last name yield no username (nothing is left after transliteration to a-z, 0-9 and -)'
-     WHERE outcome OPERATOR(pg_catalog.=) 'pending' AND base IS NULL;
-
     -- The format, then each fallback format: a name nobody has, one winner per name.
     SELECT pg_catalog.max(pg_catalog.cardinality(formats)) INTO levels
       FROM pg_temp.m365_generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'pending';
     FOR level IN 1 .. coalesce(levels, 0) LOOP
-        WITH candidate AS (
-            SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at,
-                   CASE WHEN level OPERATOR(pg_catalog.=) 1 THEN b.base
-                        ELSE m365.make_username(b.formats[level], b.first_name, b.last_name) END AS name
-              FROM pg_temp.m365_generation_batch AS b
-             WHERE b.outcome OPERATOR(pg_catalog.=) 'pending' AND b.local_part IS NULL
-               AND pg_catalog.cardinality(b.formats) OPERATOR(pg_catalog.>=) level
-        ), winner AS (
-            SELECT DISTINCT ON (c.configuration_id, c.name) c.*
-              FROM candidate AS c
-             WHERE c.name IS NOT NULL
-               AND NOT EXISTS (SELECT FROM m365.issued_username AS i
-                                WHERE i.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
-                                  AND i.local_part OPERATOR(pg_catalog.=) c.name)
-               AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
-                                WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
-                                  AND r.local_part OPERATOR(pg_catalog.=) c.name)
-               AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_batch AS o
-                                WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
-                                  AND o.local_part OPERATOR(pg_catalog.=) c.name)
-             ORDER BY c.configuration_id, c.name, c.queued_at, c.person_kind, c.person_id
-        )
-        UPDATE pg_temp.m365_generation_batch AS b
-           SET local_part = w.name, issued_base = w.name, suffix = 1
-          FROM winner AS w
-         WHERE b.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
-           AND b.person_kind OPERATOR(pg_catalog.=) w.person_kind
-           AND b.person_id OPERATOR(pg_catalog.=) w.person_id;
+        INSERT INTO pg_temp.m365_generation_name
+               (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
+        SELECT DISTINCT ON (c.configuration_id, c.name)
+               c.configuration_id, c.person_kind, c.person_id, c.name, c.name, 1
+          FROM (SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at,
+                       CASE WHEN level OPERATOR(pg_catalog.=) 1 THEN b.base
+                            ELSE m365.make_username(b.formats[level], b.first_name, b.last_name) END AS name
+                  FROM pg_temp.m365_generation_batch AS b
+                 WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
+                   AND pg_catalog.cardinality(b.formats) OPERATOR(pg_catalog.>=) level
+                   AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_name AS g
+                                    WHERE g.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
+                                      AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
+                                      AND g.person_id OPERATOR(pg_catalog.=) b.person_id)) AS c
+         WHERE c.name IS NOT NULL
+           AND NOT EXISTS (SELECT FROM m365.issued_username AS i
+                            WHERE i.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                              AND i.local_part OPERATOR(pg_catalog.=) c.name)
+           AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
+                            WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                              AND r.local_part OPERATOR(pg_catalog.=) c.name)
+           AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_name AS o
+                            WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                              AND o.local_part OPERATOR(pg_catalog.=) c.name)
+         ORDER BY c.configuration_id, c.name, c.queued_at, c.person_kind, c.person_id;
     END LOOP;
 
     -- Numeric suffixes on the format's name: base2, base3, ... Each base has a
@@ -162,9 +176,17 @@ BEGIN
     -- moves past every window it has probed, so 10,000 people with one name
     -- cost a few windows, not 10,000 searches from base2.
     LOOP
-        PERFORM FROM pg_temp.m365_generation_batch
-          WHERE outcome OPERATOR(pg_catalog.=) 'pending' AND local_part IS NULL
-          LIMIT 1;
+        TRUNCATE pg_temp.m365_generation_waiting;
+        INSERT INTO pg_temp.m365_generation_waiting
+        SELECT b.configuration_id, b.person_kind, b.person_id, b.base,
+               pg_catalog.row_number() OVER (PARTITION BY b.configuration_id, b.base
+                                             ORDER BY b.queued_at, b.person_kind, b.person_id)
+          FROM pg_temp.m365_generation_batch AS b
+         WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
+           AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_name AS g
+                            WHERE g.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
+                              AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
+                              AND g.person_id OPERATOR(pg_catalog.=) b.person_id);
         EXIT WHEN NOT FOUND;
         round := round OPERATOR(pg_catalog.+) 1;
         IF round OPERATOR(pg_catalog.>) 1000 THEN
@@ -177,19 +199,14 @@ BEGIN
                pg_catalog.int8larger(coalesce((SELECT pg_catalog.max(i.suffix) FROM m365.issued_username AS i
                                                 WHERE i.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
                                                   AND i.base OPERATOR(pg_catalog.=) g.base), 1), 1) OPERATOR(pg_catalog.+) 1
-          FROM (SELECT DISTINCT b.configuration_id, b.base FROM pg_temp.m365_generation_batch AS b
-                 WHERE b.outcome OPERATOR(pg_catalog.=) 'pending' AND b.local_part IS NULL) AS g
+          FROM (SELECT DISTINCT w.configuration_id, w.base FROM pg_temp.m365_generation_waiting AS w) AS g
         ON CONFLICT DO NOTHING;
 
-        WITH need AS (
-            SELECT b.configuration_id, b.base, pg_catalog.count(*) AS k
-              FROM pg_temp.m365_generation_batch AS b
-             WHERE b.outcome OPERATOR(pg_catalog.=) 'pending' AND b.local_part IS NULL
-             GROUP BY b.configuration_id, b.base
-        ), window_ AS (
+        WITH window_ AS (
             SELECT n.configuration_id, n.base, cur.next_suffix AS lo,
                    cur.next_suffix OPERATOR(pg_catalog.+) n.k OPERATOR(pg_catalog.+) 16 AS hi
-              FROM need AS n
+              FROM (SELECT w.configuration_id, w.base, pg_catalog.count(*) AS k
+                      FROM pg_temp.m365_generation_waiting AS w GROUP BY w.configuration_id, w.base) AS n
               JOIN pg_temp.m365_generation_cursor AS cur
                 ON cur.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
                AND cur.base OPERATOR(pg_catalog.=) n.base
@@ -198,43 +215,39 @@ BEGIN
               FROM window_ AS w
              WHERE cur.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
                AND cur.base OPERATOR(pg_catalog.=) w.base
-        ), candidate AS (
-            SELECT w.configuration_id, w.base, s AS suffix, m365.username_with_suffix(w.base, s) AS name
-              FROM window_ AS w, pg_catalog.generate_series(w.lo, w.hi OPERATOR(pg_catalog.-) 1) AS s
         ), free AS (
             -- One base per name (two bases can meet after cutting to 64 characters).
             SELECT DISTINCT ON (c.configuration_id, c.name) c.*
-              FROM candidate AS c
+              FROM (SELECT w.configuration_id, w.base, s AS suffix, m365.username_with_suffix(w.base, s) AS name
+                      FROM window_ AS w, pg_catalog.generate_series(w.lo, w.hi OPERATOR(pg_catalog.-) 1) AS s) AS c
              WHERE NOT EXISTS (SELECT FROM m365.issued_username AS i
                                 WHERE i.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                                   AND i.local_part OPERATOR(pg_catalog.=) c.name)
                AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
                                 WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                                   AND r.local_part OPERATOR(pg_catalog.=) c.name)
-               AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_batch AS o
+               AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_name AS o
                                 WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                                   AND o.local_part OPERATOR(pg_catalog.=) c.name)
              ORDER BY c.configuration_id, c.name, c.base
-        ), ranked_free AS (
-            SELECT f.*, pg_catalog.row_number() OVER (PARTITION BY f.configuration_id, f.base ORDER BY f.suffix) AS rn
+        ), free_by_base AS (
+            -- Each base's free names in suffix order; the n-th person takes the n-th.
+            -- (A join on the rank would pair every person with every name of a
+            -- popular base: quadratic.)
+            SELECT f.configuration_id, f.base,
+                   pg_catalog.array_agg(f.name ORDER BY f.suffix) AS names,
+                   pg_catalog.array_agg(f.suffix ORDER BY f.suffix) AS suffixes
               FROM free AS f
-        ), ranked_people AS (
-            SELECT b.configuration_id, b.person_kind, b.person_id, b.base,
-                   pg_catalog.row_number() OVER (PARTITION BY b.configuration_id, b.base
-                                                 ORDER BY b.queued_at, b.person_kind, b.person_id) AS rn
-              FROM pg_temp.m365_generation_batch AS b
-             WHERE b.outcome OPERATOR(pg_catalog.=) 'pending' AND b.local_part IS NULL
+             GROUP BY f.configuration_id, f.base
         )
-        UPDATE pg_temp.m365_generation_batch AS b
-           SET local_part = f.name, issued_base = f.base, suffix = f.suffix
-          FROM ranked_people AS p
-          JOIN ranked_free AS f
-            ON f.configuration_id OPERATOR(pg_catalog.=) p.configuration_id
-           AND f.base OPERATOR(pg_catalog.=) p.base
-           AND f.rn OPERATOR(pg_catalog.=) p.rn
-         WHERE b.configuration_id OPERATOR(pg_catalog.=) p.configuration_id
-           AND b.person_kind OPERATOR(pg_catalog.=) p.person_kind
-           AND b.person_id OPERATOR(pg_catalog.=) p.person_id;
+        INSERT INTO pg_temp.m365_generation_name
+               (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
+        SELECT w.configuration_id, w.person_kind, w.person_id, fb.names[w.rn], w.base, fb.suffixes[w.rn]
+          FROM pg_temp.m365_generation_waiting AS w
+          JOIN free_by_base AS fb
+            ON fb.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
+           AND fb.base OPERATOR(pg_catalog.=) w.base
+         WHERE w.rn OPERATOR(pg_catalog.<=) pg_catalog.cardinality(fb.names);
     END LOOP;
 END
 $$;
@@ -246,6 +259,7 @@ CREATE FUNCTION m365.generation_store_one_by_one()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     person record;
@@ -271,7 +285,7 @@ BEGIN
             INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
             VALUES (person.configuration_id, person.person_kind, person.person_id,
                     CASE WHEN person.domain IS NULL THEN chosen ELSE chosen OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) person.domain END);
-            UPDATE pg_temp.m365_generation_batch SET outcome = 'created', local_part = chosen
+            UPDATE pg_temp.m365_generation_batch SET outcome = 'created'
              WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
                AND person_kind OPERATOR(pg_catalog.=) person.person_kind
                AND person_id OPERATOR(pg_catalog.=) person.person_id;
@@ -291,24 +305,29 @@ CREATE FUNCTION m365.generation_store()
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     created integer;
 BEGIN
     BEGIN
         INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id, base, suffix)
-        SELECT b.configuration_id, b.local_part, b.person_kind, b.person_id, b.issued_base, b.suffix
-          FROM pg_temp.m365_generation_batch AS b
-         WHERE b.outcome OPERATOR(pg_catalog.=) 'pending';
+        SELECT g.configuration_id, g.local_part, g.person_kind, g.person_id, g.issued_base, g.suffix
+          FROM pg_temp.m365_generation_name AS g;
         INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
-        SELECT b.configuration_id, b.person_kind, b.person_id,
-               CASE WHEN b.domain IS NULL THEN b.local_part
-                    ELSE b.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END
-          FROM pg_temp.m365_generation_batch AS b
-         WHERE b.outcome OPERATOR(pg_catalog.=) 'pending';
-        UPDATE pg_temp.m365_generation_batch SET outcome = 'created' WHERE outcome OPERATOR(pg_catalog.=) 'pending';
+        SELECT g.configuration_id, g.person_kind, g.person_id,
+               CASE WHEN b.domain IS NULL THEN g.local_part
+                    ELSE g.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END
+          FROM pg_temp.m365_generation_name AS g
+          JOIN pg_temp.m365_generation_batch AS b
+            ON b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
+           AND b.person_kind OPERATOR(pg_catalog.=) g.person_kind
+           AND b.person_id OPERATOR(pg_catalog.=) g.person_id;
+        GET DIAGNOSTICS created = ROW_COUNT;
     EXCEPTION WHEN OTHERS THEN
         PERFORM m365.generation_store_one_by_one();
+        SELECT pg_catalog.count(*) INTO created
+          FROM pg_temp.m365_generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'created';
     END;
 
     DELETE FROM m365.username_queue AS q
@@ -324,9 +343,6 @@ BEGIN
        AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
        AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
        AND q.person_id OPERATOR(pg_catalog.=) b.person_id;
-
-    SELECT pg_catalog.count(*) INTO created
-      FROM pg_temp.m365_generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'created';
     RETURN created;
 END
 $$;
@@ -335,6 +351,7 @@ CREATE FUNCTION m365.generate_usernames(max_count integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     chunk_size constant integer := 50000;
