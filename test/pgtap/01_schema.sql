@@ -1,6 +1,6 @@
 -- The extension's objects: schema, tables, keys, functions and their properties.
 BEGIN;
-SELECT plan(38);
+SELECT plan(72);
 
 SELECT has_extension('m365_usernames');
 SELECT has_schema('m365');
@@ -8,9 +8,9 @@ SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'm365_usernam
 SELECT isnt(obj_description((SELECT oid FROM pg_extension WHERE extname = 'm365_usernames'), 'pg_extension'), NULL,
             'the extension has a comment for \dx');
 
-SELECT has_table('m365', t, 'table m365.' || t) FROM unnest('{configuration,username,issued_username,reserved_username}'::text[]) AS t;
+SELECT has_table('m365', t, 'table m365.' || t) FROM unnest('{configuration,username,issued_username,reserved_username,school,location,student,class,enrolment,staff,staff_school,class_teacher,username_queue}'::text[]) AS t;
 SELECT isnt(obj_description(('m365.' || t)::regclass, 'pg_class'), NULL, 'm365.' || t || ' has a comment')
-  FROM unnest('{configuration,username,issued_username,reserved_username}'::text[]) AS t;
+  FROM unnest('{configuration,username,issued_username,reserved_username,school,location,student,class,enrolment,staff,staff_school,class_teacher,username_queue}'::text[]) AS t;
 
 SELECT col_is_pk('m365', 'configuration', 'id', 'configuration.id is the key');
 SELECT col_is_pk('m365', 'username', 'id', 'username.id is the key');
@@ -50,8 +50,34 @@ $$, 'every SQL and PL/pgSQL function pins search_path');
 SELECT set_eq($$
     SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'm365_usernames'
 $$, ARRAY['m365.configuration', 'm365.configuration_id_seq', 'm365.username', 'm365.username_id_seq',
-          'm365.issued_username', 'm365.reserved_username'],
+          'm365.issued_username', 'm365.reserved_username', 'm365.school', 'm365.location', 'm365.student',
+          'm365.class', 'm365.enrolment', 'm365.staff', 'm365.staff_school', 'm365.class_teacher',
+          'm365.username_queue'],
    'the tables holding user data are dumped by pg_dump');
+
+-- School data keys and rules.
+SELECT col_is_pk('m365', t, 'id', 'm365.' || t || '.id is the application''s key')
+  FROM unnest('{school,location,student,class,enrolment,staff}'::text[]) AS t;
+SELECT col_is_pk('m365', 'username_queue', ARRAY['configuration_id', 'person_kind', 'person_id'], 'one queue entry per person and configuration');
+SELECT fk_ok('m365', 'enrolment', ARRAY['class_id', 'location_id'], 'm365', 'class', ARRAY['id', 'location_id']);
+SELECT has_check('m365', 'enrolment', 'an enrolment''s end is checked against its start');
+
+-- The job, its schedule, and its removal with the extension.
+SELECT function_returns('m365', 'generate_usernames', ARRAY['integer'], 'integer');
+SELECT is((SELECT evtevent FROM pg_event_trigger WHERE evtname = 'm365_usernames_before_drop'), 'ddl_command_start',
+          'an event trigger removes the jobs on DROP EXTENSION');
+SELECT is_empty($$ SELECT p.oid::regprocedure FROM pg_proc p WHERE p.proname LIKE 'generation\_%'
+                     AND p.pronamespace = 'm365'::regnamespace AND has_function_privilege('public', p.oid, 'EXECUTE') $$,
+                'the job''s internal steps are not executable by PUBLIC');
+
+-- What CREATE and DROP EXTENSION do to pg_cron, inside this transaction.
+SELECT lives_ok('DROP EXTENSION m365_usernames CASCADE', 'DROP EXTENSION');
+SELECT is_empty($$ SELECT FROM cron.job WHERE jobname LIKE 'm365\_%' AND database = current_database() $$,
+                'DROP EXTENSION removed the jobs');
+SELECT lives_ok('CREATE EXTENSION m365_usernames', 'CREATE EXTENSION again');
+SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_generate_usernames' AND database = current_database() $$,
+                  $$ VALUES ('*/15 * * * *'::text, 'SELECT m365.generate_usernames()'::text) $$,
+                  'CREATE EXTENSION scheduled the job every 15 minutes');
 
 SELECT * FROM finish();
 ROLLBACK;
