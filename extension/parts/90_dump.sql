@@ -18,3 +18,5 @@ SELECT pg_catalog.pg_extension_config_dump('m365.staff', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.staff_school', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.class_teacher', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.username_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.username_history', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.username_history_id_seq', '');

@@ -1,6 +1,6 @@
 -- The extension's objects: schema, tables, keys, functions and their properties.
 BEGIN;
-SELECT plan(72);
+SELECT plan(76);
 
 SELECT has_extension('m365_usernames');
 SELECT has_schema('m365');
@@ -8,9 +8,9 @@ SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'm365_usernam
 SELECT isnt(obj_description((SELECT oid FROM pg_extension WHERE extname = 'm365_usernames'), 'pg_extension'), NULL,
             'the extension has a comment for \dx');
 
-SELECT has_table('m365', t, 'table m365.' || t) FROM unnest('{configuration,username,issued_username,reserved_username,school,location,student,class,enrolment,staff,staff_school,class_teacher,username_queue}'::text[]) AS t;
+SELECT has_table('m365', t, 'table m365.' || t) FROM unnest('{configuration,username,issued_username,reserved_username,school,location,student,class,enrolment,staff,staff_school,class_teacher,username_queue,username_history,message}'::text[]) AS t;
 SELECT isnt(obj_description(('m365.' || t)::regclass, 'pg_class'), NULL, 'm365.' || t || ' has a comment')
-  FROM unnest('{configuration,username,issued_username,reserved_username,school,location,student,class,enrolment,staff,staff_school,class_teacher,username_queue}'::text[]) AS t;
+  FROM unnest('{configuration,username,issued_username,reserved_username,school,location,student,class,enrolment,staff,staff_school,class_teacher,username_queue,username_history,message}'::text[]) AS t;
 
 SELECT col_is_pk('m365', 'configuration', 'id', 'configuration.id is the key');
 SELECT col_is_pk('m365', 'username', 'id', 'username.id is the key');
@@ -52,7 +52,7 @@ SELECT set_eq($$
 $$, ARRAY['m365.configuration', 'm365.configuration_id_seq', 'm365.username', 'm365.username_id_seq',
           'm365.issued_username', 'm365.reserved_username', 'm365.school', 'm365.location', 'm365.student',
           'm365.class', 'm365.enrolment', 'm365.staff', 'm365.staff_school', 'm365.class_teacher',
-          'm365.username_queue'],
+          'm365.username_queue', 'm365.username_history', 'm365.username_history_id_seq'],
    'the tables holding user data are dumped by pg_dump');
 
 -- School data keys and rules.

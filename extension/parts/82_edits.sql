@@ -1,0 +1,220 @@
+--------------------------------------------------------------------------------
+-- Editing usernames and sync flags, audited.
+--------------------------------------------------------------------------------
+
+-- Every change of a username or its sync flag, whoever makes it.
+CREATE TABLE m365.username_history (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    username_id      bigint NOT NULL,
+    configuration_id bigint NOT NULL,
+    person_kind      text NOT NULL,
+    person_id        bigint NOT NULL,
+    changed_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    changed_by       name NOT NULL DEFAULT CURRENT_USER,
+    -- The application's own user, when it says so: SET m365.app_user = '...'.
+    app_user         text DEFAULT NULLIF(pg_catalog.current_setting('m365.app_user', true), ''),
+    field            text NOT NULL CONSTRAINT username_history_field_known CHECK (field OPERATOR(pg_catalog.=) ANY ('{username,sync}'::text[])),
+    old_value        text,
+    new_value        text
+);
+CREATE INDEX username_history_username ON m365.username_history (username_id, changed_at);
+COMMENT ON TABLE m365.username_history IS
+'Audit: every change of a username or sync flag, with the database user and the application user (m365.app_user)';
+
+CREATE FUNCTION m365.username_audit()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    INSERT INTO m365.username_history (username_id, configuration_id, person_kind, person_id, changed_by, field,
+                                       old_value, new_value)
+    SELECT n.id, n.configuration_id, n.person_kind, n.person_id, SESSION_USER, c.field, c.old_value, c.new_value
+      FROM new_rows AS n
+      JOIN old_rows AS o ON o.id OPERATOR(pg_catalog.=) n.id
+     CROSS JOIN LATERAL (VALUES ('username', o.username, n.username),
+                                ('sync', o.sync::text, n.sync::text)) AS c(field, old_value, new_value)
+     WHERE c.old_value IS DISTINCT FROM c.new_value;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER username_audit
+    AFTER UPDATE ON m365.username
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.username_audit();
+
+-- Raises one of the messages of the procedure, with its own SQLSTATE.
+CREATE FUNCTION m365.raise_message(sqlstate text, code text, username text DEFAULT NULL, reason text DEFAULT NULL,
+                                   detail text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF detail IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = m365.message(code, username, reason);
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = m365.message(code, username, reason), DETAIL = detail;
+END
+$$;
+
+-- Validates and saves a username typed by an administrator; returns the row.
+CREATE FUNCTION m365.set_username(username_id bigint, new_username text)
+RETURNS m365.username
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typed    text := coalesce(new_username, '');
+    wanted   text := pg_catalog.btrim(coalesce(new_username, ''), E' \t\r\n');
+    local    text;
+    domain   text;
+    current  m365.username;
+    config   m365.configuration;
+    saved    m365.username;
+    sets_domain boolean;
+BEGIN
+    IF wanted OPERATOR(pg_catalog.=) '' THEN
+        PERFORM m365.raise_message('M3U01', 'username_empty', typed);
+    END IF;
+    IF NOT m365.username_is_valid(wanted) THEN
+        PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL, m365.username_problem(wanted));
+    END IF;
+    local := pg_catalog.lower(pg_catalog.split_part(wanted, '@', 1));
+    domain := NULLIF(pg_catalog.lower(pg_catalog.split_part(wanted, '@', 2)), '');
+
+    SELECT * INTO current FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) set_username.username_id FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM m365.raise_message('M3U05', 'username_not_saved', wanted,
+                                   m365.message('unknown_username_id', NULL, coalesce(username_id::text, 'NULL')));
+    END IF;
+    SELECT * INTO config FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) current.configuration_id;
+
+    IF domain IS NOT NULL THEN
+        -- A domain only where the configuration sets one for this kind of person.
+        sets_domain := CASE current.person_kind
+            WHEN 'student' THEN EXISTS (SELECT FROM m365.location AS l
+                                         WHERE l.configuration_id OPERATOR(pg_catalog.=) config.id
+                                           AND l.student_domain IS NOT NULL)
+            ELSE EXISTS (SELECT FROM m365.school AS s
+                          WHERE s.configuration_id OPERATOR(pg_catalog.=) config.id
+                            AND s.staff_domain IS NOT NULL)
+        END;
+        IF NOT sets_domain THEN
+            PERFORM m365.raise_message('M3U04', 'domain_not_allowed', wanted);
+        END IF;
+        IF pg_catalog.cardinality(config.accepted_domains) OPERATOR(pg_catalog.>) 0
+           AND NOT domain OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.lower(d) FROM pg_catalog.unnest(config.accepted_domains) AS d) THEN
+            PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL,
+                                       m365.message('domain_not_accepted', NULL, domain));
+        END IF;
+    END IF;
+
+    -- In use: by another username, issued before to someone else, or reserved.
+    IF EXISTS (SELECT FROM m365.username AS u
+                WHERE u.configuration_id OPERATOR(pg_catalog.=) config.id
+                  AND u.local_part OPERATOR(pg_catalog.=) local
+                  AND u.id OPERATOR(pg_catalog.<>) current.id)
+       OR EXISTS (SELECT FROM m365.issued_username AS i
+                   WHERE i.configuration_id OPERATOR(pg_catalog.=) config.id
+                     AND i.local_part OPERATOR(pg_catalog.=) local
+                     AND (i.person_kind, i.person_id) OPERATOR(pg_catalog.<>) (current.person_kind, current.person_id))
+       OR EXISTS (SELECT FROM m365.reserved_username AS r
+                   WHERE r.configuration_id OPERATOR(pg_catalog.=) config.id
+                     AND r.local_part OPERATOR(pg_catalog.=) local) THEN
+        PERFORM m365.raise_message('M3U03', 'username_in_use', wanted);
+    END IF;
+
+    BEGIN
+        UPDATE m365.username AS u
+           SET username = CASE WHEN domain IS NULL THEN local
+                               ELSE local OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) domain END
+         WHERE u.id OPERATOR(pg_catalog.=) current.id
+        RETURNING * INTO saved;
+    EXCEPTION
+        -- A concurrent session took the name between the check and the update.
+        WHEN unique_violation THEN
+            PERFORM m365.raise_message('M3U03', 'username_in_use', wanted, NULL, SQLERRM);
+        WHEN OTHERS THEN
+            PERFORM m365.raise_message('M3U05', 'username_not_saved', wanted, SQLERRM);
+    END;
+    RETURN saved;
+END
+$$;
+COMMENT ON FUNCTION m365.set_username(bigint, text) IS
+'Validates and saves a username typed by an administrator (trimmed, local part in lower case); errors M3U01-M3U05 in the language of m365.language';
+
+-- Sets the sync flag of the given usernames; returns how many changed.
+CREATE FUNCTION m365.set_sync(username_ids bigint[], value boolean)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed integer;
+    unknown bigint[];
+BEGIN
+    IF value IS NULL OR username_ids IS NULL THEN
+        PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, 'the flag and the list of ids must not be NULL');
+    END IF;
+    SELECT pg_catalog.array_agg(i) INTO unknown
+      FROM pg_catalog.unnest(username_ids) AS i
+     WHERE NOT EXISTS (SELECT FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) i);
+    IF unknown IS NOT NULL THEN
+        PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, 'unknown username ids: ' OPERATOR(pg_catalog.||) unknown::text);
+    END IF;
+    BEGIN
+        UPDATE m365.username AS u SET sync = value
+         WHERE u.id OPERATOR(pg_catalog.=) ANY (username_ids)
+           AND u.sync OPERATOR(pg_catalog.<>) value;
+        GET DIAGNOSTICS changed = ROW_COUNT;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, SQLERRM);
+    END;
+    RETURN changed;
+END
+$$;
+COMMENT ON FUNCTION m365.set_sync(bigint[], boolean) IS
+'Sets the sync flag of these usernames; returns how many changed; failures raise M3S01 (Opslaan sync mislukt)';
+
+-- The same for every username of a location's (or school's) list on a date,
+-- optionally only those whose username or name contains `filter`.
+CREATE FUNCTION m365.set_location_sync(location_id bigint, value boolean, filter text DEFAULT NULL,
+                                       on_date date DEFAULT CURRENT_DATE)
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m365.set_sync(coalesce(pg_catalog.array_agg(l.username_id), '{}'), value)
+      FROM m365.student_usernames(location_id, on_date) AS l
+     WHERE filter IS NULL
+        OR pg_catalog.strpos(pg_catalog.lower(l.username OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) l.first_name
+                                              OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) l.last_name),
+                             pg_catalog.lower(filter)) OPERATOR(pg_catalog.>) 0
+$$;
+COMMENT ON FUNCTION m365.set_location_sync(bigint, boolean, text, date) IS
+'Sets the sync flag of every student username listed for a location (optionally filtered by text); returns how many changed';
+
+CREATE FUNCTION m365.set_school_sync(school_id bigint, value boolean, filter text DEFAULT NULL,
+                                     on_date date DEFAULT CURRENT_DATE)
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m365.set_sync(coalesce(pg_catalog.array_agg(l.username_id), '{}'), value)
+      FROM m365.staff_usernames(school_id, on_date) AS l
+     WHERE filter IS NULL
+        OR pg_catalog.strpos(pg_catalog.lower(l.username OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) l.first_name
+                                              OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) l.last_name),
+                             pg_catalog.lower(filter)) OPERATOR(pg_catalog.>) 0
+$$;
+COMMENT ON FUNCTION m365.set_school_sync(bigint, boolean, text, date) IS
+'Sets the sync flag of every staff username listed for a school (optionally filtered by text); returns how many changed';
+

@@ -1,0 +1,179 @@
+--------------------------------------------------------------------------------
+-- Diagnostics: why is this person not (yet) in the list, or in Microsoft 365?
+-- The rows of the procedure's troubleshooting table that apply, in the
+-- language of m365.language.
+--------------------------------------------------------------------------------
+
+-- When pg_cron will next run the generation job, if it is scheduled here
+-- every 15 minutes (NULL otherwise).
+CREATE FUNCTION m365.next_generation_run()
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    scheduled boolean := false;
+BEGIN
+    IF m365.pg_cron_is_here() THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM cron.job WHERE jobname = $1 AND schedule = $2 AND active)'
+           INTO scheduled USING 'm365_generate_usernames', '*/15 * * * *';
+    END IF;
+    IF NOT scheduled THEN
+        RETURN NULL;
+    END IF;
+    RETURN pg_catalog.date_trunc('hour', pg_catalog.now())
+           OPERATOR(pg_catalog.+) pg_catalog.make_interval(mins =>
+               (pg_catalog.floor(pg_catalog.date_part('minute', pg_catalog.now()) OPERATOR(pg_catalog./) 15)::integer
+                OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.*) 15);
+END
+$$;
+
+-- Shared by both diagnoses: a person's username and queue state.
+CREATE FUNCTION m365.diagnose_generation(configuration_id bigint, person_kind text, person_id bigint)
+RETURNS TABLE (code text, message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    entry m365.username_queue;
+    next_run timestamptz;
+BEGIN
+    IF EXISTS (SELECT FROM m365.username AS u
+                WHERE u.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
+                  AND u.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
+                  AND u.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id) THEN
+        RETURN;
+    END IF;
+    SELECT * INTO entry FROM m365.username_queue AS q
+     WHERE q.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
+       AND q.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
+       AND q.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'not_queued', m365.message('not_queued');
+    ELSIF entry.last_error IS NOT NULL THEN
+        RETURN QUERY SELECT 'generation_failed', m365.message('generation_failed', NULL, entry.last_error);
+    ELSE
+        next_run := m365.next_generation_run();
+        RETURN QUERY SELECT 'queued', m365.message('queued', NULL,
+            pg_catalog.to_char(entry.queued_at, 'YYYY-MM-DD HH24:MI')
+            OPERATOR(pg_catalog.||) coalesce(' (' OPERATOR(pg_catalog.||) pg_catalog.to_char(next_run, 'HH24:MI')
+                                             OPERATOR(pg_catalog.||) ')', ''));
+    END IF;
+END
+$$;
+
+CREATE FUNCTION m365.diagnose_student(student_id bigint, location_id bigint, on_date date DEFAULT CURRENT_DATE)
+RETURNS TABLE (code text, message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    loc      m365.location;
+    d        date := coalesce(on_date, CURRENT_DATE);
+    listed   record;
+    upcoming date;
+    ended    date;
+BEGIN
+    SELECT * INTO loc FROM m365.location AS l WHERE l.id OPERATOR(pg_catalog.=) diagnose_student.location_id;
+    IF NOT FOUND OR loc.configuration_id IS NULL THEN
+        RETURN QUERY SELECT 'no_configuration', m365.message('no_configuration');
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM m365.diagnose_generation(loc.configuration_id, 'student', student_id);
+
+    SELECT * INTO listed FROM m365.student_usernames(loc.id, d) AS s WHERE s.student_id OPERATOR(pg_catalog.=) diagnose_student.student_id;
+    IF NOT FOUND THEN
+        SELECT pg_catalog.min(e.start_date) INTO upcoming FROM m365.enrolment AS e
+         WHERE e.student_id OPERATOR(pg_catalog.=) diagnose_student.student_id
+           AND e.location_id OPERATOR(pg_catalog.=) loc.id AND e.start_date OPERATOR(pg_catalog.>) d;
+        SELECT pg_catalog.max(e.end_date) INTO ended FROM m365.enrolment AS e
+         WHERE e.student_id OPERATOR(pg_catalog.=) diagnose_student.student_id
+           AND e.location_id OPERATOR(pg_catalog.=) loc.id AND e.end_date OPERATOR(pg_catalog.<) d;
+        IF upcoming IS NOT NULL THEN
+            RETURN QUERY SELECT 'enrolment_in_future', m365.message('enrolment_in_future', NULL, upcoming::text);
+        END IF;
+        IF ended IS NOT NULL AND m365.school_year(ended) OPERATOR(pg_catalog.=) m365.school_year(d) THEN
+            RETURN QUERY SELECT 'enrolment_ended', m365.message('enrolment_ended', NULL, ended::text);
+        END IF;
+        -- No enrolment overlapping this school year (1 September - 30 June).
+        IF NOT EXISTS (SELECT FROM m365.enrolment AS e
+                        WHERE e.student_id OPERATOR(pg_catalog.=) diagnose_student.student_id
+                          AND e.location_id OPERATOR(pg_catalog.=) loc.id
+                          AND e.start_date OPERATOR(pg_catalog.<=) pg_catalog.make_date(m365.school_year(d) OPERATOR(pg_catalog.+) 1, 6, 30)
+                          AND (e.end_date IS NULL
+                               OR e.end_date OPERATOR(pg_catalog.>=) pg_catalog.make_date(m365.school_year(d), 9, 1))) THEN
+            RETURN QUERY SELECT 'no_enrolment_this_school_year',
+                                m365.message('no_enrolment_this_school_year', NULL,
+                                             m365.school_year(d)::text OPERATOR(pg_catalog.||) '-'
+                                             OPERATOR(pg_catalog.||) (m365.school_year(d) OPERATOR(pg_catalog.+) 1)::text);
+        END IF;
+        RETURN;
+    END IF;
+
+    -- Listed: what keeps the username from Microsoft 365?
+    IF NOT listed.sync THEN
+        RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
+    END IF;
+    IF listed.domain IS NULL THEN
+        RETURN QUERY SELECT 'no_domain', m365.message('no_domain');
+    END IF;
+    IF NOT EXISTS (SELECT FROM m365.student_usernames(loc.id, d) AS s WHERE s.sync) THEN
+        RETURN QUERY SELECT 'no_synced_user_in_location', m365.message('no_synced_user_in_location');
+    END IF;
+    IF listed.sync AND listed.domain IS NOT NULL THEN
+        RETURN QUERY SELECT 'listed_and_synced', m365.message('listed_and_synced');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION m365.diagnose_student(bigint, bigint, date) IS
+'Why a student is not (yet) in a location''s list or in Microsoft 365: the reasons that apply, as (code, message)';
+
+CREATE FUNCTION m365.diagnose_staff(staff_id bigint, school_id bigint, on_date date DEFAULT CURRENT_DATE)
+RETURNS TABLE (code text, message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sch    m365.school;
+    person m365.staff;
+    d      date := coalesce(on_date, CURRENT_DATE);
+    listed record;
+BEGIN
+    SELECT * INTO sch FROM m365.school AS s WHERE s.id OPERATOR(pg_catalog.=) diagnose_staff.school_id;
+    IF NOT FOUND OR sch.configuration_id IS NULL THEN
+        RETURN QUERY SELECT 'no_configuration', m365.message('no_configuration');
+        RETURN;
+    END IF;
+    SELECT * INTO person FROM m365.staff AS s WHERE s.id OPERATOR(pg_catalog.=) diagnose_staff.staff_id;
+    IF NOT EXISTS (SELECT FROM m365.staff_school AS ss
+                    WHERE ss.staff_id OPERATOR(pg_catalog.=) diagnose_staff.staff_id
+                      AND ss.school_id OPERATOR(pg_catalog.=) sch.id) THEN
+        RETURN QUERY SELECT 'not_linked_to_school', m365.message('not_linked_to_school');
+        RETURN;
+    END IF;
+    IF NOT person.active THEN
+        IF m365.staff_is_listed(person.active, person.inactive_since, d) THEN
+            RETURN QUERY SELECT 'inactive_listed', m365.message('inactive_listed', NULL, person.inactive_since::text);
+        ELSE
+            RETURN QUERY SELECT 'inactive_not_listed', m365.message('inactive_not_listed', NULL, person.inactive_since::text);
+        END IF;
+    END IF;
+    RETURN QUERY SELECT * FROM m365.diagnose_generation(sch.configuration_id, 'staff', staff_id);
+
+    SELECT * INTO listed FROM m365.staff_usernames(sch.id, d) AS s WHERE s.staff_id OPERATOR(pg_catalog.=) diagnose_staff.staff_id;
+    IF FOUND AND person.active THEN
+        IF NOT listed.sync THEN
+            RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
+        END IF;
+        IF listed.domain IS NULL THEN
+            RETURN QUERY SELECT 'no_domain', m365.message('no_domain');
+        END IF;
+        IF listed.sync AND listed.domain IS NOT NULL THEN
+            RETURN QUERY SELECT 'listed_and_synced', m365.message('listed_and_synced');
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION m365.diagnose_staff(bigint, bigint, date) IS
+'Why a staff member is not (yet) in a school''s list or in Microsoft 365: the reasons that apply, as (code, message)';
+
