@@ -9,7 +9,8 @@ RETURNS TABLE (job_name text, schedule text, command text)
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    VALUES ('m365_generate_usernames', '*/15 * * * *', 'SELECT m365.generate_usernames()')
+    VALUES ('m365_generate_usernames', '*/15 * * * *', 'SELECT m365.generate_usernames()'),
+           ('m365_sds_snapshot', '0 */12 * * *', 'SELECT m365.take_sds_snapshots()')
 $$;
 COMMENT ON FUNCTION m365.job_definitions() IS 'The pg_cron jobs of m365_usernames: name, schedule and command';
 

@@ -17,6 +17,10 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'm365_admin') THEN
         CREATE ROLE m365_admin NOLOGIN;
     END IF;
+    -- The group of every SDS reader role: the grants of the feed live here.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'm365_sds_reader') THEN
+        CREATE ROLE m365_sds_reader NOLOGIN;
+    END IF;
 END
 $roles$;
 GRANT m365_app TO m365_admin;
@@ -73,4 +77,16 @@ GRANT EXECUTE ON FUNCTION
     m365.diagnose_generation(bigint, text, bigint), m365.preview_format(bigint, text)
   TO m365_app;
 GRANT EXECUTE ON FUNCTION m365.generate_usernames(integer), m365.schedule_jobs(), m365.unschedule_jobs() TO m365_admin;
+
+-- The SDS feed: readers read its views, and nothing else of the extension.
+GRANT USAGE ON SCHEMA m365_sds TO m365_sds_reader, m365_admin;
+GRANT SELECT ON ALL TABLES IN SCHEMA m365_sds TO m365_sds_reader, m365_admin;
+GRANT SELECT ON m365.sds_reader TO m365_admin;
+ALTER FUNCTION m365.create_sds_reader(name, bigint) SECURITY DEFINER;
+REVOKE ALL ON FUNCTION m365.create_sds_reader(name, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION m365.create_sds_reader(name, bigint) TO m365_admin;
+ALTER FUNCTION m365.take_sds_snapshots() SECURITY DEFINER;
+REVOKE ALL ON FUNCTION m365.take_sds_snapshots() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION m365.take_sds_snapshots() TO m365_admin;
+GRANT SELECT ON m365.sds_snapshot, m365.sds_snapshot_user, m365.sds_snapshot_membership TO m365_admin;
 

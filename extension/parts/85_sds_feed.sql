@@ -1,0 +1,195 @@
+--------------------------------------------------------------------------------
+-- The sync feed: SDS v2.1 CSV files as views in schema m365_sds, one per file,
+-- columns named and ordered exactly as the file's header.
+--
+--   \copy (SELECT * FROM m365_sds.users) TO 'users.csv' CSV HEADER
+--
+-- Source ids never collide between kinds: student-<id>, staff-<id>,
+-- location-<id>, class-<id>, sy-<year the school year starts in>.
+--
+-- Which configuration: an SDS reader role (m365.create_sds_reader) sees its
+-- own; a member of m365_admin may choose one with SET m365.sds_configuration.
+-- Which day: today, or SET m365.sds_on_date = 'YYYY-MM-DD'.
+--------------------------------------------------------------------------------
+
+-- Owned by the extension, so that nobody can plant a view in it.
+CREATE SCHEMA m365_sds;
+COMMENT ON SCHEMA m365_sds IS 'The SDS v2.1 feed of m365_usernames: one view per CSV file';
+
+CREATE TABLE m365.sds_reader (
+    role_name        name PRIMARY KEY,
+    configuration_id bigint NOT NULL REFERENCES m365.configuration (id) ON DELETE CASCADE,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE m365.sds_reader IS 'The read-only SDS roles, each bound to one configuration';
+
+-- The configuration and day the feed is about, for whoever is asking.
+CREATE VIEW m365.sds_scope AS
+SELECT coalesce(
+           (SELECT r.configuration_id FROM m365.sds_reader AS r WHERE r.role_name OPERATOR(pg_catalog.=) CURRENT_USER),
+           CASE WHEN pg_catalog.pg_has_role(CURRENT_USER, 'm365_admin', 'MEMBER')
+                THEN NULLIF(pg_catalog.current_setting('m365.sds_configuration', true), '')::bigint END
+       ) AS configuration_id,
+       coalesce(NULLIF(pg_catalog.current_setting('m365.sds_on_date', true), '')::date, CURRENT_DATE) AS on_date;
+
+-- The users SDS gets, and the ones it cannot get (with the reason).
+CREATE VIEW m365.sds_user_candidate AS
+WITH scope AS (SELECT * FROM m365.sds_scope),
+student_enrolment AS (
+    -- The enrolment active today in a location of the configuration; the
+    -- latest started one when there are several.
+    SELECT DISTINCT ON (e.student_id) e.student_id, e.location_id, l.student_domain
+      FROM m365.enrolment AS e
+      JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+      JOIN scope ON l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+     WHERE e.start_date OPERATOR(pg_catalog.<=) scope.on_date
+       AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
+     ORDER BY e.student_id, e.start_date DESC, e.location_id
+)
+SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS person_kind, s.id AS person_id,
+       CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username
+            WHEN se.student_domain IS NOT NULL THEN u.username OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) se.student_domain
+       END AS username,
+       s.first_name, s.last_name
+  FROM scope
+  JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+                         AND u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.sync
+  JOIN m365.student AS s ON s.id OPERATOR(pg_catalog.=) u.person_id
+  JOIN student_enrolment AS se ON se.student_id OPERATOR(pg_catalog.=) s.id
+UNION ALL
+SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
+       CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username END,
+       st.first_name, st.last_name
+  FROM scope
+  JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+                         AND u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.sync
+  JOIN m365.staff AS st ON st.id OPERATOR(pg_catalog.=) u.person_id AND st.active
+ WHERE EXISTS (SELECT FROM m365.staff_school AS ss
+                 JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+                WHERE ss.staff_id OPERATOR(pg_catalog.=) st.id
+                  AND sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id);
+
+-- Why a candidate is left out of users.csv; NULL when it goes in.
+CREATE FUNCTION m365.sds_problem(username text, first_name text, last_name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE
+    WHEN username IS NULL THEN 'no domain: SDS needs local@domain'
+    WHEN pg_catalog.strpos(username, '@') OPERATOR(pg_catalog.=) 0 OR NOT m365.username_is_valid(username)
+        THEN 'invalid username'
+    WHEN coalesce(first_name, '') OPERATOR(pg_catalog.~) '[\r\n]' OR coalesce(last_name, '') OPERATOR(pg_catalog.~) '[\r\n]'
+        THEN 'a line break in a name'
+END;
+
+CREATE VIEW m365_sds.left_out AS
+SELECT c.sourced_id AS "sourcedId", c.person_kind AS "kind",
+       m365.sds_problem(c.username, c.first_name, c.last_name) AS "reason"
+  FROM m365.sds_user_candidate AS c
+ WHERE m365.sds_problem(c.username, c.first_name, c.last_name) IS NOT NULL;
+COMMENT ON VIEW m365_sds.left_out IS 'Synced users that SDS would reject, left out of users.csv, with the reason (not an SDS file)';
+
+CREATE VIEW m365.sds_user AS
+SELECT c.* FROM m365.sds_user_candidate AS c WHERE m365.sds_problem(c.username, c.first_name, c.last_name) IS NULL;
+
+CREATE VIEW m365_sds.users AS
+SELECT u.sourced_id AS "sourcedId", u.username AS "username", u.first_name AS "givenName", u.last_name AS "familyName",
+       NULL::text AS "password", NULL::text AS "activeDirectoryMatchId", NULL::text AS "email", NULL::text AS "phone",
+       NULL::text AS "sms"
+  FROM m365.sds_user AS u;
+COMMENT ON VIEW m365_sds.users IS 'users.csv: every synced, active user with a full local@domain username';
+
+-- Roles: students per active enrolment, teachers in each location of their schools.
+CREATE VIEW m365.sds_role AS
+WITH scope AS (SELECT * FROM m365.sds_scope)
+SELECT 'student-' OPERATOR(pg_catalog.||) e.student_id AS user_sourced_id, e.location_id,
+       'student'::text AS role, m365.school_year(scope.on_date) AS school_year,
+       pg_catalog.row_number() OVER (PARTITION BY e.student_id ORDER BY e.start_date DESC, e.location_id) OPERATOR(pg_catalog.=) 1 AS is_primary,
+       e.start_date, e.end_date
+  FROM scope
+  JOIN m365.enrolment AS e ON e.start_date OPERATOR(pg_catalog.<=) scope.on_date
+                          AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
+  JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+ WHERE EXISTS (SELECT FROM m365.sds_user AS u
+                WHERE u.sourced_id OPERATOR(pg_catalog.=) ('student-' OPERATOR(pg_catalog.||) e.student_id))
+UNION ALL
+SELECT 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', m365.school_year(scope.on_date),
+       pg_catalog.row_number() OVER (PARTITION BY ss.staff_id ORDER BY ss.linked_at, ss.school_id, l.id) OPERATOR(pg_catalog.=) 1,
+       NULL::date, NULL::date
+  FROM scope
+  JOIN m365.school AS sc ON sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
+  JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
+ WHERE EXISTS (SELECT FROM m365.sds_user AS u
+                WHERE u.sourced_id OPERATOR(pg_catalog.=) ('staff-' OPERATOR(pg_catalog.||) ss.staff_id));
+
+CREATE VIEW m365_sds.roles AS
+SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||) r.location_id AS "orgSourcedId",
+       r.role AS "role", 'sy-' OPERATOR(pg_catalog.||) r.school_year AS "sessionSourcedId", NULL::text AS "grade",
+       CASE WHEN r.is_primary THEN 'true' ELSE 'false' END AS "isPrimary",
+       pg_catalog.to_char(r.start_date, 'YYYY-MM-DD') AS "roleStartDate",
+       pg_catalog.to_char(r.end_date, 'YYYY-MM-DD') AS "roleEndDate"
+  FROM m365.sds_role AS r;
+COMMENT ON VIEW m365_sds.roles IS 'roles.csv: a student role per active enrolment, a teacher role per location of the staff member''s schools';
+
+-- Orgs: each location with at least one synced user (one security group each).
+CREATE VIEW m365_sds.orgs AS
+SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId", l.name AS "name", 'school'::text AS "type",
+       NULL::text AS "parentSourcedId"
+  FROM m365.location AS l
+ WHERE EXISTS (SELECT FROM m365.sds_role AS r WHERE r.location_id OPERATOR(pg_catalog.=) l.id)
+   AND l.name OPERATOR(pg_catalog.!~) '[\r\n]';
+COMMENT ON VIEW m365_sds.orgs IS 'orgs.csv: one org (type school) per location with at least one synced user';
+
+-- Class members: students by active enrolment, assigned teachers.
+CREATE VIEW m365.sds_class_member AS
+WITH scope AS (SELECT * FROM m365.sds_scope)
+SELECT c.id AS class_id, c.location_id, c.name, c.school_year,
+       'student-' OPERATOR(pg_catalog.||) e.student_id AS user_sourced_id, 'student'::text AS role
+  FROM scope
+  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
+  JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  JOIN m365.enrolment AS e ON e.class_id OPERATOR(pg_catalog.=) c.id
+                          AND e.start_date OPERATOR(pg_catalog.<=) scope.on_date
+                          AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
+ WHERE EXISTS (SELECT FROM m365.sds_user AS u
+                WHERE u.sourced_id OPERATOR(pg_catalog.=) ('student-' OPERATOR(pg_catalog.||) e.student_id))
+UNION
+SELECT c.id, c.location_id, c.name, c.school_year, 'staff-' OPERATOR(pg_catalog.||) ct.staff_id, 'teacher'
+  FROM scope
+  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
+  JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id
+ WHERE EXISTS (SELECT FROM m365.sds_user AS u
+                WHERE u.sourced_id OPERATOR(pg_catalog.=) ('staff-' OPERATOR(pg_catalog.||) ct.staff_id));
+
+CREATE VIEW m365_sds.classes AS
+SELECT DISTINCT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "sourcedId",
+       'location-' OPERATOR(pg_catalog.||) m.location_id AS "orgSourcedId", m.name AS "title",
+       'sy-' OPERATOR(pg_catalog.||) m.school_year AS "sessionSourcedIds", NULL::text AS "courseSourcedId"
+  FROM m365.sds_class_member AS m
+ WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]';
+COMMENT ON VIEW m365_sds.classes IS 'classes.csv: one class per class of the current school year with a synced member';
+
+CREATE VIEW m365_sds.enrollments AS
+SELECT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "classSourcedId", m.user_sourced_id AS "userSourcedId",
+       m.role AS "role"
+  FROM m365.sds_class_member AS m
+ WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]';
+COMMENT ON VIEW m365_sds.enrollments IS 'enrollments.csv: students as student, assigned teachers as teacher';
+
+CREATE VIEW m365_sds."academicSessions" AS
+SELECT DISTINCT 'sy-' OPERATOR(pg_catalog.||) y AS "sourcedId",
+       y OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) (y OPERATOR(pg_catalog.+) 1) AS "title",
+       'schoolYear'::text AS "type",
+       -- As in OneRoster: the year the school year ends in.
+       (y OPERATOR(pg_catalog.+) 1)::text AS "schoolYear",
+       pg_catalog.to_char(pg_catalog.make_date(y, 9, 1), 'YYYY-MM-DD') AS "startDate",
+       pg_catalog.to_char(pg_catalog.make_date(y OPERATOR(pg_catalog.+) 1, 6, 30), 'YYYY-MM-DD') AS "endDate"
+  FROM (SELECT r.school_year AS y FROM m365.sds_role AS r
+        UNION SELECT m.school_year FROM m365.sds_class_member AS m) AS years;
+COMMENT ON VIEW m365_sds."academicSessions" IS 'academicSessions.csv: the school years in use (1 September - 30 June)';
+

@@ -1,0 +1,95 @@
+-- The SDS v2.1 feed: exact headers, and the rows of a realistic data set.
+\set VERBOSITY terse
+SET client_min_messages = warning;
+TRUNCATE m365.configuration, m365.school, m365.student, m365.staff RESTART IDENTITY CASCADE;
+RESET client_min_messages;
+SET datestyle = ISO;
+
+-- The headers, byte for byte as in Microsoft's SDS v2.1 samples.
+SELECT v.file, string_agg(a.attname, ',' ORDER BY a.attnum) = v.header AS header_exact
+  FROM (VALUES ('orgs', 'sourcedId,name,type,parentSourcedId'),
+               ('users', 'sourcedId,username,givenName,familyName,password,activeDirectoryMatchId,email,phone,sms'),
+               ('roles', 'userSourcedId,orgSourcedId,role,sessionSourcedId,grade,isPrimary,roleStartDate,roleEndDate'),
+               ('classes', 'sourcedId,orgSourcedId,title,sessionSourcedIds,courseSourcedId'),
+               ('enrollments', 'classSourcedId,userSourcedId,role'),
+               ('academicSessions', 'sourcedId,title,type,schoolYear,startDate,endDate')) AS v(file, header)
+  JOIN pg_attribute AS a ON a.attrelid = ('m365_sds.' || quote_ident(v.file))::regclass AND a.attnum > 0
+ GROUP BY v.file, v.header ORDER BY v.file;
+
+INSERT INTO m365.configuration (name) VALUES ('Noord'), ('Zuid');
+INSERT INTO m365.school (id, name, configuration_id, staff_domain)
+VALUES (1, 'Sint-Jan', 1, 'sintjan.be'), (2, 'Sint-Pieter', 1, NULL), (3, 'Zuidschool', 2, 'zuid.be');
+INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain)
+VALUES (10, 1, 'Campus A', 1, 'leerling.sintjan.be'), (11, 1, 'Campus B', 1, NULL),
+       (12, 2, 'Sint-Pieter', 1, 'pieter.be'), (20, 3, 'Zuid', 2, 'leerling.zuid.be');
+INSERT INTO m365.class (id, location_id, name, school_year)
+VALUES (101, 10, '1A', 2026), (102, 12, '2B', 2026), (103, 10, '3C', 2025), (104, 11, '4D', 2026), (105, 20, '5E', 2026);
+INSERT INTO m365.student (id, first_name, last_name) VALUES
+    (1, 'Jan', 'Peeters'), (2, 'An', 'Maes'), (3, 'Piet', 'Wouters'), (4, 'Lotte', 'Claes'), (5, 'Emma', 'Jacobs'),
+    (6, 'Noah', 'Janssens'), (7, E'Mia\nRose', 'Lemmens'), (8, 'Later', 'Kind');
+INSERT INTO m365.enrolment (id, student_id, location_id, class_id, start_date, end_date) VALUES
+    (1, 1, 10, 101, '2026-09-01', NULL),
+    (2, 2, 10, 101, '2026-09-01', '2026-12-31'),  -- An moves to Sint-Pieter in January
+    (3, 2, 12, 102, '2027-01-01', NULL),
+    (4, 3, 11, 104, '2026-09-01', NULL),          -- Campus B has no domain
+    (5, 4, 11, NULL, '2026-09-01', NULL),         -- ... but Lotte gets a fixed one
+    (6, 5, 10, 101, '2026-09-01', NULL),          -- sync stays off
+    (7, 6, 20, 105, '2026-09-01', NULL),          -- the other tenant
+    (8, 7, 10, 101, '2026-09-01', NULL),          -- a line break in the name
+    (9, 8, 10, NULL, '2027-09-01', NULL);         -- starts next year
+INSERT INTO m365.staff (id, first_name, last_name) VALUES (1, 'Els', 'Maes'), (2, 'Tom', 'Dierckx'), (3, 'Kris', 'Kaal'),
+                                                       (4, 'Zora', 'Zuid');
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES (1, 1);
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES (1, 2), (2, 1), (3, 2), (4, 3);
+INSERT INTO m365.class_teacher (class_id, staff_id) VALUES (101, 1), (102, 1), (101, 2), (105, 4);
+SELECT m365.generate_usernames();
+SELECT username FROM m365.set_username((SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 4),
+                                       'lotte.claes@sintjan.be');
+UPDATE m365.staff SET active = false, inactive_since = '2027-02-01' WHERE id = 2;
+SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE NOT (person_kind = 'student' AND person_id = 5);
+
+-- Configuration Noord on 1 March 2027.
+SET m365.sds_configuration = 1;
+SET m365.sds_on_date = '2027-03-01';
+SELECT * FROM m365_sds.orgs ORDER BY 1;
+SELECT * FROM m365_sds.users ORDER BY 1;
+SELECT * FROM m365_sds.left_out ORDER BY 1;
+SELECT * FROM m365_sds.roles ORDER BY 1, 2;
+SELECT * FROM m365_sds.classes ORDER BY 1;
+SELECT * FROM m365_sds.enrollments ORDER BY 1, 2;
+SELECT * FROM m365_sds."academicSessions" ORDER BY 1;
+-- No value with a line break anywhere.
+SELECT count(*) AS line_breaks FROM (
+    SELECT t::text AS r FROM m365_sds.orgs AS t UNION ALL SELECT t::text FROM m365_sds.users AS t
+    UNION ALL SELECT t::text FROM m365_sds.roles AS t UNION ALL SELECT t::text FROM m365_sds.classes AS t
+    UNION ALL SELECT t::text FROM m365_sds.enrollments AS t UNION ALL SELECT t::text FROM m365_sds."academicSessions" AS t) AS x
+ WHERE r ~ '[\r\n]';
+
+-- In December An was still in Campus A.
+SET m365.sds_on_date = '2026-12-15';
+SELECT * FROM m365_sds.roles WHERE "userSourcedId" = 'student-2';
+SELECT * FROM m365_sds.enrollments WHERE "userSourcedId" = 'student-2';
+
+-- The other tenant sees only its own.
+SET m365.sds_configuration = 2;
+SET m365.sds_on_date = '2027-03-01';
+SELECT * FROM m365_sds.users ORDER BY 1;
+SELECT * FROM m365_sds.orgs ORDER BY 1;
+-- No configuration chosen: nothing.
+RESET m365.sds_configuration;
+SELECT count(*) AS rows_without_configuration FROM m365_sds.users;
+
+-- Snapshots every 12 hours, and what changed between two.
+SET m365.sds_on_date = '2027-03-01';
+SELECT m365.take_sds_snapshots();
+SELECT configuration_id, on_date, counts FROM m365.sds_snapshot ORDER BY id;
+SELECT username FROM m365.set_username((SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 1), 'jan.peeters');
+SELECT m365.set_sync(ARRAY[(SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 3)], false);
+SELECT m365.set_sync(ARRAY[(SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 5)], true);
+DELETE FROM m365.class_teacher WHERE class_id = 102;
+SELECT m365.take_sds_snapshots();
+SELECT * FROM m365.sds_changes(1, 3);
+SELECT (SELECT digest FROM m365.sds_snapshot WHERE id = 1) = (SELECT digest FROM m365.sds_snapshot WHERE id = 3) AS same_digest,
+       (SELECT digest FROM m365.sds_snapshot WHERE id = 2) = (SELECT digest FROM m365.sds_snapshot WHERE id = 4) AS other_tenant_unchanged;
+SELECT * FROM m365.sds_changes(1, 2);
+RESET m365.sds_on_date;
