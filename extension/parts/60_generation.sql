@@ -376,6 +376,12 @@ BEGIN
         PERFORM m365.generation_assign();
         created := created OPERATOR(pg_catalog.+) m365.generation_store();
     END LOOP;
+    -- After a bulk run (1 September) the planner would otherwise plan the
+    -- lists and the SDS feed with the statistics of a nearly empty table until
+    -- autovacuum comes by.
+    IF created OPERATOR(pg_catalog.>=) 1000 THEN
+        ANALYZE m365.username, m365.issued_username;
+    END IF;
     RETURN created;
 END
 $$;

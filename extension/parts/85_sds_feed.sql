@@ -111,8 +111,8 @@ SELECT 'student-' OPERATOR(pg_catalog.||) e.student_id AS user_sourced_id, e.loc
                           AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
   JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
                          AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
- WHERE EXISTS (SELECT FROM m365.sds_user AS u
-                WHERE u.sourced_id OPERATOR(pg_catalog.=) ('student-' OPERATOR(pg_catalog.||) e.student_id))
+  -- A join, not a correlated EXISTS: the view is then computed once, not per row.
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) e.student_id
 UNION ALL
 SELECT 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', m365.school_year(scope.on_date),
        pg_catalog.row_number() OVER (PARTITION BY ss.staff_id ORDER BY ss.linked_at, ss.school_id, l.id) OPERATOR(pg_catalog.=) 1,
@@ -121,8 +121,7 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', m365.schoo
   JOIN m365.school AS sc ON sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
   JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
   JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
- WHERE EXISTS (SELECT FROM m365.sds_user AS u
-                WHERE u.sourced_id OPERATOR(pg_catalog.=) ('staff-' OPERATOR(pg_catalog.||) ss.staff_id));
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id;
 
 CREATE VIEW m365_sds.roles AS
 SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||) r.location_id AS "orgSourcedId",
@@ -138,7 +137,7 @@ CREATE VIEW m365_sds.orgs AS
 SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId", l.name AS "name", 'school'::text AS "type",
        NULL::text AS "parentSourcedId"
   FROM m365.location AS l
- WHERE EXISTS (SELECT FROM m365.sds_role AS r WHERE r.location_id OPERATOR(pg_catalog.=) l.id)
+ WHERE l.id OPERATOR(pg_catalog.=) ANY (SELECT r.location_id FROM m365.sds_role AS r)
    AND l.name OPERATOR(pg_catalog.!~) '[\r\n]';
 COMMENT ON VIEW m365_sds.orgs IS 'orgs.csv: one org (type school) per location with at least one synced user';
 
@@ -154,8 +153,7 @@ SELECT c.id AS class_id, c.location_id, c.name, c.school_year,
   JOIN m365.enrolment AS e ON e.class_id OPERATOR(pg_catalog.=) c.id
                           AND e.start_date OPERATOR(pg_catalog.<=) scope.on_date
                           AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
- WHERE EXISTS (SELECT FROM m365.sds_user AS u
-                WHERE u.sourced_id OPERATOR(pg_catalog.=) ('student-' OPERATOR(pg_catalog.||) e.student_id))
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) e.student_id
 UNION
 SELECT c.id, c.location_id, c.name, c.school_year, 'staff-' OPERATOR(pg_catalog.||) ct.staff_id, 'teacher'
   FROM scope
@@ -163,8 +161,7 @@ SELECT c.id, c.location_id, c.name, c.school_year, 'staff-' OPERATOR(pg_catalog.
   JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
                          AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
   JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id
- WHERE EXISTS (SELECT FROM m365.sds_user AS u
-                WHERE u.sourced_id OPERATOR(pg_catalog.=) ('staff-' OPERATOR(pg_catalog.||) ct.staff_id));
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ct.staff_id;
 
 CREATE VIEW m365_sds.classes AS
 SELECT DISTINCT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "sourcedId",

@@ -1,6 +1,6 @@
 -- The extension's objects: schema, tables, keys, functions and their properties.
 BEGIN;
-SELECT plan(76);
+SELECT plan(78);
 
 SELECT has_extension('m365_usernames');
 SELECT has_schema('m365');
@@ -52,7 +52,8 @@ SELECT set_eq($$
 $$, ARRAY['m365.configuration', 'm365.configuration_id_seq', 'm365.username', 'm365.username_id_seq',
           'm365.issued_username', 'm365.reserved_username', 'm365.school', 'm365.location', 'm365.student',
           'm365.class', 'm365.enrolment', 'm365.staff', 'm365.staff_school', 'm365.class_teacher',
-          'm365.username_queue', 'm365.username_history', 'm365.username_history_id_seq'],
+          'm365.username_queue', 'm365.username_history', 'm365.username_history_id_seq', 'm365.sds_reader',
+          'm365.sds_snapshot', 'm365.sds_snapshot_id_seq', 'm365.sds_snapshot_user', 'm365.sds_snapshot_membership'],
    'the tables holding user data are dumped by pg_dump');
 
 -- School data keys and rules.
@@ -78,6 +79,12 @@ SELECT lives_ok('CREATE EXTENSION m365_usernames', 'CREATE EXTENSION again');
 SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_generate_usernames' AND database = current_database() $$,
                   $$ VALUES ('*/15 * * * *'::text, 'SELECT m365.generate_usernames()'::text) $$,
                   'CREATE EXTENSION scheduled the job every 15 minutes');
+SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_sds_snapshot' AND database = current_database() $$,
+                  $$ VALUES ('0 */12 * * *'::text, 'SELECT m365.take_sds_snapshots()'::text) $$,
+                  'and the SDS snapshot every 12 hours');
+SELECT set_eq($$ SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'm365_sds'::regnamespace $$,
+              ARRAY['orgs', 'users', 'roles', 'classes', 'enrollments', 'academicSessions', 'left_out'],
+              'm365_sds holds the six SDS files and left_out');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The export command, end to end: run as an SDS reader, the six files have
+# SDS's exact headers, parse back to exactly what the views hold, and a failed
+# export leaves the previous folder as it was. Prints TAP (run with prove).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+db=${PGDATABASE:-m365_test}
+out=$(mktemp -d /tmp/m365_export_test.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+n=0 failed=0
+ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
+
+echo "1..14"
+base=$(( $(date +%s) % 100000 * 1000 + 930000000 ))
+sql >/dev/null <<SQL
+INSERT INTO m365.configuration (id, name) VALUES ($base, 'export test $base');
+INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES ($base, 'School', $base, 'school.be');
+INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain)
+VALUES ($base, $base, 'Campus "Zuid", oost', $base, 'leerling.school.be'), ($base + 1, $base, 'Zonder domein', $base, NULL);
+INSERT INTO m365.class (id, location_id, name, school_year) VALUES ($base, $base, '1A, "B"', m365.school_year(CURRENT_DATE));
+INSERT INTO m365.student (id, first_name, last_name)
+SELECT $base + i, (ARRAY['Zoë', 'Jan', 'Дмитрий'])[1 + i % 3], (ARRAY['D''Hondt, "de" jonge', 'Peeters', 'Иванов'])[1 + i % 3]
+  FROM generate_series(1, 60) AS i;
+INSERT INTO m365.enrolment (id, student_id, location_id, class_id, start_date)
+SELECT $base + i, $base + i, CASE WHEN i % 10 = 0 THEN $base + 1 ELSE $base END, CASE WHEN i % 2 = 0 AND i % 10 <> 0 THEN $base END,
+       CURRENT_DATE - 30 FROM generate_series(1, 60) AS i;
+INSERT INTO m365.staff (id, first_name, last_name) VALUES ($base, 'Els', 'Maes');
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES ($base, $base);
+INSERT INTO m365.class_teacher (class_id, staff_id) VALUES ($base, $base);
+SELECT m365.generate_usernames();
+SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id = $base;
+SELECT m365.create_sds_reader('sds_export_$base', $base);
+SQL
+ok $? "a configuration with 60 students, a teacher and a reader"
+
+export PGUSER="sds_export_$base"
+bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/stderr"
+ok $? "the export runs as the reader"
+
+declare -A header=(
+	[orgs]='sourcedId,name,type,parentSourcedId'
+	[users]='sourcedId,username,givenName,familyName,password,activeDirectoryMatchId,email,phone,sms'
+	[roles]='userSourcedId,orgSourcedId,role,sessionSourcedId,grade,isPrimary,roleStartDate,roleEndDate'
+	[classes]='sourcedId,orgSourcedId,title,sessionSourcedIds,courseSourcedId'
+	[enrollments]='classSourcedId,userSourcedId,role'
+	[academicSessions]='sourcedId,title,type,schoolYear,startDate,endDate'
+)
+bad=0
+for f in "${!header[@]}"; do
+	[ "$(head -n 1 "$out/sds/$f.csv")" = "${header[$f]}" ] || { echo "# $f.csv header: $(head -n 1 "$out/sds/$f.csv")"; bad=1; }
+done
+ok $bad "the six files have SDS v2.1's headers, byte for byte"
+[ "$(ls "$out/sds" | wc -l)" = 6 ] && [ -z "$(ls -A "$out" | grep -v '^sds$' | grep -v stderr)" ]
+ok $? "exactly six files, and no temporary folder left"
+
+# Parse every file back (as the reader) and compare with the view.
+bad=0
+for f in "${!header[@]}"; do
+	cols=$(echo "${header[$f]}" | sed 's/\([^,]*\)/"\1" text/g')
+	diff=$(sql <<SQL
+CREATE TEMP TABLE back ($cols);
+\copy back FROM '$out/sds/$f.csv' WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')
+SELECT (SELECT count(*) FROM (TABLE back EXCEPT ALL SELECT * FROM m365_sds."$f") AS a)
+     + (SELECT count(*) FROM (SELECT * FROM m365_sds."$f" EXCEPT ALL TABLE back) AS b);
+SQL
+)
+	[ "$diff" = 0 ] || { echo "# $f.csv differs from m365_sds.$f in $diff rows"; bad=1; }
+done
+ok $bad "every file parses back to exactly what its view holds"
+
+[ "$(($(wc -l <"$out/sds/users.csv") - 1))" = 55 ]
+ok $? "users.csv: the 54 students with a domain and the teacher"
+grep -q 'no domain' "$out/stderr"
+ok $? "the 6 students without a domain are reported as left out"
+grep -q '"D'"'"'Hondt, ""de"" jonge"' "$out/sds/users.csv"
+ok $? "commas and quotes are quoted as RFC 4180 says"
+grep -q 'Дмитрий' "$out/sds/users.csv" && grep -q 'Zoë' "$out/sds/users.csv"
+ok $? "names stay UTF-8"
+! grep -q $'\r' "$out/sds/"*.csv
+ok $? "no carriage return anywhere"
+[ "$(grep -c ',teacher$' "$out/sds/enrollments.csv")" = 1 ] && [ "$(grep -c ',student$' "$out/sds/enrollments.csv")" = 24 ]
+ok $? "enrollments.csv: the teacher, and the 24 class members with a domain"
+
+# Another export replaces the folder; a failed one leaves it alone.
+before=$(cat "$out/sds/"*.csv | md5sum)
+PGUSER=no_such_role bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null
+[ $? -ne 0 ]
+ok $? "an export that cannot connect fails"
+[ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && [ -z "$(ls -A "$out" | grep '^\.sds')" ]
+ok $? "and leaves the previous folder as it was, with no half-written one"
+PGUSER=postgres sql -c "SELECT m365.set_sync(array_agg(id), false) FROM m365.username WHERE configuration_id = $base AND person_kind = 'staff'" >/dev/null
+bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null && [ "$(($(wc -l <"$out/sds/users.csv") - 1))" = 54 ]
+ok $? "a new export replaces the folder (the teacher's sync is off now)"
+
+[ "$failed" = 0 ]
