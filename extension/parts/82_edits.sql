@@ -182,6 +182,16 @@ $$;
 COMMENT ON FUNCTION m365.set_sync(bigint[], boolean) IS
 'Sets the sync flag of these usernames; returns how many changed; failures raise M3S01 (Opslaan sync mislukt)';
 
+-- Whether a list row matches the text filter of the bulk forms: NULL matches
+-- all, otherwise the username or a name contains it (case-insensitive).
+CREATE FUNCTION m365.list_row_matches(filter text, username text, first_name text, last_name text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN filter IS NULL
+    OR pg_catalog.strpos(pg_catalog.lower(pg_catalog.concat_ws(' ', username, first_name, last_name)),
+                         pg_catalog.lower(filter)) OPERATOR(pg_catalog.>) 0;
+
 -- The same for every username of a location's (or school's) list on a date,
 -- optionally only those whose username or name contains `filter`.
 CREATE FUNCTION m365.set_location_sync(location_id bigint, value boolean, filter text DEFAULT NULL,
@@ -193,10 +203,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT m365.set_sync(coalesce(pg_catalog.array_agg(l.username_id), '{}'), value)
       FROM m365.student_usernames(location_id, on_date) AS l
-     WHERE filter IS NULL
-        OR pg_catalog.strpos(pg_catalog.lower(l.username OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) l.first_name
-                                              OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) l.last_name),
-                             pg_catalog.lower(filter)) OPERATOR(pg_catalog.>) 0
+     WHERE m365.list_row_matches(filter, l.username, l.first_name, l.last_name)
 $$;
 COMMENT ON FUNCTION m365.set_location_sync(bigint, boolean, text, date) IS
 'Sets the sync flag of every student username listed for a location (optionally filtered by text); returns how many changed';
@@ -210,10 +217,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT m365.set_sync(coalesce(pg_catalog.array_agg(l.username_id), '{}'), value)
       FROM m365.staff_usernames(school_id, on_date) AS l
-     WHERE filter IS NULL
-        OR pg_catalog.strpos(pg_catalog.lower(l.username OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) l.first_name
-                                              OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) l.last_name),
-                             pg_catalog.lower(filter)) OPERATOR(pg_catalog.>) 0
+     WHERE m365.list_row_matches(filter, l.username, l.first_name, l.last_name)
 $$;
 COMMENT ON FUNCTION m365.set_school_sync(bigint, boolean, text, date) IS
 'Sets the sync flag of every staff username listed for a school (optionally filtered by text); returns how many changed';

@@ -3,11 +3,8 @@
 -- configuration of its own.
 BEGIN;
 SELECT plan(10);
+\ir lib/session.psql
 
-CREATE TEMP TABLE conn AS
-SELECT format('host=%s port=%s dbname=%s user=%s',
-              split_part(current_setting('unix_socket_directories'), ',', 1),
-              current_setting('port'), current_database(), current_user) AS info;
 SELECT dblink_connect('a', (SELECT info FROM conn));
 SELECT dblink_connect('b', (SELECT info FROM conn));
 

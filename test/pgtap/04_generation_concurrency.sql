@@ -3,11 +3,8 @@
 -- so every run of this test uses ids and a configuration of its own.
 BEGIN;
 SELECT plan(16);
+\ir lib/session.psql
 
-CREATE TEMP TABLE conn AS
-SELECT format('host=%s port=%s dbname=%s user=%s',
-              split_part(current_setting('unix_socket_directories'), ',', 1),
-              current_setting('port'), current_database(), current_user) AS info;
 SELECT dblink_connect('a', (SELECT info FROM conn));
 SELECT dblink_connect('b', (SELECT info FROM conn));
 -- The scheduled job must not run the queue behind the test's back.

@@ -2,11 +2,8 @@
 -- (the finest step of pg_cron 1.4), wait for its run, check its work.
 BEGIN;
 SELECT plan(7);
+\ir lib/session.psql
 
-CREATE TEMP TABLE conn AS
-SELECT format('host=%s port=%s dbname=%s user=%s',
-              split_part(current_setting('unix_socket_directories'), ',', 1),
-              current_setting('port'), current_database(), current_user) AS info;
 SELECT dblink_connect('a', (SELECT info FROM conn));
 
 CREATE TEMP TABLE run AS SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 100000 + 50000 AS base;

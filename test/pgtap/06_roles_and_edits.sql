@@ -2,22 +2,8 @@
 -- two sessions racing for one name with set_username.
 BEGIN;
 SELECT plan(31);
+\ir lib/session.psql
 
--- Runs `statement` as `role`; answers 'ok' or the SQLSTATE it failed with.
-CREATE FUNCTION pg_temp.as_role(role name, statement text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    outcome text := 'ok';
-BEGIN
-    EXECUTE format('SET LOCAL ROLE %I', role);
-    BEGIN
-        EXECUTE statement;
-    EXCEPTION WHEN OTHERS THEN
-        outcome := SQLSTATE;
-    END;
-    RESET ROLE;
-    RETURN outcome;
-END
-$$;
 
 SELECT has_role('m365_app');
 SELECT has_role('m365_admin');
@@ -74,10 +60,6 @@ SELECT is((SELECT count(*)::int FROM m365.username_history AS h WHERE h.configur
 SELECT is(m365.set_location_sync(900001, false, 'nummer99'), 111, 'a filtered selection: Nummer99, Nummer990-999, Nummer9900-9999');
 
 -- Two sessions racing for one name through set_username: exactly one wins.
-CREATE TEMP TABLE conn AS
-SELECT format('host=%s port=%s dbname=%s user=%s',
-              split_part(current_setting('unix_socket_directories'), ',', 1),
-              current_setting('port'), current_database(), current_user) AS info;
 SELECT dblink_connect('a', (SELECT info FROM conn));
 SELECT dblink_connect('b', (SELECT info FROM conn));
 CREATE TEMP TABLE racers AS

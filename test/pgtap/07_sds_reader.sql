@@ -2,32 +2,8 @@
 -- configuration: two tenants in one database never see each other.
 BEGIN;
 SELECT plan(24);
+\ir lib/session.psql
 
-CREATE FUNCTION pg_temp.as_role(role name, statement text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    outcome text := 'ok';
-BEGIN
-    EXECUTE format('SET LOCAL ROLE %I', role);
-    BEGIN
-        EXECUTE statement;
-    EXCEPTION WHEN OTHERS THEN
-        outcome := SQLSTATE;
-    END;
-    RESET ROLE;
-    RETURN outcome;
-END
-$$;
--- Runs a count query as `role`.
-CREATE FUNCTION pg_temp.count_as(role name, query text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
-BEGIN
-    EXECUTE format('SET LOCAL ROLE %I', role);
-    EXECUTE query INTO n;
-    RESET ROLE;
-    RETURN n;
-END
-$$;
 
 INSERT INTO m365.configuration (id, name) VALUES (910001, 'tenant A'), (910002, 'tenant B');
 INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (910001, 'A', 910001, 'a.be'), (910002, 'B', 910002, 'b.be');
