@@ -78,3 +78,10 @@ INSERT INTO m365.staff_school (staff_id, school_id) VALUES (6, 1);
 UPDATE m365.staff SET active = false WHERE id = 6;
 SELECT m365.generate_usernames() AS for_inactive_staff;
 SELECT count(*) AS queued FROM m365.username_queue;
+
+-- The job tells the ledger trigger it wrote the ledger itself; a setting that
+-- is not this very transaction's id changes nothing.
+SET m365.ledger_written_by = '1';
+INSERT INTO m365.username (configuration_id, person_kind, person_id, username) VALUES (1, 'student', 777, 'jan.peeters3');
+\echo :LAST_ERROR_SQLSTATE
+RESET m365.ledger_written_by;

@@ -128,6 +128,14 @@ DECLARE
     pid   bigint[];
     clash record;
 BEGIN
+    -- The generation job writes the ledger itself, with base and suffix, after
+    -- checking issued and reserved names under a lock on reserved_username;
+    -- doing it all again here would double the cost of a bulk run. Only the
+    -- extension's functions and privileged roles can write m365.username.
+    IF pg_catalog.current_setting('m365.ledger_written_by', true)
+       OPERATOR(pg_catalog.=) pg_catalog.txid_current()::text THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         SELECT pg_catalog.array_agg(n.configuration_id), pg_catalog.array_agg(n.local_part), pg_catalog.array_agg(n.username),
                pg_catalog.array_agg(n.person_kind), pg_catalog.array_agg(n.person_id)
