@@ -9,7 +9,7 @@ export PG_CONFIG=$PG_BIN/pg_config
 M365_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libicu-dev pkg-config
-	build-essential cmake libgtest-dev
+	build-essential cmake libgtest-dev bc
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
