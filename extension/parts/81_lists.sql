@@ -4,10 +4,11 @@
 
 -- The school year a date belongs to, by the year it starts in: 1 September
 -- starts a new one, so 2027-08-31 belongs to 2026 (2026-2027).
+-- Without SET search_path so that it is inlined (it runs per row in the
+-- lists and the SDS feed); the body is schema-qualified throughout.
 CREATE FUNCTION m365.school_year(on_date date)
 RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 RETURN CASE WHEN pg_catalog.date_part('month', on_date) OPERATOR(pg_catalog.>=) 9
             THEN pg_catalog.date_part('year', on_date)::integer
             ELSE pg_catalog.date_part('year', on_date)::integer OPERATOR(pg_catalog.-) 1 END;

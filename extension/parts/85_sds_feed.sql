@@ -70,10 +70,12 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
                   AND sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id);
 
 -- Why a candidate is left out of users.csv; NULL when it goes in.
+-- No SET search_path here, on purpose: a SQL function with a SET clause is
+-- never inlined, and this one runs for every user of every file. Its body is
+-- schema-qualified throughout, so the caller's search_path cannot change it.
 CREATE FUNCTION m365.sds_problem(username text, first_name text, last_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 RETURN CASE
     WHEN username IS NULL THEN 'no domain: SDS needs local@domain'
     WHEN pg_catalog.strpos(username, '@') OPERATOR(pg_catalog.=) 0 OR NOT m365.username_is_valid(username)
@@ -178,15 +180,20 @@ SELECT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "classSourcedId", m.user_s
  WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]';
 COMMENT ON VIEW m365_sds.enrollments IS 'enrollments.csv: students as student, assigned teachers as teacher';
 
+-- Roles and classes only ever use the school year of the day, so that is the
+-- one in use (when the configuration has a synced username at all); deriving
+-- it from roles and classes would compute both again.
 CREATE VIEW m365_sds."academicSessions" AS
-SELECT DISTINCT 'sy-' OPERATOR(pg_catalog.||) y AS "sourcedId",
+SELECT 'sy-' OPERATOR(pg_catalog.||) y AS "sourcedId",
        y OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) (y OPERATOR(pg_catalog.+) 1) AS "title",
        'schoolYear'::text AS "type",
        -- As in OneRoster: the year the school year ends in.
        (y OPERATOR(pg_catalog.+) 1)::text AS "schoolYear",
        pg_catalog.to_char(pg_catalog.make_date(y, 9, 1), 'YYYY-MM-DD') AS "startDate",
        pg_catalog.to_char(pg_catalog.make_date(y OPERATOR(pg_catalog.+) 1, 6, 30), 'YYYY-MM-DD') AS "endDate"
-  FROM (SELECT r.school_year AS y FROM m365.sds_role AS r
-        UNION SELECT m.school_year FROM m365.sds_class_member AS m) AS years;
+  FROM (SELECT m365.school_year(s.on_date) AS y
+          FROM m365.sds_scope AS s
+         WHERE EXISTS (SELECT FROM m365.username AS u
+                        WHERE u.configuration_id OPERATOR(pg_catalog.=) s.configuration_id AND u.sync)) AS years;
 COMMENT ON VIEW m365_sds."academicSessions" IS 'academicSessions.csv: the school years in use (1 September - 30 June)';
 
