@@ -85,3 +85,15 @@ SET m365.ledger_written_by = '1';
 INSERT INTO m365.username (configuration_id, person_kind, person_id, username) VALUES (1, 'student', 777, 'jan.peeters3');
 \echo :LAST_ERROR_SQLSTATE
 RESET m365.ledger_written_by;
+
+-- The queue can be rebuilt from the data (after a restore): everyone who
+-- should have a username and has none.
+DELETE FROM m365.username_queue;
+INSERT INTO m365.student (id, first_name, last_name) VALUES (40, 'Zonder', 'Wachtrij');
+ALTER TABLE m365.enrolment DISABLE TRIGGER enrolment_queue_students_insert;
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (40, 40, 10, '2026-09-01');
+ALTER TABLE m365.enrolment ENABLE TRIGGER enrolment_queue_students_insert;
+SELECT count(*) AS queued_before FROM m365.username_queue;
+SELECT m365.queue_missing_usernames() AS queued;
+SELECT configuration_id, person_kind, person_id FROM m365.username_queue ORDER BY 1, 2, 3;
+SELECT m365.queue_missing_usernames() AS queued_again;

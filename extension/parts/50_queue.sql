@@ -200,3 +200,24 @@ CREATE TRIGGER staff_name_changed
     REFERENCING NEW TABLE AS new_people
     FOR EACH STATEMENT EXECUTE FUNCTION m365.person_name_changed('staff');
 
+-- Queues everyone who should have a username and has none: students with an
+-- enrolment that has not ended in a linked location, active staff of linked
+-- schools. For after a restore, or after loading data with triggers disabled.
+CREATE FUNCTION m365.queue_missing_usernames()
+RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    SELECT coalesce((SELECT m365.queue_people(pg_catalog.array_agg(l.configuration_id), 'student', pg_catalog.array_agg(e.student_id))
+                       FROM m365.enrolment AS e
+                       JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                      WHERE l.configuration_id IS NOT NULL
+                        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) CURRENT_DATE)
+                     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0), 0)
+         OPERATOR(pg_catalog.+)
+           m365.queue_staff((SELECT pg_catalog.array_agg(s.id) FROM m365.staff AS s WHERE s.active))
+$$;
+COMMENT ON FUNCTION m365.queue_missing_usernames() IS
+'Queues everyone who should have a username and has none (after a restore, or a load with triggers disabled); returns how many';
+

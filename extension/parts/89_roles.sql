@@ -77,6 +77,9 @@ GRANT EXECUTE ON FUNCTION
     m365.diagnose_generation(bigint, text, bigint), m365.preview_format(bigint, text)
   TO m365_app;
 GRANT EXECUTE ON FUNCTION m365.generate_usernames(integer), m365.schedule_jobs(), m365.unschedule_jobs() TO m365_admin;
+ALTER FUNCTION m365.queue_missing_usernames() SECURITY DEFINER;
+REVOKE ALL ON FUNCTION m365.queue_missing_usernames() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION m365.queue_missing_usernames() TO m365_admin;
 
 -- The SDS feed: readers read its views, and nothing else of the extension.
 GRANT USAGE ON SCHEMA m365_sds TO m365_sds_reader, m365_admin;
