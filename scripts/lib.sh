@@ -44,6 +44,7 @@ m365_build_install() {
 m365_cluster_start() {
 	local cron_db=${1:-m365}
 	M365_CLUSTER=$(mktemp -d /tmp/m365_cluster.XXXXXX)
+	export M365_CLUSTER
 	chown postgres: "$M365_CLUSTER"
 	chmod 0755 "$M365_CLUSTER"
 	export PGHOST=$M365_CLUSTER/socket PGPORT=${M365_PGPORT:-54365} PGUSER=postgres PGDATABASE=postgres
