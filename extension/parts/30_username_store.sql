@@ -96,7 +96,7 @@ BEGIN
       FROM m365.issued_username AS i
      WHERE i.configuration_id OPERATOR(pg_catalog.=) first_free_username.configuration_id
        AND i.base OPERATOR(pg_catalog.=) wanted;
-    n := pg_catalog.int8larger(coalesce(n, 1), 1);
+    n := coalesce(n, 1);
     LOOP
         n := n OPERATOR(pg_catalog.+) 1;
         candidate := m365.username_with_suffix(wanted, n);

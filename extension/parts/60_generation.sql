@@ -198,9 +198,9 @@ BEGIN
 
         INSERT INTO pg_temp.m365_generation_cursor (configuration_id, base, next_suffix)
         SELECT g.configuration_id, g.base,
-               pg_catalog.int8larger(coalesce((SELECT pg_catalog.max(i.suffix) FROM m365.issued_username AS i
-                                                WHERE i.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
-                                                  AND i.base OPERATOR(pg_catalog.=) g.base), 1), 1) OPERATOR(pg_catalog.+) 1
+               coalesce((SELECT pg_catalog.max(i.suffix) FROM m365.issued_username AS i
+                          WHERE i.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
+                            AND i.base OPERATOR(pg_catalog.=) g.base), 1) OPERATOR(pg_catalog.+) 1
           FROM (SELECT DISTINCT w.configuration_id, w.base FROM pg_temp.m365_generation_waiting AS w) AS g
         ON CONFLICT DO NOTHING;
 

@@ -71,7 +71,6 @@ REVOKE ALL ON FUNCTION
 GRANT EXECUTE ON FUNCTION
     m365.set_username(bigint, text), m365.set_sync(bigint[], boolean),
     m365.set_location_sync(bigint, boolean, text, date), m365.set_school_sync(bigint, boolean, text, date),
-    m365.raise_message(text, text, text, text, text),
     m365.student_usernames(bigint, date), m365.staff_usernames(bigint, date),
     m365.diagnose_student(bigint, bigint, date), m365.diagnose_staff(bigint, bigint, date),
     m365.diagnose_generation(bigint, text, bigint), m365.preview_format(bigint, text)
