@@ -1,6 +1,7 @@
 # m365_usernames: PGXS build.  make && make install && make installcheck
 EXTENSION = m365_usernames
-EXTVERSION = 0.1.0
+# The version is the control file's default_version: one place to change it.
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 
 MODULE_big = m365_usernames
 SRCS = $(sort $(wildcard src/core/*.cpp src/pg/*.cpp))

@@ -92,3 +92,10 @@ REVOKE ALL ON FUNCTION m365.take_sds_snapshots() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION m365.take_sds_snapshots() TO m365_admin;
 GRANT SELECT ON m365.sds_snapshot, m365.sds_snapshot_user, m365.sds_snapshot_membership TO m365_admin;
 
+
+-- Monitoring: the application may show the queue's state; the jobs' runs are
+-- pg_cron's rows of the extension's owner, read for m365_admin.
+GRANT SELECT ON m365.status TO m365_app;
+ALTER FUNCTION m365.job_status() SECURITY DEFINER;
+REVOKE ALL ON FUNCTION m365.job_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION m365.job_status() TO m365_admin;

@@ -83,6 +83,8 @@ SELECT is((SELECT count(*)::int FROM m365.username WHERE configuration_id = (SEL
 SELECT is_empty(format($$ SELECT local_part FROM m365.username WHERE configuration_id = %s GROUP BY local_part HAVING count(*) > 1 $$,
                        (SELECT id FROM cfg)), 'no name twice');
 
+-- The jobs as the extension left them, for the tests that follow.
+SELECT count(*) AS rescheduled FROM dblink('a', 'SELECT m365.schedule_jobs()') AS t(jobid bigint);
 SELECT dblink_disconnect('a');
 SELECT dblink_disconnect('b');
 SELECT * FROM finish();

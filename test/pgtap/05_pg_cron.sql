@@ -1,7 +1,7 @@
 -- The job really runs under pg_cron in this cluster: schedule it every minute
 -- (the finest step of pg_cron 1.4), wait for its run, check its work.
 BEGIN;
-SELECT plan(7);
+SELECT plan(8);
 \ir lib/session.psql
 
 SELECT dblink_connect('a', (SELECT info FROM conn));
@@ -52,6 +52,11 @@ SELECT set_eq(format('SELECT username FROM m365.username WHERE configuration_id 
 SELECT matches((SELECT return_message FROM cron.job_run_details WHERE jobid = (SELECT jobid FROM job) ORDER BY runid LIMIT 1),
                '^SELECT 1$', 'pg_cron recorded the run''s result');
 SELECT is_empty(format('SELECT FROM cron.job WHERE jobid = %s', (SELECT jobid FROM job)), 'the test job is gone again');
+
+-- Monitoring sees the extension's own jobs, scheduled when it was created here.
+SELECT set_eq('SELECT job_name FROM m365.job_status() WHERE scheduled AND active',
+              ARRAY['m365_generate_usernames', 'm365_sds_snapshot'],
+              'm365.job_status(): both jobs are scheduled and active in the pg_cron database');
 
 SELECT dblink_disconnect('a');
 SELECT * FROM finish();

@@ -16,16 +16,7 @@ sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 echo "1..8"
 sql -d postgres -c "CREATE DATABASE $src" -c "CREATE DATABASE $dst" >/dev/null
 sql -d "$src" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" -f demo/load.sql >/dev/null 2>&1 &&
-sql -d "$src" >/dev/null <<'SQL'
-SELECT m365.generate_usernames(1500);                       -- 560 still queued
-INSERT INTO m365.student (id, first_name, last_name) VALUES (99999, '😀', '🎉');
-INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (99999, 99999, 11, CURRENT_DATE);
-SELECT m365.set_location_sync(11, true);
-SET m365.app_user = 'backup.test';
-SELECT m365.set_username((SELECT username_id FROM m365.student_usernames(11) ORDER BY student_id LIMIT 1), 'hernoemd.kind');
-SELECT m365.create_sds_reader('sds_backup_test', 1);
-SELECT m365.take_sds_snapshots();
-SQL
+sql -d "$src" -f test/shell/lib/populate.sql >/dev/null
 ok $? "a populated database: 1,500 usernames, 560 queued, edits, history, a reader, a snapshot"
 
 "$PG_BIN/pg_dump" -Fc -d "$src" -f "$work/dump" 2>"$work/dump.err"
@@ -35,27 +26,7 @@ status=$?
 [ $status = 0 ] || sed 's/^/# /' "$work/restore.err" | head -5
 ok $status "pg_restore into a new database, without a single error"
 
-digest() {
-	sql -d "$1" <<'SQL'
-SELECT string_agg(t || ':' || d, ' ' ORDER BY t) FROM (
-    SELECT 'configuration' AS t, md5(string_agg(x::text, '|' ORDER BY x.id)) AS d FROM m365.configuration AS x
-    UNION ALL SELECT 'username', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.username AS x
-    UNION ALL SELECT 'issued', md5(string_agg(x::text, '|' ORDER BY x.configuration_id, x.local_part)) FROM m365.issued_username AS x
-    UNION ALL SELECT 'reserved', md5(string_agg(x::text, '|' ORDER BY x.configuration_id, x.local_part)) FROM m365.reserved_username AS x
-    UNION ALL SELECT 'history', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.username_history AS x
-    UNION ALL SELECT 'school', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.school AS x
-    UNION ALL SELECT 'location', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.location AS x
-    UNION ALL SELECT 'student', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.student AS x
-    UNION ALL SELECT 'class', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.class AS x
-    UNION ALL SELECT 'enrolment', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.enrolment AS x
-    UNION ALL SELECT 'staff', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.staff AS x
-    UNION ALL SELECT 'staff_school', md5(string_agg(x::text, '|' ORDER BY x.staff_id, x.school_id)) FROM m365.staff_school AS x
-    UNION ALL SELECT 'sds_reader', md5(string_agg(x::text, '|' ORDER BY x.role_name)) FROM m365.sds_reader AS x
-    UNION ALL SELECT 'sds_snapshot', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.sds_snapshot AS x
-    UNION ALL SELECT 'sds_snapshot_user', md5(string_agg(x::text, '|' ORDER BY x.snapshot_id, x.sourced_id)) FROM m365.sds_snapshot_user AS x
-) AS digests;
-SQL
-}
+digest() { sql -d "$1" -f test/shell/lib/data_digest.sql; }
 a=$(digest "$src"); b=$(digest "$dst")
 [ "$a" = "$b" ] || { echo "# source:   $a"; echo "# restored: $b"; }
 [ "$a" = "$b" ]

@@ -1,0 +1,75 @@
+-- m365_usernames 0.1.0 -> 0.2.0. Committed as it is (never regenerated); the
+-- upgrade test (test/shell/upgrade.sh) checks that a database updated with it
+-- has exactly the objects, rights and comments of a fresh 0.2.0 install.
+
+\echo Use "ALTER EXTENSION m365_usernames UPDATE TO '0.2.0'" to load this file. \quit
+
+-- New in 0.2.0: monitoring (extension/parts/88_monitoring.sql).
+CREATE VIEW m365.status AS
+SELECT c.id AS configuration_id,
+       c.name AS configuration_name,
+       coalesce(u.usernames, 0) AS usernames,
+       coalesce(u.synced, 0) AS synced,
+       coalesce(q.queued, 0) AS queued,
+       coalesce(q.failing, 0) AS failing,
+       q.oldest_queued_at,
+       u.last_created_at
+  FROM m365.configuration AS c
+  LEFT JOIN (SELECT configuration_id,
+                    pg_catalog.count(*) AS usernames,
+                    pg_catalog.count(*) FILTER (WHERE sync) AS synced,
+                    pg_catalog.max(created_at) AS last_created_at
+               FROM m365.username
+              GROUP BY configuration_id) AS u ON u.configuration_id OPERATOR(pg_catalog.=) c.id
+  LEFT JOIN (SELECT configuration_id,
+                    pg_catalog.count(*) AS queued,
+                    pg_catalog.count(*) FILTER (WHERE last_error IS NOT NULL) AS failing,
+                    pg_catalog.min(queued_at) FILTER (WHERE last_error IS NULL) AS oldest_queued_at
+               FROM m365.username_queue
+              GROUP BY configuration_id) AS q ON q.configuration_id OPERATOR(pg_catalog.=) c.id;
+COMMENT ON VIEW m365.status IS
+'Per configuration: usernames, synced, queued, failing (kept with last_error) and the oldest waiting entry';
+
+-- The extension's pg_cron jobs as pg_cron knows them, with their last run.
+-- Without pg_cron in this database: the definitions, scheduled = false.
+CREATE FUNCTION m365.job_status()
+RETURNS TABLE (job_name text, schedule text, scheduled boolean, active boolean,
+               last_start timestamptz, last_end timestamptz, last_status text, last_message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT m365.pg_cron_is_here() THEN
+        RETURN QUERY SELECT d.job_name, d.schedule, false, NULL::boolean, NULL::timestamptz, NULL::timestamptz,
+                            NULL::text, NULL::text
+                       FROM m365.job_definitions() AS d;
+        RETURN;
+    END IF;
+    -- cron.job is filtered to the caller's own jobs by pg_cron's row security.
+    RETURN QUERY EXECUTE $q$
+        SELECT d.job_name, coalesce(j.schedule, d.schedule), j.jobid IS NOT NULL, j.active,
+               r.start_time, r.end_time, r.status, r.return_message
+          FROM m365.job_definitions() AS d
+          LEFT JOIN cron.job AS j ON j.jobname = d.job_name
+          LEFT JOIN LATERAL (SELECT x.start_time, x.end_time, x.status, x.return_message
+                               FROM cron.job_run_details AS x
+                              WHERE x.jobid = j.jobid
+                              ORDER BY x.runid DESC
+                              LIMIT 1) AS r ON true
+         ORDER BY d.job_name
+    $q$;
+END
+$$;
+COMMENT ON FUNCTION m365.job_status() IS
+'The pg_cron jobs of m365_usernames: scheduled, active, and how the last run ended';
+
+-- Monitoring: the application may show the queue's state; the jobs' runs are
+-- pg_cron's rows of the extension's owner, read for m365_admin.
+GRANT SELECT ON m365.status TO m365_app;
+ALTER FUNCTION m365.job_status() SECURITY DEFINER;
+REVOKE ALL ON FUNCTION m365.job_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION m365.job_status() TO m365_admin;
+
+-- Fixed in 0.2.0: snapshots right after a bulk load (stale statistics) chose
+-- nested loops over the feed's views and took minutes (87_sds_snapshots.sql).
+ALTER FUNCTION m365.take_sds_snapshots() SET enable_nestloop = off;

@@ -1,0 +1,25 @@
+-- Monitoring (0.2.0): m365.status per configuration, m365.job_status().
+BEGIN;
+INSERT INTO m365.configuration (id, name) VALUES (801, 'monitored'), (802, 'empty');
+INSERT INTO m365.school (id, name, configuration_id) VALUES (801, 'S', 801);
+INSERT INTO m365.location (id, school_id, name, configuration_id) VALUES (801, 801, 'L', 801);
+INSERT INTO m365.student (id, first_name, last_name) VALUES
+    (801, 'An', 'Peeters'), (802, 'Bo', 'Janssens'), (803, '😀', '🎉');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+SELECT id, id, 801, CURRENT_DATE FROM m365.student WHERE id BETWEEN 801 AND 803;
+-- Before the job: three queued, none failing yet.
+SELECT configuration_name, usernames, synced, queued, failing, oldest_queued_at IS NOT NULL AS waiting, last_created_at
+  FROM m365.status WHERE configuration_id IN (801, 802) ORDER BY configuration_id;
+SELECT m365.generate_usernames();
+SELECT m365.set_sync(ARRAY(SELECT id FROM m365.username WHERE configuration_id = 801 AND person_id = 801), true);
+-- After: two made, one synced, the emoji name stays queued as failing and no longer counts as waiting.
+SELECT configuration_name, usernames, synced, queued, failing, oldest_queued_at IS NOT NULL AS waiting,
+       last_created_at IS NOT NULL AS made_some
+  FROM m365.status WHERE configuration_id IN (801, 802) ORDER BY configuration_id;
+-- The application may read it; the job's runs are for m365_admin.
+SELECT has_table_privilege('m365_app', 'm365.status', 'SELECT') AS app_reads_status,
+       has_function_privilege('m365_app', 'm365.job_status()', 'EXECUTE') AS app_reads_jobs,
+       has_function_privilege('m365_admin', 'm365.job_status()', 'EXECUTE') AS admin_reads_jobs;
+-- Without pg_cron in this database: the definitions, nothing scheduled.
+SELECT job_name, schedule, scheduled, active, last_status FROM m365.job_status();
+ROLLBACK;

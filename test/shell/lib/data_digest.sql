@@ -1,0 +1,20 @@
+-- One md5 per table of user data (not the queue: derived state), in one
+-- line: equal lines mean equal data. Shared by the backup and upgrade tests.
+\set ON_ERROR_STOP on
+SELECT string_agg(t || ':' || d, ' ' ORDER BY t) FROM (
+    SELECT 'configuration' AS t, md5(string_agg(x::text, '|' ORDER BY x.id)) AS d FROM m365.configuration AS x
+    UNION ALL SELECT 'username', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.username AS x
+    UNION ALL SELECT 'issued', md5(string_agg(x::text, '|' ORDER BY x.configuration_id, x.local_part)) FROM m365.issued_username AS x
+    UNION ALL SELECT 'reserved', md5(string_agg(x::text, '|' ORDER BY x.configuration_id, x.local_part)) FROM m365.reserved_username AS x
+    UNION ALL SELECT 'history', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.username_history AS x
+    UNION ALL SELECT 'school', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.school AS x
+    UNION ALL SELECT 'location', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.location AS x
+    UNION ALL SELECT 'student', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.student AS x
+    UNION ALL SELECT 'class', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.class AS x
+    UNION ALL SELECT 'enrolment', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.enrolment AS x
+    UNION ALL SELECT 'staff', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.staff AS x
+    UNION ALL SELECT 'staff_school', md5(string_agg(x::text, '|' ORDER BY x.staff_id, x.school_id)) FROM m365.staff_school AS x
+    UNION ALL SELECT 'sds_reader', md5(string_agg(x::text, '|' ORDER BY x.role_name)) FROM m365.sds_reader AS x
+    UNION ALL SELECT 'sds_snapshot', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.sds_snapshot AS x
+    UNION ALL SELECT 'sds_snapshot_user', md5(string_agg(x::text, '|' ORDER BY x.snapshot_id, x.sourced_id)) FROM m365.sds_snapshot_user AS x
+) AS digests;

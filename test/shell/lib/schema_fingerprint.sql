@@ -1,0 +1,79 @@
+-- Everything the extension defines, one line per fact, sorted: what an
+-- upgraded database and a fresh install of the same version must agree on.
+-- (pg_dump leaves extension members out, so the catalogs are read directly.)
+\set ON_ERROR_STOP on
+\pset format unaligned
+\pset tuples_only on
+WITH member AS (
+    SELECT d.classid, d.objid
+      FROM pg_depend AS d
+      JOIN pg_extension AS e ON e.oid = d.refobjid AND e.extname = 'm365_usernames'
+     WHERE d.deptype = 'e' AND d.refclassid = 'pg_extension'::regclass
+), facts AS (
+    -- Which objects, with their comments.
+    SELECT 'object ' || pg_describe_object(classid, objid, 0)
+           || coalesce(' -- ' || obj_description(objid, (SELECT relname FROM pg_class WHERE oid = classid)), '') AS fact
+      FROM member
+    UNION ALL
+    -- Functions: body, language, volatility, strictness, settings, security, rights.
+    SELECT 'function ' || p.oid::regprocedure::text || ' secdef=' || p.prosecdef || ' acl=' || coalesce(p.proacl::text, '-')
+           || E'\n' || pg_get_functiondef(p.oid)
+      FROM member JOIN pg_proc AS p ON member.classid = 'pg_proc'::regclass AND p.oid = member.objid
+     WHERE p.prokind <> 'a'
+    UNION ALL
+    -- Relations: kind, rights, options.
+    SELECT 'relation ' || c.oid::regclass::text || ' kind=' || c.relkind::text || ' acl=' || coalesce(c.relacl::text, '-')
+           || ' options=' || coalesce(c.reloptions::text, '-')
+      FROM member JOIN pg_class AS c ON member.classid = 'pg_class'::regclass AND c.oid = member.objid
+    UNION ALL
+    -- Columns, in order, with types, defaults, generation and comments.
+    SELECT 'column ' || c.oid::regclass::text || '.' || a.attnum || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+           || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+           || coalesce(' identity=' || nullif(a.attidentity::text, ''), '')
+           || coalesce(' generated=' || nullif(a.attgenerated::text, ''), '')
+           || coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), '')
+           || coalesce(' collation=' || nullif(a.attcollation, 0)::regcollation::text, '')
+           || coalesce(' acl=' || a.attacl::text, '')
+           || coalesce(' -- ' || col_description(c.oid, a.attnum), '')
+      FROM member JOIN pg_class AS c ON member.classid = 'pg_class'::regclass AND c.oid = member.objid
+      JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_attrdef AS ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+    UNION ALL
+    -- Views.
+    SELECT 'view ' || c.oid::regclass::text || E'\n' || pg_get_viewdef(c.oid)
+      FROM member JOIN pg_class AS c ON member.classid = 'pg_class'::regclass AND c.oid = member.objid
+     WHERE c.relkind IN ('v', 'm')
+    UNION ALL
+    -- Constraints, indexes and triggers of the extension's tables.
+    SELECT 'constraint ' || con.conrelid::regclass::text || ' ' || con.conname || ' ' || pg_get_constraintdef(con.oid)
+      FROM member JOIN pg_constraint AS con ON member.classid = 'pg_class'::regclass AND con.conrelid = member.objid
+    UNION ALL
+    SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+      FROM member JOIN pg_index AS i ON member.classid = 'pg_class'::regclass AND i.indrelid = member.objid
+    UNION ALL
+    SELECT 'trigger ' || pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text
+      FROM member JOIN pg_trigger AS t ON member.classid = 'pg_class'::regclass AND t.tgrelid = member.objid
+     WHERE NOT t.tgisinternal
+    UNION ALL
+    SELECT 'event trigger ' || t.evtname || ' ' || t.evtevent || ' ' || t.evtfoid::regprocedure::text || ' enabled=' || t.evtenabled::text
+      FROM member JOIN pg_event_trigger AS t ON member.classid = 'pg_event_trigger'::regclass AND t.oid = member.objid
+    UNION ALL
+    -- Schemas and their rights.
+    SELECT 'schema ' || n.nspname || ' acl=' || coalesce(n.nspacl::text, '-') || coalesce(' -- ' || obj_description(n.oid, 'pg_namespace'), '')
+      FROM pg_namespace AS n WHERE n.nspname IN ('m365', 'm365_sds')
+    UNION ALL
+    -- What pg_dump keeps.
+    SELECT 'dumped ' || cfg::regclass::text || ' where ' || coalesce(cond, '')
+      FROM pg_extension AS e, unnest(e.extconfig, e.extcondition) AS x(cfg, cond)
+     WHERE e.extname = 'm365_usernames'
+    UNION ALL
+    -- The texts the extension answers with (rows its script inserts).
+    SELECT 'message ' || m::text FROM m365.message AS m
+    UNION ALL
+    -- Role memberships the extension sets up.
+    SELECT 'membership ' || m.roleid::regrole::text || ' -> ' || m.member::regrole::text
+      FROM pg_auth_members AS m
+     WHERE m.roleid::regrole::text IN ('m365_app', 'm365_admin', 'm365_sds_reader')
+       AND m.member::regrole::text IN ('m365_app', 'm365_admin', 'm365_sds_reader')
+)
+SELECT fact FROM facts ORDER BY fact;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Upgrades: for every released version (a frozen extension/m365_usernames--X.sql),
+# install it, fill it with data, ALTER EXTENSION ... UPDATE to the current
+# version, and check that no row was lost, that the schema is exactly a fresh
+# install's (objects, bodies, rights, comments, what pg_dump keeps), and that it
+# still works. Prints TAP (run with prove).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" m365_usernames.control)
+released=$(ls extension/m365_usernames--*.sql | sed -n 's|^extension/m365_usernames--\([0-9.]*\)\.sql$|\1|p' |
+	grep -vx "$current" | sort -V)
+fresh="upgrade_fresh_$$"
+work=$(mktemp -d /tmp/m365_upgrade_test.XXXXXX)
+dbs=("$fresh")
+trap 'rm -rf "$work"; for db in "${dbs[@]}"; do psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1; done' EXIT
+n=0 failed=0
+ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+queue_digest() { sql -d "$1" -c "SELECT md5(string_agg(q::text, '|' ORDER BY configuration_id, person_kind, person_id)) FROM m365.username_queue AS q"; }
+
+[ -n "$released" ] || { echo "1..0 # SKIP no released version before $current"; exit 0; }
+echo "1..$((1 + 9 * $(echo "$released" | wc -l)))"
+
+sql -d postgres -c "CREATE DATABASE $fresh" >/dev/null &&
+	sql -d "$fresh" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" >/dev/null &&
+	sql -d "$fresh" -f test/shell/lib/schema_fingerprint.sql >"$work/fresh.schema"
+ok $? "a fresh install of $current, for comparison"
+
+for old in $released; do
+	db="upgrade_from_${old//./_}_$$"
+	dbs+=("$db")
+	sql -d postgres -c "CREATE DATABASE $db" >/dev/null &&
+		sql -d "$db" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames VERSION '$old'" \
+			-f demo/load.sql -f test/shell/lib/populate.sql >/dev/null 2>&1
+	ok $? "$old installed and filled: 1,500 usernames, 560 queued, edits, history, a reader, a snapshot"
+	data_before=$(sql -d "$db" -f test/shell/lib/data_digest.sql)
+	queue_before=$(queue_digest "$db")
+
+	[ "$(sql -d "$db" -c "SELECT count(*) FROM pg_extension_update_paths('m365_usernames') WHERE source = '$old' AND target = '$current' AND path IS NOT NULL")" = 1 ]
+	ok $? "an update path leads from $old to $current"
+	sql -d "$db" -c "ALTER EXTENSION m365_usernames UPDATE" 2>"$work/update.err" >/dev/null &&
+		[ "$(sql -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'm365_usernames'")" = "$current" ]
+	status=$?
+	[ $status = 0 ] || sed 's/^/# /' "$work/update.err" | head -5
+	ok $status "ALTER EXTENSION m365_usernames UPDATE: $old -> $current"
+
+	[ "$(sql -d "$db" -f test/shell/lib/data_digest.sql)" = "$data_before" ] && [ "$(queue_digest "$db")" = "$queue_before" ]
+	ok $? "every username, flag, ledger row, history row, school row, snapshot and queue entry is still there"
+
+	sql -d "$db" -f test/shell/lib/schema_fingerprint.sql >"$work/updated.schema"
+	diff -u "$work/fresh.schema" "$work/updated.schema" >"$work/schema.diff"
+	status=$?
+	[ $status = 0 ] || sed 's/^/# /' "$work/schema.diff" | head -40
+	ok $status "the updated schema is exactly a fresh $current install's (objects, bodies, rights, comments, dumped tables)"
+
+	# It still works: the job finishes the queue, edits answer in Dutch, the feed reads.
+	[ "$(sql -d "$db" -c "SELECT m365.generate_usernames()")" = 560 ] &&
+		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.username_queue WHERE last_error IS NULL")" = 0 ]
+	ok $? "the job makes the 560 queued usernames after the update"
+	taken=$(sql -d "$db" -c "SELECT username FROM m365.username WHERE configuration_id = 1 AND person_kind = 'student' ORDER BY id DESC LIMIT 1")
+	answer=$(sql -d "$db" -c "SELECT m365.set_username((SELECT min(id) FROM m365.username WHERE person_kind = 'student'), '$taken')" 2>&1 | head -n 1)
+	[[ "$answer" == *"is al in gebruik"* ]]
+	ok $? "set_username still answers with the procedure's Dutch text (${answer##*ERROR:  })"
+	sql -d "$db" -c "INSERT INTO m365.student (id, first_name, last_name) VALUES (88888, 'Émile', 'Nieuw')" \
+		-c "INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (88888, 88888, 11, CURRENT_DATE)" >/dev/null &&
+		[ "$(sql -d "$db" -c "SELECT m365.generate_usernames()")" = 1 ] &&
+		[ "$(sql -d "$db" -c "SELECT username FROM m365.username WHERE person_kind = 'student' AND person_id = 88888")" = "nieuw.emile" ]
+	ok $? "a new enrolment after the update is queued and gets its username"
+	[ "$(sql -d "$db" -c "SET ROLE sds_backup_test" -c "SELECT count(*) > 0 FROM m365_sds.users")" = t ]
+	ok $? "the SDS reader created before the update still reads its feed"
+done
+
+[ "$failed" = 0 ]
