@@ -73,3 +73,42 @@ GRANT EXECUTE ON FUNCTION m365.job_status() TO m365_admin;
 -- Fixed in 0.2.0: snapshots right after a bulk load (stale statistics) chose
 -- nested loops over the feed's views and took minutes (87_sds_snapshots.sql).
 ALTER FUNCTION m365.take_sds_snapshots() SET enable_nestloop = off;
+
+-- Fixed in 0.2.0: concurrent bulk sync changes over overlapping lists could
+-- deadlock (found by the soak test); set_sync now locks in id order.
+CREATE OR REPLACE FUNCTION m365.set_sync(username_ids bigint[], value boolean)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed integer;
+    unknown bigint[];
+BEGIN
+    IF value IS NULL OR username_ids IS NULL THEN
+        PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, 'the flag and the list of ids must not be NULL');
+    END IF;
+    SELECT pg_catalog.array_agg(i) INTO unknown
+      FROM pg_catalog.unnest(username_ids) AS i
+     WHERE NOT EXISTS (SELECT FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) i);
+    IF unknown IS NOT NULL THEN
+        PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, 'unknown username ids: ' OPERATOR(pg_catalog.||) unknown::text);
+    END IF;
+    BEGIN
+        -- Lock in id order first: two bulk changes over overlapping lists
+        -- (a location and a hand-picked set) then wait, never deadlock.
+        PERFORM FROM m365.username AS u
+          WHERE u.id OPERATOR(pg_catalog.=) ANY (username_ids)
+          ORDER BY u.id
+            FOR NO KEY UPDATE;
+        UPDATE m365.username AS u SET sync = value
+         WHERE u.id OPERATOR(pg_catalog.=) ANY (username_ids)
+           AND u.sync OPERATOR(pg_catalog.<>) value;
+        GET DIAGNOSTICS changed = ROW_COUNT;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, SQLERRM);
+    END;
+    RETURN changed;
+END
+$$;

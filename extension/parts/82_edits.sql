@@ -169,6 +169,12 @@ BEGIN
         PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, 'unknown username ids: ' OPERATOR(pg_catalog.||) unknown::text);
     END IF;
     BEGIN
+        -- Lock in id order first: two bulk changes over overlapping lists
+        -- (a location and a hand-picked set) then wait, never deadlock.
+        PERFORM FROM m365.username AS u
+          WHERE u.id OPERATOR(pg_catalog.=) ANY (username_ids)
+          ORDER BY u.id
+            FOR NO KEY UPDATE;
         UPDATE m365.username AS u SET sync = value
          WHERE u.id OPERATOR(pg_catalog.=) ANY (username_ids)
            AND u.sync OPERATOR(pg_catalog.<>) value;

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Load: pgbench clients enrol students, add and remove staff, race each other
+# (and the job) for the same usernames and toggle sync flags, while one more
+# client runs the job every 2 seconds. Afterwards the invariants must hold
+# and no client may have met an error other than "already in use".
+# SOAK_SECONDS (default 120) and SOAK_CLIENTS (default 16) size it; the test
+# command runs a short version. Prints TAP (run with prove).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+PG_BIN=/usr/lib/postgresql/15/bin
+seconds=${SOAK_SECONDS:-120} clients=${SOAK_CLIENTS:-16}
+db="soak_$$"
+work=$(mktemp -d /tmp/m365_soak_test.XXXXXX)
+trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1' EXIT
+n=0 failed=0
+ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
+
+echo "1..11"
+psql -X -q -d postgres -c "CREATE DATABASE $db" >/dev/null && sql -f test/soak/setup.sql >/dev/null 2>"$work/setup.err"
+status=$?
+[ $status = 0 ] || sed 's/^/# /' "$work/setup.err"
+ok $status "a database with 2,000 students and 40 staff, their usernames made, two login roles"
+
+# One client runs the job; the application's clients mix the four scripts.
+"$PG_BIN/pgbench" -n -U soak_admin -c 1 -T "$seconds" -f test/soak/job.pgbench "$db" >"$work/job.out" 2>&1 &
+job=$!
+"$PG_BIN/pgbench" -n -U soak_app -c "$clients" -j 2 -T "$seconds" -r \
+	-f test/soak/enrol.pgbench@4 -f test/soak/staff.pgbench@1 -f test/soak/edit.pgbench@4 -f test/soak/sync.pgbench@2 \
+	"$db" >"$work/app.out" 2>&1
+app_status=$?
+wait $job
+job_status=$?
+app_tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/app.out")
+app_failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/app.out")
+[ $app_status = 0 ] && [ "${app_tx:-0}" -gt 0 ] && [ "${app_failed:-0}" = 0 ]
+status=$?
+[ $status = 0 ] || sed 's/^/# /' "$work/app.out" | tail -20
+ok $status "$clients application clients for $seconds s: $app_tx transactions ($(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/app.out" | head -1) tps), none failed"
+job_runs=$(sql -c "SELECT count(*) FROM soak.done WHERE what = 'job made'")
+[ $job_status = 0 ] && [ "$job_runs" -ge 2 ]
+ok $? "the job client ran the job $job_runs times meanwhile"
+
+sql -c "SELECT what, sqlstate, message FROM soak.unexpected LIMIT 5" >"$work/unexpected"
+[ ! -s "$work/unexpected" ]
+status=$?
+[ $status = 0 ] || sed 's/^/# /' "$work/unexpected"
+ok $status "no client met an error other than \"already in use\""
+
+read -r edited in_use <<<"$(sql -F ' ' -c "SELECT count(*) FILTER (WHERE what = 'username edited'), count(*) FILTER (WHERE what = 'already in use') FROM soak.done")"
+[ "$edited" -gt 0 ] && [ "$in_use" -gt 0 ]
+ok $? "the edits raced: $edited renamed, $in_use answered \"already in use\""
+
+final=$(sql -c "SELECT m365.generate_usernames()")
+[ "$(sql -c "SELECT count(*) FROM m365.username_queue")" = 0 ]
+ok $? "a final run ($final made) leaves the queue empty"
+
+[ "$(sql -c "SELECT count(*) FROM (SELECT configuration_id, local_part FROM m365.username GROUP BY 1, 2 HAVING count(*) > 1) AS d")" = 0 ] &&
+	[ "$(sql -c "SELECT count(*) FROM (SELECT configuration_id, person_kind, person_id FROM m365.username GROUP BY 1, 2, 3 HAVING count(*) > 1) AS d")" = 0 ]
+ok $? "every username is unique in its configuration, and nobody has two"
+
+[ "$(sql -c "SELECT count(*) FROM m365.username AS u LEFT JOIN m365.issued_username AS i USING (configuration_id, local_part)
+              WHERE i.local_part IS NULL OR i.person_kind <> u.person_kind OR i.person_id <> u.person_id")" = 0 ]
+ok $? "every username is in the ledger as issued to its own holder: no name was handed to a second person"
+
+missing=$(sql -c "SELECT (SELECT count(*) FROM m365.student AS s WHERE NOT EXISTS (SELECT FROM m365.username AS u WHERE u.person_kind = 'student' AND u.person_id = s.id))
+                       + (SELECT count(*) FROM m365.staff AS s WHERE s.active AND NOT EXISTS (SELECT FROM m365.username AS u WHERE u.person_kind = 'staff' AND u.person_id = s.id))")
+ok "$missing" "every student and every active staff member has a username ($(sql -c "SELECT count(*) FROM m365.username") in all)"
+
+read -r done_edits history_edits <<<"$(sql -F ' ' -c "SELECT (SELECT count(*) FROM soak.done WHERE what = 'username edited'),
+       (SELECT count(*) FROM m365.username_history WHERE changed_by = 'soak_app' AND field = 'username')")"
+[ "$done_edits" = "$history_edits" ]
+ok $? "an audit row for every rename ($history_edits)"
+read -r done_sync history_sync <<<"$(sql -F ' ' -c "SELECT (SELECT coalesce(sum(n), 0) FROM soak.done WHERE what = 'sync changed'),
+       (SELECT count(*) FROM m365.username_history WHERE changed_by = 'soak_app' AND field = 'sync')")"
+[ "$done_sync" = "$history_sync" ]
+ok $? "an audit row for every sync flag changed ($history_sync)"
+
+sed -n '/latency average/p; /statement latencies/,$p' "$work/app.out" | sed 's/^/# /' | head -20
+[ "$failed" = 0 ]

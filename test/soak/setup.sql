@@ -1,0 +1,142 @@
+-- The soak test's database: one configuration, two schools, three locations,
+-- 2,000 students and 40 staff with usernames already, two login roles, and
+-- the wrappers its clients call (schema soak, not part of the extension).
+\set ON_ERROR_STOP on
+SET client_min_messages = warning;
+CREATE EXTENSION m365_usernames;
+INSERT INTO m365.configuration (id, name, username_format, fallback_formats)
+VALUES (1, 'soak', 'naam.voornaam', '{voornaam.naam}');
+INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (1, 'S1', 1, 's1.example.be'), (2, 'S2', 1, 's2.example.be');
+INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain)
+VALUES (1, 1, 'L1', 1, 'l.s1.example.be'), (2, 1, 'L2', 1, NULL), (3, 2, 'L3', 1, 'l.s2.example.be');
+
+CREATE SCHEMA soak;
+-- Few names, so that people, the job and the edits race for the same usernames.
+CREATE TABLE soak.name (n int PRIMARY KEY, first_name text, last_name text);
+INSERT INTO soak.name
+SELECT i, (ARRAY['Jan', 'Lotte', 'Émile', 'Zoë', 'Noah', 'Ayşe', 'Mohammed', 'Łucja'])[1 + i % 8],
+          (ARRAY['Peeters', 'Maes', 'Janssens', 'D''Hondt', 'Van den Broeck', 'Öztürk', 'El Amrani', 'Wouters'])[1 + (i / 8) % 8]
+  FROM generate_series(0, 63) AS i;
+CREATE SEQUENCE soak.person_id START 100000;
+-- What the clients did, to compare with what the extension recorded.
+CREATE TABLE soak.done (client_pid int DEFAULT pg_backend_pid(), what text, n int, at timestamptz DEFAULT clock_timestamp());
+CREATE TABLE soak.unexpected (what text, sqlstate text, message text, at timestamptz DEFAULT clock_timestamp());
+
+INSERT INTO m365.student (id, first_name, last_name) SELECT i, first_name, last_name FROM generate_series(1, 2000) AS i JOIN soak.name ON n = i % 64;
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) SELECT i, i, 1 + i % 3, CURRENT_DATE - 30 FROM generate_series(1, 2000) AS i;
+INSERT INTO m365.staff (id, first_name, last_name) SELECT i, first_name, last_name FROM generate_series(1, 40) AS i JOIN soak.name ON n = (i * 7) % 64;
+INSERT INTO m365.staff_school (staff_id, school_id) SELECT i, 1 + i % 2 FROM generate_series(1, 40) AS i;
+ANALYZE;
+SELECT m365.generate_usernames();
+
+-- Enrols a new student (name k of the pool) in a location.
+CREATE FUNCTION soak.enrol(k int, location bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    detail text;
+    id bigint := nextval('soak.person_id');
+BEGIN
+    INSERT INTO m365.student (id, first_name, last_name) SELECT id, first_name, last_name FROM soak.name WHERE n = k;
+    INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (id, id, location, CURRENT_DATE);
+    INSERT INTO soak.done (what, n) VALUES ('enrol', 1);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+        INSERT INTO soak.unexpected (what, sqlstate, message) VALUES ('enrol', SQLSTATE, SQLERRM || coalesce(' / ' || detail, ''));
+END
+$$;
+
+-- Adds a staff member to a school, or lets a random one leave.
+CREATE FUNCTION soak.staff_change(k int, school bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    detail text;
+    id bigint;
+BEGIN
+    IF k % 4 = 0 THEN
+        UPDATE m365.staff SET active = false
+         WHERE staff.id = (SELECT s.id FROM m365.staff AS s WHERE s.active AND s.id > k * 3 ORDER BY s.id LIMIT 1);
+        INSERT INTO soak.done (what, n) VALUES ('staff left', 1);
+    ELSE
+        id := nextval('soak.person_id');
+        INSERT INTO m365.staff (id, first_name, last_name) SELECT id, first_name, last_name FROM soak.name WHERE n = k;
+        INSERT INTO m365.staff_school (staff_id, school_id) VALUES (id, school);
+        INSERT INTO soak.done (what, n) VALUES ('staff added', 1);
+    END IF;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+        INSERT INTO soak.unexpected (what, sqlstate, message) VALUES ('staff', SQLSTATE, SQLERRM || coalesce(' / ' || detail, ''));
+END
+$$;
+
+-- Renames a random username to a name others want too: a generator-style
+-- name of the pool (peeters.jan7) or one of 300 chosen names. "Already in
+-- use" (M3U03) is the expected answer when someone was first.
+CREATE FUNCTION soak.edit(pick int, k int, suffix int) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    detail text;
+    target bigint;
+    wanted text;
+    old text;
+BEGIN
+    SELECT u.id, u.username INTO target, old FROM m365.username AS u
+     WHERE u.person_kind = 'student' AND u.id >= pick ORDER BY u.id LIMIT 1;
+    IF target IS NULL THEN
+        RETURN;
+    END IF;
+    wanted := CASE WHEN suffix % 2 = 0
+                   THEN (SELECT m365.make_username('naam.voornaam', first_name, last_name) FROM soak.name WHERE n = k) || suffix
+                   ELSE 'gekozen.' || (k * 5 + suffix % 5) END;
+    PERFORM m365.set_username(target, wanted);
+    IF split_part(old, '@', 1) <> wanted THEN
+        INSERT INTO soak.done (what, n) VALUES ('username edited', 1);
+    END IF;
+EXCEPTION
+    WHEN SQLSTATE 'M3U03' THEN
+        INSERT INTO soak.done (what, n) VALUES ('already in use', 1);
+    WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+        INSERT INTO soak.unexpected (what, sqlstate, message) VALUES ('edit ' || wanted, SQLSTATE, SQLERRM || coalesce(' / ' || detail, ''));
+END
+$$;
+
+-- Toggles sync: 20 usernames, or a whole location's list.
+CREATE FUNCTION soak.toggle(pick int, location bigint, value boolean) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    detail text;
+    changed int;
+BEGIN
+    IF pick % 10 = 0 THEN
+        changed := m365.set_location_sync(location, value);
+    ELSE
+        changed := m365.set_sync(ARRAY(SELECT u.id FROM m365.username AS u WHERE u.id >= pick ORDER BY u.id LIMIT 20), value);
+    END IF;
+    INSERT INTO soak.done (what, n) VALUES ('sync changed', changed);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+        INSERT INTO soak.unexpected (what, sqlstate, message) VALUES ('sync', SQLSTATE, SQLERRM || coalesce(' / ' || detail, ''));
+END
+$$;
+
+-- The job, run by a client of its own every few seconds.
+CREATE FUNCTION soak.job() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    detail text;
+    made int;
+BEGIN
+    made := m365.generate_usernames();
+    INSERT INTO soak.done (what, n) VALUES ('job made', made);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+        INSERT INTO soak.unexpected (what, sqlstate, message) VALUES ('job', SQLSTATE, SQLERRM || coalesce(' / ' || detail, ''));
+END
+$$;
+
+-- The application and the job under their own roles, as in production.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'soak_app') THEN CREATE ROLE soak_app LOGIN IN ROLE m365_app; END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'soak_admin') THEN CREATE ROLE soak_admin LOGIN IN ROLE m365_admin; END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA soak TO soak_app, soak_admin;
+GRANT SELECT ON soak.name TO soak_app;
+GRANT USAGE ON SEQUENCE soak.person_id TO soak_app;
+GRANT INSERT ON soak.done, soak.unexpected TO soak_app, soak_admin;
