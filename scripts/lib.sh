@@ -9,7 +9,7 @@ export PG_CONFIG=$PG_BIN/pg_config
 M365_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libicu-dev pkg-config
-	build-essential cmake libgtest-dev bc
+	build-essential cmake libgtest-dev bc debhelper dpkg-dev
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -77,4 +77,13 @@ m365_cluster_stop() {
 	fi
 	runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$M365_CLUSTER/data" -m immediate -w stop >/dev/null 2>&1 || true
 	rm -rf "$M365_CLUSTER"
+}
+
+# Builds the Debian package (scripts/package) and installs it with dpkg, as a
+# DBA installs every other extension; the tests then run against its files.
+m365_package_install() {
+	local deb
+	deb=$("$M365_ROOT/scripts/package")
+	log "Installing $(basename "$deb")"
+	dpkg -i "$deb" >/dev/null
 }
