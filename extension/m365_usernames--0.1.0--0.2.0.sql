@@ -112,3 +112,95 @@ BEGIN
     RETURN changed;
 END
 $$;
+
+-- Fixed in 0.2.0: set_username racing the job for one name could deadlock
+-- (found by the soak test); it now claims the name in the ledger first, as the job does.
+CREATE OR REPLACE FUNCTION m365.set_username(username_id bigint, new_username text)
+RETURNS m365.username
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typed    text := coalesce(new_username, '');
+    wanted   text := pg_catalog.btrim(coalesce(new_username, ''), E' \t\r\n');
+    local    text;
+    domain   text;
+    current  m365.username;
+    config   m365.configuration;
+    saved    m365.username;
+    sets_domain boolean;
+BEGIN
+    IF wanted OPERATOR(pg_catalog.=) '' THEN
+        PERFORM m365.raise_message('M3U01', 'username_empty', typed);
+    END IF;
+    IF NOT m365.username_is_valid(wanted) THEN
+        PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL, m365.username_problem(wanted));
+    END IF;
+    local := pg_catalog.lower(pg_catalog.split_part(wanted, '@', 1));
+    domain := NULLIF(pg_catalog.lower(pg_catalog.split_part(wanted, '@', 2)), '');
+
+    SELECT * INTO current FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) set_username.username_id FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM m365.raise_message('M3U05', 'username_not_saved', wanted,
+                                   m365.message('unknown_username_id', NULL, coalesce(username_id::text, 'NULL')));
+    END IF;
+    SELECT * INTO config FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) current.configuration_id;
+
+    IF domain IS NOT NULL THEN
+        -- A domain only where the configuration sets one for this kind of person.
+        sets_domain := CASE current.person_kind
+            WHEN 'student' THEN EXISTS (SELECT FROM m365.location AS l
+                                         WHERE l.configuration_id OPERATOR(pg_catalog.=) config.id
+                                           AND l.student_domain IS NOT NULL)
+            ELSE EXISTS (SELECT FROM m365.school AS s
+                          WHERE s.configuration_id OPERATOR(pg_catalog.=) config.id
+                            AND s.staff_domain IS NOT NULL)
+        END;
+        IF NOT sets_domain THEN
+            PERFORM m365.raise_message('M3U04', 'domain_not_allowed', wanted);
+        END IF;
+        IF pg_catalog.cardinality(config.accepted_domains) OPERATOR(pg_catalog.>) 0
+           AND NOT domain OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.lower(d) FROM pg_catalog.unnest(config.accepted_domains) AS d) THEN
+            PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL,
+                                       m365.message('domain_not_accepted', NULL, domain));
+        END IF;
+    END IF;
+
+    -- In use: by another username, issued before to someone else, or reserved.
+    IF EXISTS (SELECT FROM m365.username AS u
+                WHERE u.configuration_id OPERATOR(pg_catalog.=) config.id
+                  AND u.local_part OPERATOR(pg_catalog.=) local
+                  AND u.id OPERATOR(pg_catalog.<>) current.id)
+       OR EXISTS (SELECT FROM m365.issued_username AS i
+                   WHERE i.configuration_id OPERATOR(pg_catalog.=) config.id
+                     AND i.local_part OPERATOR(pg_catalog.=) local
+                     AND (i.person_kind, i.person_id) OPERATOR(pg_catalog.<>) (current.person_kind, current.person_id))
+       OR EXISTS (SELECT FROM m365.reserved_username AS r
+                   WHERE r.configuration_id OPERATOR(pg_catalog.=) config.id
+                     AND r.local_part OPERATOR(pg_catalog.=) local) THEN
+        PERFORM m365.raise_message('M3U03', 'username_in_use', wanted);
+    END IF;
+
+    BEGIN
+        -- Claim the name in the ledger before taking it, in the job's order
+        -- (ledger, then username): racing the job for a name then waits on
+        -- the ledger's key and ends in "in use", never in a deadlock.
+        INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
+        VALUES (config.id, local, current.person_kind, current.person_id)
+        ON CONFLICT (configuration_id, local_part) DO NOTHING;
+        UPDATE m365.username AS u
+           SET username = CASE WHEN domain IS NULL THEN local
+                               ELSE local OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) domain END
+         WHERE u.id OPERATOR(pg_catalog.=) current.id
+        RETURNING * INTO saved;
+    EXCEPTION
+        -- A concurrent session took the name between the check and the update.
+        WHEN unique_violation THEN
+            PERFORM m365.raise_message('M3U03', 'username_in_use', wanted, NULL, SQLERRM);
+        WHEN OTHERS THEN
+            PERFORM m365.raise_message('M3U05', 'username_not_saved', wanted, SQLERRM);
+    END;
+    RETURN saved;
+END
+$$;

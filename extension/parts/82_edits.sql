@@ -130,6 +130,12 @@ BEGIN
     END IF;
 
     BEGIN
+        -- Claim the name in the ledger before taking it, in the job's order
+        -- (ledger, then username): racing the job for a name then waits on
+        -- the ledger's key and ends in "in use", never in a deadlock.
+        INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
+        VALUES (config.id, local, current.person_kind, current.person_id)
+        ON CONFLICT (configuration_id, local_part) DO NOTHING;
         UPDATE m365.username AS u
            SET username = CASE WHEN domain IS NULL THEN local
                                ELSE local OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) domain END

@@ -67,8 +67,9 @@ END
 $$;
 
 -- Renames a random username to a name others want too: a generator-style
--- name of the pool (peeters.jan7) or one of 300 chosen names. "Already in
--- use" (M3U03) is the expected answer when someone was first.
+-- name of the pool with a suffix up to 400 (taken already, or one the job is
+-- about to hand out: the job must then skip it) or one of 320 chosen names.
+-- "Already in use" (M3U03) is the expected answer when someone was first.
 CREATE FUNCTION soak.edit(pick int, k int, suffix int) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     detail text;
