@@ -63,15 +63,6 @@ Cache()
 	return cache;
 }
 
-bool
-IsAscii(std::string_view text)
-{
-	for (unsigned char c : text)
-		if (c >= 0x80)
-			return false;
-	return true;
-}
-
 void
 LowerAsciiInPlace(std::string& text)
 {
@@ -93,6 +84,15 @@ ClampUtf8(std::string_view text, size_t limit)
 }
 
 }  // namespace
+
+bool
+IsAscii(std::string_view text)
+{
+	for (unsigned char c : text)
+		if (c >= 0x80)
+			return false;
+	return true;
+}
 
 std::string
 TransliterateToAscii(std::string_view utf8)

@@ -23,6 +23,9 @@ inline constexpr size_t kMaxNameInputBytes = 4096;
  * form (emoji, symbols) come back unchanged or vanish; callers filter. */
 std::string TransliterateToAscii(std::string_view utf8);
 
+/* Whether every byte is 7-bit ASCII. */
+bool IsAscii(std::string_view text);
+
 /* Splits on Unicode white space (not on hyphens), dropping empty words. */
 std::vector<std::string_view> SplitWords(std::string_view utf8);
 

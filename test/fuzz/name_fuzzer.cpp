@@ -26,15 +26,6 @@ NextLine(std::string_view& rest)
 	return line;
 }
 
-bool
-IsAscii(std::string_view text)
-{
-	for (unsigned char c : text)
-		if (c >= 0x80)
-			return false;
-	return true;
-}
-
 void
 Require(bool promise)
 {
@@ -49,7 +40,7 @@ CheckMadeUsername(const std::optional<std::string>& made, long long suffix)
 	if (!made)
 		return;
 	Require(!made->empty() && made->size() <= m365::kMaxLocalPartLength);
-	Require(IsAscii(*made));
+	Require(m365::IsAscii(*made));
 	Require(m365::IsValidUsername(*made));
 	std::string with_suffix = m365::WithSuffix(*made, suffix);
 	Require(with_suffix.size() <= m365::kMaxLocalPartLength);
@@ -80,7 +71,7 @@ LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
 	// it); what has no Latin form may stay, so the name parts filter to ASCII.
 	std::string latin = m365::TransliterateToAscii(first);
 	Require(latin == m365::TransliterateToAscii(first));
-	Require(IsAscii(m365::FirstNamePart(first)) && IsAscii(m365::LastNamePart(last)));
+	Require(m365::IsAscii(m365::FirstNamePart(first)) && m365::IsAscii(m365::LastNamePart(last)));
 
 	// A format the input spells, and the fixed ones the application uses.
 	try {
