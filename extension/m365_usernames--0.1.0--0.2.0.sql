@@ -1,10 +1,189 @@
 -- m365_usernames 0.1.0 -> 0.2.0. Committed as it is (never regenerated); the
 -- upgrade test (test/shell/upgrade.sh) checks that a database updated with it
 -- has exactly the objects, rights and comments of a fresh 0.2.0 install.
+-- CREATE OR REPLACE FUNCTION resets SECURITY DEFINER: each replaced function
+-- that 89_roles.sql makes SECURITY DEFINER gets its ALTER FUNCTION again.
 
 \echo Use "ALTER EXTENSION m365_usernames UPDATE TO '0.2.0'" to load this file. \quit
 
--- New in 0.2.0: monitoring (extension/parts/88_monitoring.sql).
+-- New in 0.2.0: bulk statements defer their queueing to the job (50_queue.sql).
+CREATE TABLE m365.username_queue_deferred (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_kind       text NOT NULL
+                      CONSTRAINT username_queue_deferred_person_kind_known CHECK (person_kind OPERATOR(pg_catalog.=) ANY ('{student,staff}'::text[])),
+    configuration_ids bigint[] NOT NULL,
+    person_ids        bigint[] NOT NULL,
+    deferred_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT username_queue_deferred_pairs CHECK (pg_catalog.cardinality(configuration_ids) OPERATOR(pg_catalog.=) pg_catalog.cardinality(person_ids))
+);
+COMMENT ON TABLE m365.username_queue_deferred IS
+'Bulk statements whose people the next run of the job queues (m365.queue_people with these arrays)';
+
+CREATE FUNCTION m365.queue_or_defer(configuration_ids bigint[], person_kind text, person_ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_catalog.cardinality(person_ids) OPERATOR(pg_catalog.<) 10000 THEN
+        RETURN m365.queue_people(configuration_ids, queue_or_defer.person_kind, person_ids);
+    END IF;
+    INSERT INTO m365.username_queue_deferred (person_kind, configuration_ids, person_ids)
+    VALUES (queue_or_defer.person_kind, configuration_ids, person_ids);
+    RETURN 0;
+END
+$$;
+
+CREATE FUNCTION m365.queue_deferred()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    deferred m365.username_queue_deferred;
+    queued   integer := 0;
+BEGIN
+    FOR deferred IN DELETE FROM m365.username_queue_deferred RETURNING * LOOP
+        queued := queued OPERATOR(pg_catalog.+)
+                  m365.queue_people(deferred.configuration_ids, deferred.person_kind, deferred.person_ids);
+    END LOOP;
+    RETURN queued;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION m365.enrolment_queue_students()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM m365.queue_or_defer(pg_catalog.array_agg(l.configuration_id), 'student', pg_catalog.array_agg(n.student_id))
+       FROM new_enrolments AS n
+       JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) n.location_id
+      WHERE l.configuration_id IS NOT NULL
+     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;
+    RETURN NULL;
+END
+$$;
+ALTER FUNCTION m365.enrolment_queue_students() SECURITY DEFINER;
+
+CREATE OR REPLACE FUNCTION m365.location_queue()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM m365.queue_or_defer(pg_catalog.array_agg(n.configuration_id), 'student', pg_catalog.array_agg(e.student_id))
+       FROM new_locations AS n
+       JOIN m365.enrolment AS e ON e.location_id OPERATOR(pg_catalog.=) n.id
+      WHERE n.configuration_id IS NOT NULL
+        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) CURRENT_DATE)
+     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;
+    RETURN NULL;
+END
+$$;
+ALTER FUNCTION m365.location_queue() SECURITY DEFINER;
+
+CREATE OR REPLACE FUNCTION m365.generate_usernames(max_count integer DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    chunk_size constant integer := 50000;
+    processed integer := 0;
+    created   integer := 0;
+    claimed   integer;
+BEGIN
+    IF max_count OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'max_count must not be negative, got %', max_count USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One run at a time; a second one returns at once instead of waiting.
+    IF NOT pg_catalog.pg_try_advisory_xact_lock(365, 1) THEN
+        RAISE NOTICE 'm365.generate_usernames is already running in another session; nothing done';
+        RETURN 0;
+    END IF;
+    -- Names reserved while the job runs wait for it: what it checked stays true.
+    LOCK TABLE m365.reserved_username IN SHARE MODE;
+    -- People of bulk statements join the queue now (m365.queue_or_defer).
+    PERFORM m365.queue_deferred();
+    LOOP
+        EXIT WHEN max_count IS NOT NULL AND processed OPERATOR(pg_catalog.>=) max_count;
+        claimed := m365.generation_claim(CASE WHEN max_count IS NULL THEN chunk_size
+                                              ELSE pg_catalog.int4smaller(chunk_size, max_count OPERATOR(pg_catalog.-) processed) END);
+        EXIT WHEN claimed OPERATOR(pg_catalog.=) 0;
+        processed := processed OPERATOR(pg_catalog.+) claimed;
+        PERFORM m365.generation_assign();
+        created := created OPERATOR(pg_catalog.+) m365.generation_store();
+    END LOOP;
+    -- After a bulk run (1 September) the planner would otherwise plan the
+    -- lists and the SDS feed with the statistics of a nearly empty table until
+    -- autovacuum comes by.
+    IF created OPERATOR(pg_catalog.>=) 1000 THEN
+        ANALYZE m365.username, m365.issued_username;
+    END IF;
+    RETURN created;
+END
+$$;
+ALTER FUNCTION m365.generate_usernames(integer) SECURITY DEFINER;
+
+CREATE OR REPLACE FUNCTION m365.diagnose_generation(configuration_id bigint, person_kind text, person_id bigint)
+RETURNS TABLE (code text, message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    entry m365.username_queue;
+    next_run timestamptz;
+    deferred_at timestamptz;
+BEGIN
+    IF EXISTS (SELECT FROM m365.username AS u
+                WHERE u.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
+                  AND u.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
+                  AND u.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id) THEN
+        RETURN;
+    END IF;
+    SELECT * INTO entry FROM m365.username_queue AS q
+     WHERE q.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
+       AND q.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
+       AND q.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id;
+    IF NOT FOUND THEN
+        -- Part of a bulk statement the job has not queued yet (m365.queue_or_defer)?
+        SELECT d.deferred_at INTO deferred_at
+          FROM m365.username_queue_deferred AS d, unnest(d.configuration_ids, d.person_ids) AS x(configuration_id, person_id)
+         WHERE d.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
+           AND x.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
+           AND x.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id
+         LIMIT 1;
+        IF deferred_at IS NOT NULL THEN
+            RETURN QUERY SELECT 'queued_in_bulk', m365.message('queued_in_bulk', NULL,
+                pg_catalog.to_char(deferred_at, 'YYYY-MM-DD HH24:MI'));
+        ELSE
+            RETURN QUERY SELECT 'not_queued', m365.message('not_queued');
+        END IF;
+    ELSIF entry.last_error IS NOT NULL THEN
+        RETURN QUERY SELECT 'generation_failed', m365.message('generation_failed', NULL, entry.last_error);
+    ELSE
+        next_run := m365.next_generation_run();
+        RETURN QUERY SELECT 'queued', m365.message('queued', NULL,
+            pg_catalog.to_char(entry.queued_at, 'YYYY-MM-DD HH24:MI')
+            OPERATOR(pg_catalog.||) coalesce(' (' OPERATOR(pg_catalog.||) pg_catalog.to_char(next_run, 'HH24:MI')
+                                             OPERATOR(pg_catalog.||) ')', ''));
+    END IF;
+END
+$$;
+
+INSERT INTO m365.message (code, language, text) VALUES
+    ('queued_in_bulk', 'nl', 'De gebruikersnaam is nog niet aangemaakt: de persoon werd op <reason> met vele anderen tegelijk ingeschreven en komt bij de volgende uitvoering van de taak in de wachtrij.'),
+    ('queued_in_bulk', 'fr', 'Le nom d''utilisateur n''est pas encore créé : la personne a été inscrite le <reason> avec beaucoup d''autres et sera mise en file d''attente à la prochaine exécution de la tâche.'),
+    ('queued_in_bulk', 'en', 'The username has not been created yet: the person was enrolled on <reason> together with many others and joins the queue at the next run of the job.');
+
+GRANT SELECT ON m365.username_queue_deferred TO m365_app;
+REVOKE ALL ON FUNCTION m365.queue_or_defer(bigint[], text, bigint[]), m365.queue_deferred() FROM PUBLIC;
+
+-- New in 0.2.0: monitoring (88_monitoring.sql).
 CREATE VIEW m365.status AS
 SELECT c.id AS configuration_id,
        c.name AS configuration_name,
@@ -13,7 +192,9 @@ SELECT c.id AS configuration_id,
        coalesce(q.queued, 0) AS queued,
        coalesce(q.failing, 0) AS failing,
        q.oldest_queued_at,
-       u.last_created_at
+       u.last_created_at,
+       -- People of bulk statements the next run queues first (m365.queue_or_defer).
+       coalesce(d.deferred, 0) AS deferred
   FROM m365.configuration AS c
   LEFT JOIN (SELECT configuration_id,
                     pg_catalog.count(*) AS usernames,
@@ -26,9 +207,12 @@ SELECT c.id AS configuration_id,
                     pg_catalog.count(*) FILTER (WHERE last_error IS NOT NULL) AS failing,
                     pg_catalog.min(queued_at) FILTER (WHERE last_error IS NULL) AS oldest_queued_at
                FROM m365.username_queue
-              GROUP BY configuration_id) AS q ON q.configuration_id OPERATOR(pg_catalog.=) c.id;
+              GROUP BY configuration_id) AS q ON q.configuration_id OPERATOR(pg_catalog.=) c.id
+  LEFT JOIN (SELECT x.configuration_id, pg_catalog.count(*) AS deferred
+               FROM m365.username_queue_deferred AS dq, pg_catalog.unnest(dq.configuration_ids) AS x(configuration_id)
+              GROUP BY x.configuration_id) AS d ON d.configuration_id OPERATOR(pg_catalog.=) c.id;
 COMMENT ON VIEW m365.status IS
-'Per configuration: usernames, synced, queued, failing (kept with last_error) and the oldest waiting entry';
+'Per configuration: usernames, synced, queued, failing (kept with last_error), the oldest waiting entry, and people of bulk statements not queued yet (deferred)';
 
 -- The extension's pg_cron jobs as pg_cron knows them, with their last run.
 -- Without pg_cron in this database: the definitions, scheduled = false.

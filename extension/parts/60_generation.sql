@@ -376,6 +376,8 @@ BEGIN
     END IF;
     -- Names reserved while the job runs wait for it: what it checked stays true.
     LOCK TABLE m365.reserved_username IN SHARE MODE;
+    -- People of bulk statements join the queue now (m365.queue_or_defer).
+    PERFORM m365.queue_deferred();
     LOOP
         EXIT WHEN max_count IS NOT NULL AND processed OPERATOR(pg_catalog.>=) max_count;
         claimed := m365.generation_claim(CASE WHEN max_count IS NULL THEN chunk_size

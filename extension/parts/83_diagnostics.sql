@@ -37,6 +37,7 @@ AS $$
 DECLARE
     entry m365.username_queue;
     next_run timestamptz;
+    deferred_at timestamptz;
 BEGIN
     IF EXISTS (SELECT FROM m365.username AS u
                 WHERE u.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
@@ -49,7 +50,19 @@ BEGIN
        AND q.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
        AND q.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'not_queued', m365.message('not_queued');
+        -- Part of a bulk statement the job has not queued yet (m365.queue_or_defer)?
+        SELECT d.deferred_at INTO deferred_at
+          FROM m365.username_queue_deferred AS d, unnest(d.configuration_ids, d.person_ids) AS x(configuration_id, person_id)
+         WHERE d.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
+           AND x.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
+           AND x.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id
+         LIMIT 1;
+        IF deferred_at IS NOT NULL THEN
+            RETURN QUERY SELECT 'queued_in_bulk', m365.message('queued_in_bulk', NULL,
+                pg_catalog.to_char(deferred_at, 'YYYY-MM-DD HH24:MI'));
+        ELSE
+            RETURN QUERY SELECT 'not_queued', m365.message('not_queued');
+        END IF;
     ELSIF entry.last_error IS NOT NULL THEN
         RETURN QUERY SELECT 'generation_failed', m365.message('generation_failed', NULL, entry.last_error);
     ELSE

@@ -12,7 +12,9 @@ SELECT c.id AS configuration_id,
        coalesce(q.queued, 0) AS queued,
        coalesce(q.failing, 0) AS failing,
        q.oldest_queued_at,
-       u.last_created_at
+       u.last_created_at,
+       -- People of bulk statements the next run queues first (m365.queue_or_defer).
+       coalesce(d.deferred, 0) AS deferred
   FROM m365.configuration AS c
   LEFT JOIN (SELECT configuration_id,
                     pg_catalog.count(*) AS usernames,
@@ -25,9 +27,12 @@ SELECT c.id AS configuration_id,
                     pg_catalog.count(*) FILTER (WHERE last_error IS NOT NULL) AS failing,
                     pg_catalog.min(queued_at) FILTER (WHERE last_error IS NULL) AS oldest_queued_at
                FROM m365.username_queue
-              GROUP BY configuration_id) AS q ON q.configuration_id OPERATOR(pg_catalog.=) c.id;
+              GROUP BY configuration_id) AS q ON q.configuration_id OPERATOR(pg_catalog.=) c.id
+  LEFT JOIN (SELECT x.configuration_id, pg_catalog.count(*) AS deferred
+               FROM m365.username_queue_deferred AS dq, pg_catalog.unnest(dq.configuration_ids) AS x(configuration_id)
+              GROUP BY x.configuration_id) AS d ON d.configuration_id OPERATOR(pg_catalog.=) c.id;
 COMMENT ON VIEW m365.status IS
-'Per configuration: usernames, synced, queued, failing (kept with last_error) and the oldest waiting entry';
+'Per configuration: usernames, synced, queued, failing (kept with last_error), the oldest waiting entry, and people of bulk statements not queued yet (deferred)';
 
 -- The extension's pg_cron jobs as pg_cron knows them, with their last run.
 -- Without pg_cron in this database: the definitions, scheduled = false.

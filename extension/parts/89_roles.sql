@@ -33,7 +33,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE
    ON m365.school, m365.location, m365.student, m365.class, m365.enrolment, m365.staff, m365.staff_school,
       m365.class_teacher
    TO m365_app;
-GRANT SELECT ON m365.configuration, m365.username, m365.username_queue, m365.username_history, m365.issued_username,
+GRANT SELECT ON m365.configuration, m365.username, m365.username_queue, m365.username_queue_deferred,
+                m365.username_history, m365.issued_username,
                 m365.reserved_username, m365.message
    TO m365_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON m365.configuration, m365.reserved_username TO m365_admin;
@@ -63,6 +64,7 @@ REVOKE ALL ON FUNCTION
     m365.set_location_sync(bigint, boolean, text, date), m365.set_school_sync(bigint, boolean, text, date),
     m365.generate_usernames(integer), m365.schedule_jobs(), m365.unschedule_jobs(),
     m365.queue_people(bigint[], text, bigint[]), m365.queue_staff(bigint[]),
+    m365.queue_or_defer(bigint[], text, bigint[]), m365.queue_deferred(),
     m365.raise_message(text, text, text, text, text),
     m365.student_usernames(bigint, date), m365.staff_usernames(bigint, date),
     m365.diagnose_student(bigint, bigint, date), m365.diagnose_staff(bigint, bigint, date),
