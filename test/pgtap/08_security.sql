@@ -4,7 +4,7 @@
 -- overload the built-ins through search_path, temp tables that shadow the
 -- extension's tables, and input that looks like SQL.
 BEGIN;
-SELECT plan(32);
+SELECT plan(37);
 \ir lib/session.psql
 
 CREATE TEMP VIEW ext_function AS
@@ -130,7 +130,20 @@ SELECT is(pg_temp.as_role('m365_app', $$ SELECT m365.set_username((SELECT id FRO
 SELECT is(pg_temp.as_role('m365_admin', 'SELECT m365.generate_usernames()', 'pg_temp, pg_catalog'), 'ok',
           'the job ignores them too');
 
--- 4. Input that looks like SQL is data.
+-- 4. Rights that belong to others: the application is not a feed reader, nor an admin.
+SELECT is(pg_temp.as_role('m365_app', 'SELECT count(*) FROM m365_sds.users'), '42501',
+          'm365_app cannot read the SDS feed (it is not a reader)');
+-- (SET ROLE is checked against the session's user, a superuser here: ask the catalog.)
+SELECT is(pg_has_role('m365_app', 'sds_security_test', 'MEMBER') OR pg_has_role('m365_app', 'm365_sds_reader', 'MEMBER'), false,
+          'm365_app cannot become a reader');
+SELECT is(pg_temp.as_role('m365_app', 'SET m365.sds_configuration = 908002; SELECT count(*) FROM m365_sds.users'), '42501',
+          'nor reach another configuration''s feed through the admin setting');
+SELECT is(pg_temp.as_role('sds_security_test', 'SELECT * FROM m365.status'), '42501',
+          'a reader cannot read the monitoring view (all configurations)');
+SELECT is(pg_temp.as_role('m365_app', 'SELECT * FROM m365.job_status()'), '42501',
+          'm365_app cannot read pg_cron''s runs through job_status()');
+
+-- 5. Input that looks like SQL is data.
 SELECT is(pg_temp.as_role('m365_app', $$ SELECT m365.set_username((SELECT id FROM m365.username WHERE person_id = 908001 AND person_kind = 'student'), 'x''; DROP TABLE m365.username; --') $$),
           'M3U02', 'a username that carries SQL is an invalid username');
 SELECT lives_ok($$ SELECT m365.create_sds_reader('sds"; DROP TABLE m365.username; --', 908002) $$,
