@@ -388,3 +388,126 @@ BEGIN
     RETURN saved;
 END
 $$;
+
+-- Faster in 0.2.0: the claim step no longer runs make_username and its
+-- subplans once per mention (an OFFSET 0 fence; claim 2.3 s -> 1.7 s per 200,000).
+CREATE OR REPLACE FUNCTION m365.generation_claim(wanted integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- The plans are costed high (per-row subplans) and run once: JIT compiling
+-- them took a second per call, longer than running them.
+SET jit = off
+AS $$
+DECLARE
+    claimed integer;
+BEGIN
+    IF pg_catalog.to_regclass('pg_temp.m365_generation_batch') IS NULL THEN
+        CREATE TEMP TABLE m365_generation_batch (
+            configuration_id bigint NOT NULL,
+            person_kind      text NOT NULL,
+            person_id        bigint NOT NULL,
+            queued_at        timestamptz NOT NULL,
+            first_name       text,
+            last_name        text,
+            domain           text,
+            formats          text[] NOT NULL,
+            base             text,     -- the name in the configuration's format
+            -- pending, had_username, not_needed, failed; after the slow path also created
+            outcome          text NOT NULL,
+            error            text,
+            PRIMARY KEY (configuration_id, person_kind, person_id)
+        ) ON COMMIT DROP;
+        -- The names given, written once (inserts are cheaper than updates).
+        CREATE TEMP TABLE m365_generation_name (
+            configuration_id bigint NOT NULL,
+            person_kind      text NOT NULL,
+            person_id        bigint NOT NULL,
+            local_part       text NOT NULL,
+            issued_base      text NOT NULL,
+            suffix           integer NOT NULL,
+            PRIMARY KEY (configuration_id, person_kind, person_id),
+            UNIQUE (configuration_id, local_part)
+        ) ON COMMIT DROP;
+        -- People still without a name in a suffix round, ranked per base.
+        CREATE TEMP TABLE m365_generation_waiting (
+            configuration_id bigint, person_kind text, person_id bigint, base text, rn bigint
+        ) ON COMMIT DROP;
+        CREATE TEMP TABLE m365_generation_cursor (
+            configuration_id bigint NOT NULL,
+            base             text NOT NULL,
+            next_suffix      bigint NOT NULL,
+            PRIMARY KEY (configuration_id, base)
+        ) ON COMMIT DROP;
+    ELSE
+        TRUNCATE pg_temp.m365_generation_batch, pg_temp.m365_generation_name, pg_temp.m365_generation_cursor;
+    END IF;
+
+    INSERT INTO pg_temp.m365_generation_batch
+           (configuration_id, person_kind, person_id, queued_at, first_name, last_name, domain, formats,
+            base, outcome, error)
+    SELECT c.configuration_id, c.person_kind, c.person_id, c.queued_at, c.first_name, c.last_name, c.domain,
+           c.formats, c.base,
+           CASE WHEN c.has_username THEN 'had_username'
+                WHEN NOT c.eligible THEN 'not_needed'
+                WHEN c.base IS NULL THEN 'failed'
+                ELSE 'pending' END,
+           CASE WHEN NOT c.has_username AND c.eligible AND c.base IS NULL THEN
+               'the official first and last name yield no username (nothing is left after transliteration to a-z, 0-9 and -)'
+           END
+      FROM (
+    SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at,
+           coalesce(st.first_name, sf.first_name) AS first_name, coalesce(st.last_name, sf.last_name) AS last_name,
+           -- Staff: the domain of the school they were linked to first.
+           CASE WHEN q.person_kind OPERATOR(pg_catalog.=) 'staff' THEN
+               (SELECT sc.staff_domain
+                  FROM m365.staff_school AS ss
+                  JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+                 WHERE ss.staff_id OPERATOR(pg_catalog.=) q.person_id
+                   AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
+                 ORDER BY ss.linked_at, ss.school_id
+                 LIMIT 1)
+           END AS domain,
+           ARRAY[cf.username_format] OPERATOR(pg_catalog.||) cf.fallback_formats AS formats,
+           m365.make_username(cf.username_format, coalesce(st.first_name, sf.first_name),
+                              coalesce(st.last_name, sf.last_name)) AS base,
+           CASE q.person_kind
+               WHEN 'student' THEN EXISTS (
+                   SELECT FROM m365.enrolment AS e
+                     JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                    WHERE e.student_id OPERATOR(pg_catalog.=) q.person_id
+                      AND l.configuration_id OPERATOR(pg_catalog.=) q.configuration_id)
+               ELSE coalesce(sf.active, false) AND EXISTS (
+                   SELECT FROM m365.staff_school AS ss
+                     JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+                    WHERE ss.staff_id OPERATOR(pg_catalog.=) q.person_id
+                      AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id)
+           END AS eligible,
+           EXISTS (SELECT FROM m365.username AS u
+                    WHERE u.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
+                      AND u.person_kind OPERATOR(pg_catalog.=) q.person_kind
+                      AND u.person_id OPERATOR(pg_catalog.=) q.person_id) AS has_username
+      FROM (SELECT q1.configuration_id, q1.person_kind, q1.person_id, q1.queued_at, q1.last_error
+              FROM m365.username_queue AS q1
+             -- Not twice in one run: a failed entry is stamped with now().
+             WHERE q1.last_attempt_at IS DISTINCT FROM pg_catalog.now()
+             ORDER BY (q1.last_error IS NOT NULL), q1.queued_at, q1.configuration_id, q1.person_kind, q1.person_id
+             LIMIT wanted
+               FOR UPDATE SKIP LOCKED) AS q
+      JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) q.configuration_id
+      LEFT JOIN m365.student AS st
+             ON q.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) q.person_id
+      LEFT JOIN m365.staff AS sf
+             ON q.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) q.person_id
+    -- A fence: the outer CASEs name base, eligible and has_username more than
+    -- once, and flattened each mention ran make_username or its subplan again.
+    OFFSET 0
+    ) AS c;
+    GET DIAGNOSTICS claimed = ROW_COUNT;
+    IF claimed OPERATOR(pg_catalog.>) 0 THEN
+        -- Temporary tables are never analysed by autovacuum.
+        ANALYZE pg_temp.m365_generation_batch;
+    END IF;
+    RETURN claimed;
+END
+$$;

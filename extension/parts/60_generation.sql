@@ -118,6 +118,9 @@ BEGIN
              ON q.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) q.person_id
       LEFT JOIN m365.staff AS sf
              ON q.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) q.person_id
+    -- A fence: the outer CASEs name base, eligible and has_username more than
+    -- once, and flattened each mention ran make_username or its subplan again.
+    OFFSET 0
     ) AS c;
     GET DIAGNOSTICS claimed = ROW_COUNT;
     IF claimed OPERATOR(pg_catalog.>) 0 THEN
