@@ -37,3 +37,6 @@ INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
 SELECT 620000 + i, 620000 + i, 603, DATE '2026-09-01' FROM generate_series(1, 10000) AS i;
 ROLLBACK;
 SELECT count(*) AS deferred_calls FROM m365.username_queue_deferred;
+-- Nobody (NULL arrays) queues nobody and defers nothing.
+SELECT m365.queue_or_defer(NULL, 'student', NULL) AS queued,
+       (SELECT count(*) FROM m365.username_queue_deferred) AS deferred_calls;

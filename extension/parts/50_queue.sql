@@ -71,7 +71,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF pg_catalog.cardinality(person_ids) OPERATOR(pg_catalog.<) 10000 THEN
+    -- NULL (nobody) goes the small way: queue_people queues no one for it.
+    IF coalesce(pg_catalog.cardinality(person_ids), 0) OPERATOR(pg_catalog.<) 10000 THEN
         RETURN m365.queue_people(configuration_ids, queue_or_defer.person_kind, person_ids);
     END IF;
     INSERT INTO m365.username_queue_deferred (person_kind, configuration_ids, person_ids)
