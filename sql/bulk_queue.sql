@@ -40,3 +40,37 @@ SELECT count(*) AS deferred_calls FROM m365.username_queue_deferred;
 -- Nobody (NULL arrays) queues nobody and defers nothing.
 SELECT m365.queue_or_defer(NULL, 'student', NULL) AS queued,
        (SELECT count(*) FROM m365.username_queue_deferred) AS deferred_calls;
+
+-- A whole run takes a deferred call's people straight from it, after the
+-- queue: an older queue entry gets its name first, a person no username can
+-- be made for ends up queued with the reason (as with queue_people).
+BEGIN;
+INSERT INTO m365.configuration (id, name, username_format) VALUES (604, 'bulk, straight', 'voornaam.naam');
+INSERT INTO m365.school (id, name, configuration_id) VALUES (604, 'S4', 604);
+INSERT INTO m365.location (id, school_id, name, configuration_id) VALUES (604, 604, 'L4', 604);
+INSERT INTO m365.student (id, first_name, last_name)
+SELECT 640000 + i, 'Kind', 'Nummer' || i FROM generate_series(1, 10001) AS i;
+UPDATE m365.student SET first_name = '🙂', last_name = '!!!' WHERE id = 640001;
+UPDATE m365.student SET first_name = 'Jan', last_name = 'Peeters' WHERE id IN (640002, 640003);
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (659999, 640003, 604, DATE '2026-09-01');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+SELECT 640000 + i, 640000 + i, 604, DATE '2026-09-02' FROM generate_series(1, 10001) AS i;
+SELECT (SELECT count(*) FROM m365.username_queue WHERE configuration_id = 604) AS queued,
+       (SELECT sum(cardinality(person_ids)) FROM m365.username_queue_deferred) AS deferred_people;
+SELECT m365.generate_usernames() AS made;
+SELECT person_id, username FROM m365.username WHERE person_id IN (640001, 640002, 640003) ORDER BY person_id;
+SELECT person_id, attempts, last_error FROM m365.username_queue WHERE configuration_id = 604;
+SELECT configuration_id, usernames, queued, failing, deferred FROM m365.status WHERE configuration_id = 604;
+ROLLBACK;
+
+-- A bounded run counts queue entries, so it queues a deferred call first.
+BEGIN;
+INSERT INTO m365.configuration (id, name) VALUES (605, 'bulk, bounded');
+INSERT INTO m365.school (id, name, configuration_id) VALUES (605, 'S5', 605);
+INSERT INTO m365.location (id, school_id, name, configuration_id) VALUES (605, 605, 'L5', 605);
+INSERT INTO m365.student (id, first_name, last_name) SELECT 650000 + i, 'Kind', 'Nummer' || i FROM generate_series(1, 10000) AS i;
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+SELECT 650000 + i, 650000 + i, 605, DATE '2026-09-01' FROM generate_series(1, 10000) AS i;
+SELECT m365.generate_usernames(5) AS made;
+SELECT configuration_id, usernames, queued, deferred FROM m365.status WHERE configuration_id = 605;
+ROLLBACK;

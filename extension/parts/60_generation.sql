@@ -9,17 +9,15 @@
 -- joins, not one query per person.
 --------------------------------------------------------------------------------
 
--- Step 1: claim up to `wanted` queue entries into pg_temp.m365_generation_batch.
-CREATE FUNCTION m365.generation_claim(wanted integer)
-RETURNS integer
+-- Step 1: claim the people of one chunk into pg_temp.m365_generation_claimed
+-- (m365.generation_claim: queue entries; m365.generation_claim_deferred: the
+-- people of a bulk statement, who never pass through the queue), then work out
+-- into pg_temp.m365_generation_batch what each needs.
+CREATE FUNCTION m365.generation_begin_chunk()
+RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
--- The plans are costed high (per-row subplans) and run once: JIT compiling
--- them took a second per call, longer than running them.
-SET jit = off
 AS $$
-DECLARE
-    claimed integer;
 BEGIN
     IF pg_catalog.to_regclass('pg_temp.m365_generation_batch') IS NULL THEN
         CREATE TEMP TABLE m365_generation_batch (
@@ -58,10 +56,70 @@ BEGIN
             next_suffix      bigint NOT NULL,
             PRIMARY KEY (configuration_id, base)
         ) ON COMMIT DROP;
+        -- Who this chunk is about: queue entries, or people of a deferred call.
+        CREATE TEMP TABLE m365_generation_claimed (
+            configuration_id bigint NOT NULL,
+            person_kind      text NOT NULL,
+            person_id        bigint NOT NULL,
+            queued_at        timestamptz NOT NULL
+        ) ON COMMIT DROP;
     ELSE
-        TRUNCATE pg_temp.m365_generation_batch, pg_temp.m365_generation_name, pg_temp.m365_generation_cursor;
+        TRUNCATE pg_temp.m365_generation_batch, pg_temp.m365_generation_name, pg_temp.m365_generation_cursor,
+                 pg_temp.m365_generation_claimed;
     END IF;
+END
+$$;
 
+CREATE FUNCTION m365.generation_claim(wanted integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    PERFORM m365.generation_begin_chunk();
+    INSERT INTO pg_temp.m365_generation_claimed (configuration_id, person_kind, person_id, queued_at)
+    SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at
+      FROM m365.username_queue AS q
+     -- Not twice in one run: a failed entry is stamped with now().
+     WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now()
+     ORDER BY (q.last_error IS NOT NULL), q.queued_at, q.configuration_id, q.person_kind, q.person_id
+     LIMIT wanted
+       FOR UPDATE SKIP LOCKED;
+    RETURN m365.generation_fill_batch();
+END
+$$;
+
+-- People first..last of a deferred call (m365.queue_or_defer), whose row the
+-- job has deleted: the queue entries they would have had are skipped, writing
+-- and then deleting 200,000 of them was a quarter of a 1 September run.
+CREATE FUNCTION m365.generation_claim_deferred(deferred m365.username_queue_deferred, first integer, last integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    PERFORM m365.generation_begin_chunk();
+    INSERT INTO pg_temp.m365_generation_claimed (configuration_id, person_kind, person_id, queued_at)
+    SELECT DISTINCT p.configuration_id, deferred.person_kind, p.person_id, deferred.deferred_at
+      FROM unnest(deferred.configuration_ids[first:last], deferred.person_ids[first:last]) AS p(configuration_id, person_id)
+     WHERE p.configuration_id IS NOT NULL AND p.person_id IS NOT NULL;
+    RETURN m365.generation_fill_batch();
+END
+$$;
+
+CREATE FUNCTION m365.generation_fill_batch()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- The plans are costed high (per-row subplans) and run once: JIT compiling
+-- them took a second per call, longer than running them.
+SET jit = off
+AS $$
+DECLARE
+    claimed integer;
+BEGIN
     INSERT INTO pg_temp.m365_generation_batch
            (configuration_id, person_kind, person_id, queued_at, first_name, last_name, domain, formats,
             base, outcome, error)
@@ -106,13 +164,7 @@ BEGIN
                     WHERE u.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
                       AND u.person_kind OPERATOR(pg_catalog.=) q.person_kind
                       AND u.person_id OPERATOR(pg_catalog.=) q.person_id) AS has_username
-      FROM (SELECT q1.configuration_id, q1.person_kind, q1.person_id, q1.queued_at, q1.last_error
-              FROM m365.username_queue AS q1
-             -- Not twice in one run: a failed entry is stamped with now().
-             WHERE q1.last_attempt_at IS DISTINCT FROM pg_catalog.now()
-             ORDER BY (q1.last_error IS NOT NULL), q1.queued_at, q1.configuration_id, q1.person_kind, q1.person_id
-             LIMIT wanted
-               FOR UPDATE SKIP LOCKED) AS q
+      FROM pg_temp.m365_generation_claimed AS q
       JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) q.configuration_id
       LEFT JOIN m365.student AS st
              ON q.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) q.person_id
@@ -304,9 +356,10 @@ BEGIN
 END
 $$;
 
--- Step 3: store the batch, then settle its queue entries. Returns how many
+-- Step 3: store the batch, then settle its queue entries (from_queue), or
+-- queue the people of a deferred call it failed for. Returns how many
 -- usernames were created.
-CREATE FUNCTION m365.generation_store()
+CREATE FUNCTION m365.generation_store(from_queue boolean)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -340,6 +393,20 @@ BEGIN
           FROM pg_temp.m365_generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'created';
     END;
 
+    IF NOT from_queue THEN
+        -- Failed entries stay queued, with the reason, as if they had been.
+        INSERT INTO m365.username_queue AS q
+               (configuration_id, person_kind, person_id, queued_at, attempts, last_attempt_at, last_error)
+        SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at, 1, pg_catalog.now(), b.error
+          FROM pg_temp.m365_generation_batch AS b
+         WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+        ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
+           SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(),
+               last_error = excluded.last_error
+         -- Unless the queue part of this run tried it already.
+         WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now();
+        RETURN created;
+    END IF;
     DELETE FROM m365.username_queue AS q
      USING pg_temp.m365_generation_batch AS b
      WHERE b.outcome OPERATOR(pg_catalog.<>) 'failed'
@@ -368,6 +435,8 @@ DECLARE
     processed integer := 0;
     created   integer := 0;
     claimed   integer;
+    deferred  m365.username_queue_deferred;
+    first     integer;
 BEGIN
     IF max_count OPERATOR(pg_catalog.<) 0 THEN
         RAISE EXCEPTION 'max_count must not be negative, got %', max_count USING ERRCODE = 'invalid_parameter_value';
@@ -379,8 +448,11 @@ BEGIN
     END IF;
     -- Names reserved while the job runs wait for it: what it checked stays true.
     LOCK TABLE m365.reserved_username IN SHARE MODE;
-    -- People of bulk statements join the queue now (m365.queue_or_defer).
-    PERFORM m365.queue_deferred();
+    -- A bounded run counts queue entries: the people of bulk statements
+    -- (m365.queue_or_defer) join the queue first, as any other.
+    IF max_count IS NOT NULL THEN
+        PERFORM m365.queue_deferred();
+    END IF;
     LOOP
         EXIT WHEN max_count IS NOT NULL AND processed OPERATOR(pg_catalog.>=) max_count;
         claimed := m365.generation_claim(CASE WHEN max_count IS NULL THEN chunk_size
@@ -388,7 +460,25 @@ BEGIN
         EXIT WHEN claimed OPERATOR(pg_catalog.=) 0;
         processed := processed OPERATOR(pg_catalog.+) claimed;
         PERFORM m365.generation_assign();
-        created := created OPERATOR(pg_catalog.+) m365.generation_store();
+        created := created OPERATOR(pg_catalog.+) m365.generation_store(true);
+    END LOOP;
+    -- A whole run takes the people of bulk statements straight from their
+    -- deferred calls, after the queue: queue_deferred would have queued them
+    -- now, behind every entry already there. A call still being written
+    -- (uncommitted) is not seen and waits for the next run.
+    LOOP
+        EXIT WHEN max_count IS NOT NULL;
+        DELETE FROM m365.username_queue_deferred AS d
+         WHERE d.id OPERATOR(pg_catalog.=) (SELECT pg_catalog.min(d2.id) FROM m365.username_queue_deferred AS d2)
+        RETURNING * INTO deferred;
+        EXIT WHEN NOT FOUND;
+        first := 1;
+        WHILE first OPERATOR(pg_catalog.<=) pg_catalog.cardinality(deferred.person_ids) LOOP
+            PERFORM m365.generation_claim_deferred(deferred, first, first OPERATOR(pg_catalog.+) chunk_size OPERATOR(pg_catalog.-) 1);
+            PERFORM m365.generation_assign();
+            created := created OPERATOR(pg_catalog.+) m365.generation_store(false);
+            first := first OPERATOR(pg_catalog.+) chunk_size;
+        END LOOP;
     END LOOP;
     -- After a bulk run (1 September) the planner would otherwise plan the
     -- lists and the SDS feed with the statistics of a nearly empty table until
@@ -402,6 +492,8 @@ $$;
 COMMENT ON FUNCTION m365.generate_usernames(integer) IS
 'The job: makes the usernames of queued people (at most max_count queue entries; NULL: all); returns how many were created';
 
-REVOKE ALL ON FUNCTION m365.generation_claim(integer), m365.generation_assign(), m365.generation_store(),
+REVOKE ALL ON FUNCTION m365.generation_begin_chunk(), m365.generation_claim(integer),
+                       m365.generation_claim_deferred(m365.username_queue_deferred, integer, integer),
+                       m365.generation_fill_batch(), m365.generation_assign(), m365.generation_store(boolean),
                        m365.generation_store_one_by_one() FROM PUBLIC;
 

@@ -134,12 +134,31 @@ SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||)
   FROM m365.sds_role AS r;
 COMMENT ON VIEW m365_sds.roles IS 'roles.csv: a student role per active enrolment, a teacher role per location of the staff member''s schools';
 
--- Orgs: each location with at least one synced user (one security group each).
+-- Orgs: each location with at least one synced user (one security group each),
+-- i.e. with a role in m365.sds_role; asked of its joins without the roles'
+-- numbering, which sorted every enrolment only to be thrown away (1.3 s ->
+-- 0.7 s for 200,000 students).
 CREATE VIEW m365_sds.orgs AS
 SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId", l.name AS "name", 'school'::text AS "type",
        NULL::text AS "parentSourcedId"
   FROM m365.location AS l
- WHERE l.id OPERATOR(pg_catalog.=) ANY (SELECT r.location_id FROM m365.sds_role AS r)
+ WHERE l.id OPERATOR(pg_catalog.=) ANY (
+           SELECT e.location_id
+             FROM m365.sds_scope AS scope
+             JOIN m365.enrolment AS e ON e.start_date OPERATOR(pg_catalog.<=) scope.on_date
+                                     AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
+             JOIN m365.location AS el ON el.id OPERATOR(pg_catalog.=) e.location_id
+                                     AND el.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+             JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student'
+                                    AND u.person_id OPERATOR(pg_catalog.=) e.student_id
+           UNION ALL
+           SELECT sl.id
+             FROM m365.sds_scope AS scope
+             JOIN m365.school AS sc ON sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+             JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
+             JOIN m365.location AS sl ON sl.school_id OPERATOR(pg_catalog.=) sc.id
+             JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff'
+                                    AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id)
    AND l.name OPERATOR(pg_catalog.!~) '[\r\n]';
 COMMENT ON VIEW m365_sds.orgs IS 'orgs.csv: one org (type school) per location with at least one synced user';
 
