@@ -231,7 +231,9 @@ BEGIN
     -- Numeric suffixes on the format's name: base2, base3, ... Each base has a
     -- cursor that starts above the highest suffix ever generated for it and
     -- moves past every window it has probed, so 10,000 people with one name
-    -- cost a few windows, not 10,000 searches from base2.
+    -- cost a few windows, not 10,000 searches from base2. A window holds one
+    -- candidate per waiting person and two spare: above the cursor only edited
+    -- or reserved names can be taken (16 spare probed 12 names per person).
     LOOP
         TRUNCATE pg_temp.m365_generation_waiting;
         INSERT INTO pg_temp.m365_generation_waiting
@@ -261,7 +263,7 @@ BEGIN
 
         WITH window_ AS (
             SELECT n.configuration_id, n.base, cur.next_suffix AS lo,
-                   cur.next_suffix OPERATOR(pg_catalog.+) n.k OPERATOR(pg_catalog.+) 16 AS hi
+                   cur.next_suffix OPERATOR(pg_catalog.+) n.k OPERATOR(pg_catalog.+) 2 AS hi
               FROM (SELECT w.configuration_id, w.base, pg_catalog.count(*) AS k
                       FROM pg_temp.m365_generation_waiting AS w GROUP BY w.configuration_id, w.base) AS n
               JOIN pg_temp.m365_generation_cursor AS cur
@@ -429,6 +431,8 @@ RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET jit = off
+-- The chunk's sorts and hashes (50,000 rows) in memory, not spilled to disk.
+SET work_mem = '32MB'
 AS $$
 DECLARE
     chunk_size constant integer := 50000;
