@@ -11,7 +11,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-echo "1..14"
+echo "1..17"
 base=$(( $(date +%s) % 100000 * 1000 + 930000000 ))
 sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name) VALUES ($base, 'export test $base');
@@ -92,5 +92,18 @@ ok $? "and leaves the previous folder as it was, with no half-written one"
 PGUSER=postgres sql -c "SELECT m365.set_sync(array_agg(id), false) FROM m365.username WHERE configuration_id = $base AND person_kind = 'staff'" >/dev/null
 bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null && [ "$(($(wc -l <"$out/sds/users.csv") - 1))" = 54 ]
 ok $? "a new export replaces the folder (the teacher's sync is off now)"
+
+# A reader allowed a single connection: the parallel export cannot open its
+# sessions and leaves the folder alone; --one-session writes the same files.
+PGUSER=postgres sql -c "ALTER ROLE sds_export_$base CONNECTION LIMIT 1" >/dev/null
+before=$(cat "$out/sds/"*.csv | md5sum)
+bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null
+[ $? -ne 0 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && [ -z "$(ls -A "$out" | grep '^\.sds')" ]
+ok $? "with one connection allowed, the parallel export fails and leaves the folder as it was"
+bin/m365-sds-export --one-session -d "dbname=$db" "$out/one" 2>/dev/null
+ok $? "--one-session exports with one connection"
+diff -r "$out/sds" "$out/one" >/dev/null
+ok $? "and writes the very same six files"
+PGUSER=postgres sql -c "ALTER ROLE sds_export_$base CONNECTION LIMIT -1" >/dev/null
 
 [ "$failed" = 0 ]
