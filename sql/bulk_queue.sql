@@ -43,7 +43,8 @@ SELECT m365.queue_or_defer(NULL, 'student', NULL) AS queued,
 
 -- A whole run takes a deferred call's people straight from it, after the
 -- queue: an older queue entry gets its name first, a person no username can
--- be made for ends up queued with the reason (as with queue_people).
+-- be made for ends up queued with the reason (as with queue_people), and
+-- is tried once per run even when it is in the queue and in the call.
 BEGIN;
 INSERT INTO m365.configuration (id, name, username_format) VALUES (604, 'bulk, straight', 'voornaam.naam');
 INSERT INTO m365.school (id, name, configuration_id) VALUES (604, 'S4', 604);
@@ -52,7 +53,8 @@ INSERT INTO m365.student (id, first_name, last_name)
 SELECT 640000 + i, 'Kind', 'Nummer' || i FROM generate_series(1, 10001) AS i;
 UPDATE m365.student SET first_name = '🙂', last_name = '!!!' WHERE id = 640001;
 UPDATE m365.student SET first_name = 'Jan', last_name = 'Peeters' WHERE id IN (640002, 640003);
-INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (659999, 640003, 604, DATE '2026-09-01');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+VALUES (659998, 640001, 604, DATE '2026-09-01'), (659999, 640003, 604, DATE '2026-09-01');
 INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
 SELECT 640000 + i, 640000 + i, 604, DATE '2026-09-02' FROM generate_series(1, 10001) AS i;
 SELECT (SELECT count(*) FROM m365.username_queue WHERE configuration_id = 604) AS queued,

@@ -64,10 +64,20 @@ SELECT count(*) AS line_breaks FROM (
     UNION ALL SELECT t::text FROM m365_sds.roles AS t UNION ALL SELECT t::text FROM m365_sds.classes AS t
     UNION ALL SELECT t::text FROM m365_sds.enrollments AS t UNION ALL SELECT t::text FROM m365_sds."academicSessions" AS t) AS x
  WHERE r ~ '[\r\n]';
+-- orgs restates the roles' joins (without their numbering): it must name
+-- exactly the locations roles.csv uses, on every day and in every tenant below.
+CREATE TEMP VIEW orgs_vs_roles AS
+SELECT (SELECT count(*) FROM (SELECT "sourcedId" FROM m365_sds.orgs
+                              EXCEPT SELECT "orgSourcedId" FROM m365_sds.roles) AS a)
+     + (SELECT count(*) FROM (SELECT "orgSourcedId" FROM m365_sds.roles WHERE "orgSourcedId" IN
+                                  (SELECT 'location-' || id FROM m365.location WHERE name !~ '[\r\n]')
+                              EXCEPT SELECT "sourcedId" FROM m365_sds.orgs) AS b) AS orgs_not_matching_roles;
+SELECT * FROM orgs_vs_roles;
 
 -- In December An was still in Campus A.
 SET m365.sds_on_date = '2026-12-15';
 SELECT * FROM m365_sds.roles WHERE "userSourcedId" = 'student-2';
+SELECT * FROM orgs_vs_roles;
 SELECT * FROM m365_sds.enrollments WHERE "userSourcedId" = 'student-2';
 
 -- The other tenant sees only its own.
@@ -75,6 +85,7 @@ SET m365.sds_configuration = 2;
 SET m365.sds_on_date = '2027-03-01';
 SELECT * FROM m365_sds.users ORDER BY 1;
 SELECT * FROM m365_sds.orgs ORDER BY 1;
+SELECT * FROM orgs_vs_roles;
 -- No configuration chosen: nothing.
 RESET m365.sds_configuration;
 SELECT count(*) AS rows_without_configuration FROM m365_sds.users;
