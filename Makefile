@@ -11,7 +11,8 @@ OBJS = $(SRCS:.cpp=.o)
 # released versions and the upgrade scripts are committed as they are.
 EXTENSION_PARTS = $(sort $(wildcard extension/parts/*.sql))
 DATA_built = extension/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(filter-out $(DATA_built),$(wildcard extension/$(EXTENSION)--*.sql))
+DATA = $(filter-out $(DATA_built),$(wildcard extension/$(EXTENSION)--*.sql)) \
+	$(wildcard extension/$(EXTENSION)--*.control)
 
 # pg_regress: sql/*.sql against expected/*.out, in name order.
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))

@@ -1,7 +1,1938 @@
 -- m365_usernames 0.2.0 -> 0.3.0. Committed as it is (never regenerated); the
 -- upgrade test (test/shell/upgrade.sh) checks that a database updated with it
--- has exactly the objects, rights and comments of a fresh 0.3.0 install.
--- CREATE OR REPLACE FUNCTION resets SECURITY DEFINER only when the new
--- definition leaves it out: each replaced function states it again.
+-- has exactly the objects, rights and comments of a fresh 0.3.0 install (with
+-- the same m365.grant_access calls and SDS readers).
 
 \echo Use "ALTER EXTENSION m365_usernames UPDATE TO '0.3.0'" to load this file. \quit
+
+--------------------------------------------------------------------------------
+-- 0.3.0: the extension owns its schema. 0.2.0 (schema = m365 in the control
+-- file) adopted an "m365" that existed before it; refuse to go on when that
+-- schema belongs to someone else or holds objects that are not the
+-- extension's, then make it a member, recorded as the fresh install does.
+--------------------------------------------------------------------------------
+DO $owner$
+DECLARE
+    foreign_objects text;
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_namespace AS n JOIN pg_catalog.pg_roles AS r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+             WHERE n.nspname OPERATOR(pg_catalog.=) 'm365') THEN
+        RAISE EXCEPTION 'schema m365 belongs to role %, not to a superuser: it was not made by m365_usernames',
+                        (SELECT n.nspowner::regrole FROM pg_catalog.pg_namespace AS n WHERE n.nspname OPERATOR(pg_catalog.=) 'm365')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Check what that role put into schema m365, then ALTER SCHEMA m365 OWNER TO the extension''s owner.';
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.pg_describe_object(d.classid, d.objid, 0), ', ') INTO foreign_objects
+      FROM pg_catalog.pg_depend AS d
+     WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+       AND d.refobjid OPERATOR(pg_catalog.=) 'm365'::pg_catalog.regnamespace
+       AND d.deptype OPERATOR(pg_catalog.=) 'n'
+       AND d.classid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_extension'::pg_catalog.regclass
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS e
+                        WHERE e.classid OPERATOR(pg_catalog.=) d.classid AND e.objid OPERATOR(pg_catalog.=) d.objid
+                          AND e.deptype OPERATOR(pg_catalog.=) 'e');
+    IF foreign_objects IS NOT NULL THEN
+        RAISE EXCEPTION 'schema m365 holds objects that are not m365_usernames'': %', foreign_objects
+            USING ERRCODE = 'object_in_use', HINT = 'Move or drop them, then update again.';
+    END IF;
+END
+$owner$;
+DELETE FROM pg_catalog.pg_depend AS d
+ WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+   AND d.objid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension AS e WHERE e.extname OPERATOR(pg_catalog.=) 'm365_usernames')
+   AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+   AND d.refobjid OPERATOR(pg_catalog.=) 'm365'::pg_catalog.regnamespace;
+UPDATE pg_catalog.pg_extension SET extnamespace = 'pg_catalog'::pg_catalog.regnamespace
+ WHERE extname OPERATOR(pg_catalog.=) 'm365_usernames';
+ALTER EXTENSION m365_usernames ADD SCHEMA m365;
+COMMENT ON SCHEMA m365 IS 'm365_usernames: Microsoft 365 usernames for school administrations';
+
+--------------------------------------------------------------------------------
+-- 0.3.0: access levels given per database instead of cluster-wide roles
+-- (05_access.sql). The roles 0.2.0 created keep what they had, now as roles
+-- given a level; the group m365_sds_reader loses its rights here, each reader
+-- gets them itself.
+--------------------------------------------------------------------------------
+-- The rights of each level, one row per GRANT (written by this script only).
+CREATE TABLE m365.access_rule (
+    level     text NOT NULL CONSTRAINT access_rule_level_known CHECK (level OPERATOR(pg_catalog.=) ANY ('{app,admin,reader}'::text[])),
+    privilege text NOT NULL,  -- e.g. SELECT, INSERT
+    object    text NOT NULL,  -- e.g. TABLE m365.student
+    PRIMARY KEY (level, object, privilege)
+);
+COMMENT ON TABLE m365.access_rule IS
+'The rights each access level gives (app, admin, reader), as declared next to each object by the install script';
+-- The roles the DBA gave a level in this database. regrole: bound to the role
+-- itself (a role dropped and re-created under the same name has nothing), and
+-- dumped as the role's name.
+CREATE TABLE m365.access_role (
+    role_id    regrole PRIMARY KEY,
+    level      text NOT NULL CONSTRAINT access_role_level_known CHECK (level OPERATOR(pg_catalog.=) ANY ('{app,admin}'::text[])),
+    granted_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE m365.access_role IS 'The roles given access to the extension in this database (m365.grant_access), with their level';
+-- The levels a level includes.
+CREATE OR REPLACE FUNCTION m365.access_levels(level text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+RETURN CASE level WHEN 'admin' THEN '{app,admin}'::text[] ELSE ARRAY[level] END;
+-- Grants (or revokes) the rules of the given levels to (from) a role. The
+-- privilege and object texts come from m365.access_rule, which only this
+-- script writes; the role is quoted by %I.
+CREATE OR REPLACE FUNCTION m365.apply_access(role_id regrole, levels text[], granting boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule m365.access_rule;
+    role_name name := (SELECT r.rolname FROM pg_catalog.pg_roles AS r WHERE r.oid OPERATOR(pg_catalog.=) role_id);
+BEGIN
+    FOR rule IN SELECT * FROM m365.access_rule AS a WHERE a.level OPERATOR(pg_catalog.=) ANY (levels)
+                 ORDER BY a.object, a.privilege LOOP
+        IF granting THEN
+            EXECUTE pg_catalog.format('GRANT %s ON %s TO %I', rule.privilege, rule.object, role_name);
+        ELSE
+            EXECUTE pg_catalog.format('REVOKE %s ON %s FROM %I', rule.privilege, rule.object, role_name);
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.apply_access(regrole, text[], boolean) FROM PUBLIC;
+-- Declares a right of a level (install and upgrade scripts only), and gives
+-- it at once to the roles that have that level already.
+CREATE OR REPLACE FUNCTION m365.allow(level text, privilege text, object text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    holder regrole;
+BEGIN
+    INSERT INTO m365.access_rule (level, privilege, object) VALUES (allow.level, allow.privilege, allow.object)
+    ON CONFLICT DO NOTHING;
+    IF level OPERATOR(pg_catalog.=) 'reader' THEN
+        FOR holder IN SELECT r.role_id FROM m365.sds_reader AS r LOOP
+            EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', allow.privilege, allow.object, holder);
+        END LOOP;
+        RETURN;
+    END IF;
+    FOR holder IN SELECT a.role_id FROM m365.access_role AS a
+                   WHERE allow.level OPERATOR(pg_catalog.=) ANY (m365.access_levels(a.level)) LOOP
+        EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', allow.privilege, allow.object, holder);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.allow(text, text, text) FROM PUBLIC;
+-- What makes a role unfit to be given access or to read SDS: it is, or can
+-- become, more than one caller (members), or it has rights beyond the
+-- extension's (privileged attributes, predefined roles, ownerships).
+-- NULL when fit.
+CREATE OR REPLACE FUNCTION m365.role_problem(role_id regrole)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolbypassrls OR r.rolreplication
+            THEN 'it has SUPERUSER, CREATEROLE, CREATEDB, BYPASSRLS or REPLICATION'
+        WHEN r.oid OPERATOR(pg_catalog.<) 16384 THEN 'it is a predefined role'
+        WHEN EXISTS (SELECT FROM pg_catalog.pg_roles AS g
+                      WHERE g.oid OPERATOR(pg_catalog.<>) r.oid
+                        AND pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER')
+                        AND (g.oid OPERATOR(pg_catalog.<) 16384 OR g.rolsuper OR g.rolcreaterole OR g.rolcreatedb
+                             OR g.rolbypassrls OR g.rolreplication))
+            THEN 'it is a member of a predefined or privileged role'
+    END
+      FROM pg_catalog.pg_roles AS r
+     WHERE r.oid OPERATOR(pg_catalog.=) role_id
+$$;
+REVOKE ALL ON FUNCTION m365.role_problem(regrole) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION m365.grant_access(role_id regrole, level text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    problem text;
+BEGIN
+    IF role_id IS NULL OR level IS NULL THEN
+        RAISE EXCEPTION 'grant_access needs a role and a level' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF level OPERATOR(pg_catalog.<>) ALL ('{app,admin}'::text[]) THEN
+        RAISE EXCEPTION 'unknown access level "%"', level
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'The levels are app and admin; SDS readers are made with m365.create_sds_reader.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.oid OPERATOR(pg_catalog.=) role_id) THEN
+        RAISE EXCEPTION 'role % does not exist', role_id USING ERRCODE = 'undefined_object';
+    END IF;
+    problem := m365.role_problem(role_id);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'role % cannot be given access: %', role_id, problem USING ERRCODE = 'invalid_grant_operation';
+    END IF;
+    IF EXISTS (SELECT FROM m365.sds_reader AS r WHERE r.role_id OPERATOR(pg_catalog.=) grant_access.role_id) THEN
+        RAISE EXCEPTION 'role % is an SDS reader: it sees one configuration and cannot be given access', role_id
+            USING ERRCODE = 'invalid_grant_operation';
+    END IF;
+    -- A change of level takes the other level's rights away first.
+    PERFORM m365.apply_access(role_id, '{app,admin}', false);
+    INSERT INTO m365.access_role AS a (role_id, level) VALUES (grant_access.role_id, grant_access.level)
+    ON CONFLICT ON CONSTRAINT access_role_pkey DO UPDATE SET level = excluded.level, granted_at = excluded.granted_at;
+    PERFORM m365.apply_access(role_id, m365.access_levels(level), true);
+END
+$$;
+COMMENT ON FUNCTION m365.grant_access(regrole, text) IS
+'Gives a role the rights of an access level in this database: app (the school application) or admin (app, configurations, the job)';
+REVOKE ALL ON FUNCTION m365.grant_access(regrole, text) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION m365.revoke_access(role_id regrole)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM m365.apply_access(role_id, '{app,admin}', false);
+    DELETE FROM m365.access_role AS a WHERE a.role_id OPERATOR(pg_catalog.=) revoke_access.role_id;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION m365.revoke_access(regrole) IS 'Takes the extension''s rights in this database from a role; true when it had a level';
+REVOKE ALL ON FUNCTION m365.revoke_access(regrole) FROM PUBLIC;
+-- The access tables are the extension's own: nobody else reads them.
+REVOKE ALL ON m365.access_rule, m365.access_role FROM PUBLIC;
+INSERT INTO m365.access_role (role_id, level)
+SELECT r.rolname::regrole, CASE r.rolname WHEN 'm365_admin' THEN 'admin' ELSE 'app' END
+  FROM pg_catalog.pg_roles AS r
+ WHERE r.rolname OPERATOR(pg_catalog.=) ANY ('{m365_app,m365_admin}'::name[]);
+DO $reader_group$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'm365_sds_reader') THEN
+        REVOKE ALL ON ALL TABLES IN SCHEMA m365_sds FROM m365_sds_reader;
+        REVOKE ALL ON SCHEMA m365_sds FROM m365_sds_reader;
+    END IF;
+END
+$reader_group$;
+
+--------------------------------------------------------------------------------
+-- 0.3.0: one time zone per configuration for every date decision.
+--------------------------------------------------------------------------------
+-- Whether a time zone name is one PostgreSQL knows (for the CHECK below).
+CREATE OR REPLACE FUNCTION m365.time_zone_is_known(time_zone text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_catalog.timezone(time_zone, '2000-01-01 00:00:00+00'::timestamptz);
+    RETURN true;
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN false;
+END
+$$;
+ALTER TABLE m365.configuration ADD COLUMN
+    time_zone        text NOT NULL DEFAULT 'Europe/Brussels'
+                     CONSTRAINT configuration_time_zone_known CHECK (m365.time_zone_is_known(time_zone));
+COMMENT ON TABLE m365.configuration IS
+'A link to one Microsoft 365 tenant: the username format, fallback formats, accepted domains and time zone';
+-- Today in a time zone. SQL-standard bodies, bound at CREATE and inlined:
+-- they run per row in the lists and the feed.
+CREATE OR REPLACE FUNCTION m365.local_date(time_zone text)
+RETURNS date
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.timezone(time_zone, pg_catalog.now())::date;
+COMMENT ON FUNCTION m365.local_date(text) IS 'Today in a time zone (not the session''s TimeZone)';
+-- Today for a configuration (Europe/Brussels for none).
+CREATE OR REPLACE FUNCTION m365.configuration_today(configuration_id bigint)
+RETURNS date
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN m365.local_date(coalesce((SELECT c.time_zone FROM m365.configuration AS c
+                                  WHERE c.id OPERATOR(pg_catalog.=) configuration_today.configuration_id),
+                                'Europe/Brussels'));
+COMMENT ON FUNCTION m365.configuration_today(bigint) IS 'Today in the configuration''s time zone: the date its decisions use';
+CREATE OR REPLACE FUNCTION m365.staff_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.active THEN
+        NEW.inactive_since := NULL;
+    ELSIF NEW.inactive_since IS NULL THEN
+        -- Today where the staff member's first school is (not the session's TimeZone).
+        NEW.inactive_since := m365.configuration_today(
+            (SELECT sc.configuration_id
+               FROM m365.staff_school AS ss
+               JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+              WHERE ss.staff_id OPERATOR(pg_catalog.=) NEW.id
+              ORDER BY ss.linked_at, ss.school_id
+              LIMIT 1));
+    END IF;
+    RETURN NEW;
+END
+$$;
+-- Linking a location or school to a configuration later queues its people:
+-- students with an enrolment there that has not ended, active staff.
+CREATE OR REPLACE FUNCTION m365.location_queue()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM m365.queue_or_defer(pg_catalog.array_agg(n.configuration_id), 'student', pg_catalog.array_agg(e.student_id))
+       FROM new_locations AS n
+       JOIN m365.enrolment AS e ON e.location_id OPERATOR(pg_catalog.=) n.id
+      WHERE n.configuration_id IS NOT NULL
+        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) m365.configuration_today(n.configuration_id))
+     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;
+    RETURN NULL;
+END
+$$;
+-- Queues everyone who should have a username and has none: students with an
+-- enrolment that has not ended in a linked location, active staff of linked
+-- schools. For after a restore, or after loading data with triggers disabled.
+CREATE OR REPLACE FUNCTION m365.queue_missing_usernames()
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    SELECT coalesce((SELECT m365.queue_people(pg_catalog.array_agg(l.configuration_id), 'student', pg_catalog.array_agg(e.student_id))
+                       FROM m365.enrolment AS e
+                       JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                      WHERE l.configuration_id IS NOT NULL
+                        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) m365.configuration_today(l.configuration_id))
+                     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0), 0)
+         OPERATOR(pg_catalog.+)
+           m365.queue_staff((SELECT pg_catalog.array_agg(s.id) FROM m365.staff AS s WHERE s.active))
+$$;
+COMMENT ON FUNCTION m365.queue_missing_usernames() IS
+'Queues everyone who should have a username and has none (after a restore, or a load with triggers disabled); returns how many';
+REVOKE ALL ON FUNCTION m365.queue_missing_usernames() FROM PUBLIC;
+
+--------------------------------------------------------------------------------
+-- 0.3.0: the ledger check runs for every write (no setting turns it off).
+--------------------------------------------------------------------------------
+-- Keeps the ledger and the reserved list authoritative for every write to
+-- m365.username, whoever makes it. AFTER, so that NOT NULL, CHECK and the
+-- unique indexes have spoken already; per statement, with transition tables,
+-- so that a bulk insert of 200,000 usernames is checked as one set.
+CREATE OR REPLACE FUNCTION m365.username_check_ledger()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off  -- bulk statements would JIT-compile these small set queries
+AS $$
+DECLARE
+    -- The rows whose name is new: all on INSERT, the renamed ones on UPDATE.
+    cfg   bigint[];
+    local text[];
+    shown text[];
+    kind  text[];
+    pid   bigint[];
+    clash record;
+BEGIN
+    -- Runs for every write, the job's included (it has written its ledger rows
+    -- with base and suffix already, so the insert below finds them): no
+    -- setting a session can set turns the check off.
+    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+        SELECT pg_catalog.array_agg(n.configuration_id), pg_catalog.array_agg(n.local_part), pg_catalog.array_agg(n.username),
+               pg_catalog.array_agg(n.person_kind), pg_catalog.array_agg(n.person_id)
+          INTO cfg, local, shown, kind, pid
+          FROM new_rows AS n;
+    ELSE
+        SELECT pg_catalog.array_agg(n.configuration_id), pg_catalog.array_agg(n.local_part), pg_catalog.array_agg(n.username),
+               pg_catalog.array_agg(n.person_kind), pg_catalog.array_agg(n.person_id)
+          INTO cfg, local, shown, kind, pid
+          FROM new_rows AS n JOIN old_rows AS o ON o.id OPERATOR(pg_catalog.=) n.id
+         WHERE n.local_part OPERATOR(pg_catalog.<>) o.local_part
+            OR n.configuration_id OPERATOR(pg_catalog.<>) o.configuration_id;
+    END IF;
+    IF cfg IS NULL THEN
+        RETURN NULL;
+    END IF;
+
+    SELECT w.username, w.configuration_id INTO clash
+      FROM unnest(cfg, local, shown) AS w(configuration_id, local_part, username)
+      JOIN m365.reserved_username AS r
+        ON r.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
+       AND r.local_part OPERATOR(pg_catalog.=) w.local_part
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'username "%" is reserved in configuration %', clash.username, clash.configuration_id
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'reserved_username_pkey';
+    END IF;
+
+    INSERT INTO m365.issued_username AS i (configuration_id, local_part, person_kind, person_id)
+    SELECT w.configuration_id, w.local_part, w.person_kind, w.person_id
+      FROM unnest(cfg, local, kind, pid) AS w(configuration_id, local_part, person_kind, person_id)
+    ON CONFLICT (configuration_id, local_part) DO NOTHING;
+
+    SELECT w.username, w.configuration_id, i.person_kind, i.person_id INTO clash
+      FROM unnest(cfg, local, shown, kind, pid) AS w(configuration_id, local_part, username, person_kind, person_id)
+      JOIN m365.issued_username AS i
+        ON i.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
+       AND i.local_part OPERATOR(pg_catalog.=) w.local_part
+     WHERE i.person_kind OPERATOR(pg_catalog.<>) w.person_kind
+        OR i.person_id OPERATOR(pg_catalog.<>) w.person_id
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'username "%" was issued before in configuration %', clash.username, clash.configuration_id
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'issued_username_pkey',
+                  DETAIL = pg_catalog.format('It belongs to %s %s; an issued name is never reused.',
+                                             clash.person_kind, clash.person_id);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+--------------------------------------------------------------------------------
+-- 0.3.0: the job works in tables of its own, not in the caller's temporary
+-- schema; one run at a time by a lease row; every run recorded.
+--------------------------------------------------------------------------------
+-- The job's working tables. They belong to the extension and only its owner
+-- may touch them: a temporary table would live in the caller's temporary
+-- schema, where the caller can create one first, with a trigger that the job
+-- would then fire with the owner's rights. One run at a time (the lease in
+-- m365.job_lease), so one set of tables serves every run; UNLOGGED, as their
+-- rows never outlive the run's transaction.
+CREATE UNLOGGED TABLE m365.generation_batch (
+    configuration_id bigint NOT NULL,
+    person_kind      text NOT NULL,
+    person_id        bigint NOT NULL,
+    queued_at        timestamptz NOT NULL,
+    first_name       text,
+    last_name        text,
+    domain           text,
+    formats          text[] NOT NULL,
+    base             text,     -- the name in the configuration's format
+    -- pending, had_username, not_needed, failed; after the slow path also created
+    outcome          text NOT NULL,
+    error            text,
+    PRIMARY KEY (configuration_id, person_kind, person_id)
+);
+-- The names given, written once (inserts are cheaper than updates).
+CREATE UNLOGGED TABLE m365.generation_name (
+    configuration_id bigint NOT NULL,
+    person_kind      text NOT NULL,
+    person_id        bigint NOT NULL,
+    local_part       text NOT NULL,
+    issued_base      text NOT NULL,
+    suffix           integer NOT NULL,
+    PRIMARY KEY (configuration_id, person_kind, person_id),
+    UNIQUE (configuration_id, local_part)
+);
+-- People still without a name in a suffix round, ranked per base.
+CREATE UNLOGGED TABLE m365.generation_waiting (
+    configuration_id bigint, person_kind text, person_id bigint, base text, rn bigint
+);
+CREATE UNLOGGED TABLE m365.generation_cursor (
+    configuration_id bigint NOT NULL,
+    base             text NOT NULL,
+    next_suffix      bigint NOT NULL,
+    PRIMARY KEY (configuration_id, base)
+);
+-- Who this chunk is about: queue entries, or people of a deferred call.
+CREATE UNLOGGED TABLE m365.generation_claimed (
+    configuration_id bigint NOT NULL,
+    person_kind      text NOT NULL,
+    person_id        bigint NOT NULL,
+    queued_at        timestamptz NOT NULL
+);
+-- Step 1: claim the people of one chunk into m365.generation_claimed
+-- (m365.generation_claim: queue entries; m365.generation_claim_deferred: the
+-- people of a bulk statement, who never pass through the queue), then work out
+-- into m365.generation_batch what each needs.
+CREATE OR REPLACE FUNCTION m365.generation_begin_chunk()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    TRUNCATE m365.generation_batch, m365.generation_name, m365.generation_cursor, m365.generation_claimed;
+END
+$$;
+CREATE OR REPLACE FUNCTION m365.generation_claim(wanted integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    PERFORM m365.generation_begin_chunk();
+    INSERT INTO m365.generation_claimed (configuration_id, person_kind, person_id, queued_at)
+    SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at
+      FROM m365.username_queue AS q
+     -- Not twice in one run: a failed entry is stamped with now().
+     WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now()
+     ORDER BY (q.last_error IS NOT NULL), q.queued_at, q.configuration_id, q.person_kind, q.person_id
+     LIMIT wanted
+       FOR UPDATE SKIP LOCKED;
+    RETURN m365.generation_fill_batch();
+END
+$$;
+-- People first..last of a deferred call (m365.queue_or_defer), whose row the
+-- job has deleted: the queue entries they would have had are skipped, writing
+-- and then deleting 200,000 of them was a quarter of a 1 September run.
+CREATE OR REPLACE FUNCTION m365.generation_claim_deferred(deferred m365.username_queue_deferred, first integer, last integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    PERFORM m365.generation_begin_chunk();
+    INSERT INTO m365.generation_claimed (configuration_id, person_kind, person_id, queued_at)
+    SELECT DISTINCT p.configuration_id, deferred.person_kind, p.person_id, deferred.deferred_at
+      FROM unnest(deferred.configuration_ids[first:last], deferred.person_ids[first:last]) AS p(configuration_id, person_id)
+     WHERE p.configuration_id IS NOT NULL AND p.person_id IS NOT NULL;
+    RETURN m365.generation_fill_batch();
+END
+$$;
+CREATE OR REPLACE FUNCTION m365.generation_fill_batch()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- The plans are costed high (per-row subplans) and run once: JIT compiling
+-- them took a second per call, longer than running them.
+SET jit = off
+AS $$
+DECLARE
+    claimed integer;
+BEGIN
+    INSERT INTO m365.generation_batch
+           (configuration_id, person_kind, person_id, queued_at, first_name, last_name, domain, formats,
+            base, outcome, error)
+    SELECT c.configuration_id, c.person_kind, c.person_id, c.queued_at, c.first_name, c.last_name, c.domain,
+           c.formats, c.base,
+           CASE WHEN c.has_username THEN 'had_username'
+                WHEN NOT c.eligible THEN 'not_needed'
+                WHEN c.base IS NULL THEN 'failed'
+                ELSE 'pending' END,
+           CASE WHEN NOT c.has_username AND c.eligible AND c.base IS NULL THEN
+               'the official first and last name yield no username (nothing is left after transliteration to a-z, 0-9 and -)'
+           END
+      FROM (
+    SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at,
+           coalesce(st.first_name, sf.first_name) AS first_name, coalesce(st.last_name, sf.last_name) AS last_name,
+           -- Staff: the domain of the school they were linked to first.
+           CASE WHEN q.person_kind OPERATOR(pg_catalog.=) 'staff' THEN
+               (SELECT sc.staff_domain
+                  FROM m365.staff_school AS ss
+                  JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+                 WHERE ss.staff_id OPERATOR(pg_catalog.=) q.person_id
+                   AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
+                 ORDER BY ss.linked_at, ss.school_id
+                 LIMIT 1)
+           END AS domain,
+           ARRAY[cf.username_format] OPERATOR(pg_catalog.||) cf.fallback_formats AS formats,
+           m365.make_username(cf.username_format, coalesce(st.first_name, sf.first_name),
+                              coalesce(st.last_name, sf.last_name)) AS base,
+           CASE q.person_kind
+               WHEN 'student' THEN EXISTS (
+                   SELECT FROM m365.enrolment AS e
+                     JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                    WHERE e.student_id OPERATOR(pg_catalog.=) q.person_id
+                      AND l.configuration_id OPERATOR(pg_catalog.=) q.configuration_id)
+               ELSE coalesce(sf.active, false) AND EXISTS (
+                   SELECT FROM m365.staff_school AS ss
+                     JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+                    WHERE ss.staff_id OPERATOR(pg_catalog.=) q.person_id
+                      AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id)
+           END AS eligible,
+           EXISTS (SELECT FROM m365.username AS u
+                    WHERE u.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
+                      AND u.person_kind OPERATOR(pg_catalog.=) q.person_kind
+                      AND u.person_id OPERATOR(pg_catalog.=) q.person_id) AS has_username
+      FROM m365.generation_claimed AS q
+      JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) q.configuration_id
+      LEFT JOIN m365.student AS st
+             ON q.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) q.person_id
+      LEFT JOIN m365.staff AS sf
+             ON q.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) q.person_id
+    -- A fence: the outer CASEs name base, eligible and has_username more than
+    -- once, and flattened each mention ran make_username or its subplan again.
+    OFFSET 0
+    ) AS c;
+    GET DIAGNOSTICS claimed = ROW_COUNT;
+    IF claimed OPERATOR(pg_catalog.>) 0 THEN
+        -- Temporary tables are never analysed by autovacuum.
+        ANALYZE m365.generation_batch;
+    END IF;
+    RETURN claimed;
+END
+$$;
+-- Step 2: give every pending person of the batch a free name, into
+-- m365.generation_name.
+CREATE OR REPLACE FUNCTION m365.generation_assign()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    levels integer;
+    round  integer := 0;
+BEGIN
+    -- The format, then each fallback format: a name nobody has, one winner per name.
+    SELECT pg_catalog.max(pg_catalog.cardinality(formats)) INTO levels
+      FROM m365.generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'pending';
+    FOR level IN 1 .. coalesce(levels, 0) LOOP
+        INSERT INTO m365.generation_name
+               (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
+        SELECT DISTINCT ON (c.configuration_id, c.name)
+               c.configuration_id, c.person_kind, c.person_id, c.name, c.name, 1
+          FROM (SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at,
+                       CASE WHEN level OPERATOR(pg_catalog.=) 1 THEN b.base
+                            ELSE m365.make_username(b.formats[level], b.first_name, b.last_name) END AS name
+                  FROM m365.generation_batch AS b
+                 WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
+                   AND pg_catalog.cardinality(b.formats) OPERATOR(pg_catalog.>=) level
+                   AND NOT EXISTS (SELECT FROM m365.generation_name AS g
+                                    WHERE g.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
+                                      AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
+                                      AND g.person_id OPERATOR(pg_catalog.=) b.person_id)) AS c
+         WHERE c.name IS NOT NULL
+           -- A probe of the ledger's index per candidate: as an anti-join the
+           -- planner hashes the whole ledger, which grows with every chunk.
+           AND (SELECT true FROM m365.issued_username AS i
+                 WHERE i.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                   AND i.local_part OPERATOR(pg_catalog.=) c.name) IS NULL
+           AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
+                            WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                              AND r.local_part OPERATOR(pg_catalog.=) c.name)
+           AND NOT EXISTS (SELECT FROM m365.generation_name AS o
+                            WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                              AND o.local_part OPERATOR(pg_catalog.=) c.name)
+         ORDER BY c.configuration_id, c.name, c.queued_at, c.person_kind, c.person_id;
+    END LOOP;
+
+    -- Numeric suffixes on the format's name: base2, base3, ... Each base has a
+    -- cursor that starts above the highest suffix ever generated for it and
+    -- moves past every window it has probed, so 10,000 people with one name
+    -- cost a few windows, not 10,000 searches from base2. A window holds one
+    -- candidate per waiting person and two spare: above the cursor only edited
+    -- or reserved names can be taken (16 spare probed 12 names per person).
+    LOOP
+        TRUNCATE m365.generation_waiting;
+        INSERT INTO m365.generation_waiting
+        SELECT b.configuration_id, b.person_kind, b.person_id, b.base,
+               pg_catalog.row_number() OVER (PARTITION BY b.configuration_id, b.base
+                                             ORDER BY b.queued_at, b.person_kind, b.person_id)
+          FROM m365.generation_batch AS b
+         WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
+           AND NOT EXISTS (SELECT FROM m365.generation_name AS g
+                            WHERE g.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
+                              AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
+                              AND g.person_id OPERATOR(pg_catalog.=) b.person_id);
+        EXIT WHEN NOT FOUND;
+        round := round OPERATOR(pg_catalog.+) 1;
+        IF round OPERATOR(pg_catalog.>) 1000 THEN
+            RAISE EXCEPTION 'm365.generate_usernames: no free suffix found after 1000 rounds'
+                USING ERRCODE = 'internal_error';
+        END IF;
+
+        INSERT INTO m365.generation_cursor (configuration_id, base, next_suffix)
+        SELECT g.configuration_id, g.base,
+               coalesce((SELECT pg_catalog.max(i.suffix) FROM m365.issued_username AS i
+                          WHERE i.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
+                            AND i.base OPERATOR(pg_catalog.=) g.base), 1) OPERATOR(pg_catalog.+) 1
+          FROM (SELECT DISTINCT w.configuration_id, w.base FROM m365.generation_waiting AS w) AS g
+        ON CONFLICT DO NOTHING;
+
+        WITH window_ AS (
+            SELECT n.configuration_id, n.base, cur.next_suffix AS lo,
+                   cur.next_suffix OPERATOR(pg_catalog.+) n.k OPERATOR(pg_catalog.+) 2 AS hi
+              FROM (SELECT w.configuration_id, w.base, pg_catalog.count(*) AS k
+                      FROM m365.generation_waiting AS w GROUP BY w.configuration_id, w.base) AS n
+              JOIN m365.generation_cursor AS cur
+                ON cur.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+               AND cur.base OPERATOR(pg_catalog.=) n.base
+        ), moved AS (
+            UPDATE m365.generation_cursor AS cur SET next_suffix = w.hi
+              FROM window_ AS w
+             WHERE cur.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
+               AND cur.base OPERATOR(pg_catalog.=) w.base
+        ), free AS (
+            -- One base per name (two bases can meet after cutting to 64 characters).
+            SELECT DISTINCT ON (c.configuration_id, c.name) c.*
+              FROM (SELECT w.configuration_id, w.base, s AS suffix, m365.username_with_suffix(w.base, s) AS name
+                      FROM window_ AS w, pg_catalog.generate_series(w.lo, w.hi OPERATOR(pg_catalog.-) 1) AS s) AS c
+             WHERE (SELECT true FROM m365.issued_username AS i
+                     WHERE i.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                       AND i.local_part OPERATOR(pg_catalog.=) c.name) IS NULL
+               AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
+                                WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                                  AND r.local_part OPERATOR(pg_catalog.=) c.name)
+               AND NOT EXISTS (SELECT FROM m365.generation_name AS o
+                                WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
+                                  AND o.local_part OPERATOR(pg_catalog.=) c.name)
+             ORDER BY c.configuration_id, c.name, c.base
+        ), free_by_base AS (
+            -- Each base's free names in suffix order; the n-th person takes the n-th.
+            -- (A join on the rank would pair every person with every name of a
+            -- popular base: quadratic.)
+            SELECT f.configuration_id, f.base,
+                   pg_catalog.array_agg(f.name ORDER BY f.suffix) AS names,
+                   pg_catalog.array_agg(f.suffix ORDER BY f.suffix) AS suffixes
+              FROM free AS f
+             GROUP BY f.configuration_id, f.base
+        )
+        INSERT INTO m365.generation_name
+               (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
+        SELECT w.configuration_id, w.person_kind, w.person_id, fb.names[w.rn], w.base, fb.suffixes[w.rn]
+          FROM m365.generation_waiting AS w
+          JOIN free_by_base AS fb
+            ON fb.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
+           AND fb.base OPERATOR(pg_catalog.=) w.base
+         WHERE w.rn OPERATOR(pg_catalog.<=) pg_catalog.cardinality(fb.names);
+    END LOOP;
+END
+$$;
+-- Step 3, the slow path: one person at a time, each in its own
+-- subtransaction, when storing the batch as a set failed (a name taken by a
+-- concurrent edit, say). A person that still fails keeps the reason.
+CREATE OR REPLACE FUNCTION m365.generation_store_one_by_one()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    person record;
+    format text;
+    candidate text;
+    chosen text;
+BEGIN
+    FOR person IN
+        SELECT * FROM m365.generation_batch
+         WHERE outcome OPERATOR(pg_catalog.=) 'pending'
+         ORDER BY queued_at, person_kind, person_id
+    LOOP
+        BEGIN
+            chosen := NULL;
+            FOREACH format IN ARRAY person.formats LOOP
+                candidate := m365.make_username(format, person.first_name, person.last_name);
+                IF candidate IS NOT NULL AND NOT m365.username_is_taken(person.configuration_id, candidate) THEN
+                    chosen := candidate;
+                    EXIT;
+                END IF;
+            END LOOP;
+            chosen := coalesce(chosen, m365.first_free_username(person.configuration_id, person.base));
+            INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
+            VALUES (person.configuration_id, person.person_kind, person.person_id,
+                    CASE WHEN person.domain IS NULL THEN chosen ELSE chosen OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) person.domain END);
+            UPDATE m365.generation_batch SET outcome = 'created'
+             WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
+               AND person_kind OPERATOR(pg_catalog.=) person.person_kind
+               AND person_id OPERATOR(pg_catalog.=) person.person_id;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE m365.generation_batch SET outcome = 'failed', error = SQLERRM
+             WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
+               AND person_kind OPERATOR(pg_catalog.=) person.person_kind
+               AND person_id OPERATOR(pg_catalog.=) person.person_id;
+        END;
+    END LOOP;
+END
+$$;
+-- Step 3: store the batch, then settle its queue entries (from_queue), or
+-- queue the people of a deferred call it failed for. Returns how many
+-- usernames were created.
+CREATE OR REPLACE FUNCTION m365.generation_store(from_queue boolean)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    created integer;
+BEGIN
+    BEGIN
+        INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id, base, suffix)
+        SELECT g.configuration_id, g.local_part, g.person_kind, g.person_id, g.issued_base, g.suffix
+          FROM m365.generation_name AS g;
+        INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
+        SELECT g.configuration_id, g.person_kind, g.person_id,
+               CASE WHEN b.domain IS NULL THEN g.local_part
+                    ELSE g.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END
+          FROM m365.generation_name AS g
+          JOIN m365.generation_batch AS b
+            ON b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
+           AND b.person_kind OPERATOR(pg_catalog.=) g.person_kind
+           AND b.person_id OPERATOR(pg_catalog.=) g.person_id;
+        GET DIAGNOSTICS created = ROW_COUNT;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM m365.generation_store_one_by_one();
+        SELECT pg_catalog.count(*) INTO created
+          FROM m365.generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'created';
+    END;
+
+    IF NOT from_queue THEN
+        -- Failed entries stay queued, with the reason, as if they had been.
+        INSERT INTO m365.username_queue AS q
+               (configuration_id, person_kind, person_id, queued_at, attempts, last_attempt_at, last_error)
+        SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at, 1, pg_catalog.now(), b.error
+          FROM m365.generation_batch AS b
+         WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+        ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
+           SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(),
+               last_error = excluded.last_error
+         -- Unless the queue part of this run tried it already.
+         WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now();
+        RETURN created;
+    END IF;
+    DELETE FROM m365.username_queue AS q
+     USING m365.generation_batch AS b
+     WHERE b.outcome OPERATOR(pg_catalog.<>) 'failed'
+       AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
+       AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
+       AND q.person_id OPERATOR(pg_catalog.=) b.person_id;
+    UPDATE m365.username_queue AS q
+       SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(), last_error = b.error
+      FROM m365.generation_batch AS b
+     WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+       AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
+       AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
+       AND q.person_id OPERATOR(pg_catalog.=) b.person_id;
+    RETURN created;
+END
+$$;
+-- One run at a time, by a lease row that only the job (the extension's owner)
+-- can lock: an advisory lock can be taken by any session, which could make
+-- every run quietly do nothing. Every run is recorded, and a run that had to
+-- give way says who held it up (m365.job_status(), m365.status).
+CREATE TABLE m365.job_lease (
+    job text PRIMARY KEY
+);
+COMMENT ON TABLE m365.job_lease IS 'One row per job: a run holds its row locked (FOR UPDATE) while it runs';
+INSERT INTO m365.job_lease (job) VALUES ('generate_usernames');
+CREATE TABLE m365.job_run (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job          text NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    finished_at  timestamptz,
+    -- done; skipped (another run held the lease); blocked (a lock on the
+    -- extension's tables was not granted within the job's lock_timeout)
+    outcome      text NOT NULL CONSTRAINT job_run_outcome_known CHECK (outcome OPERATOR(pg_catalog.=) ANY ('{done,skipped,blocked}'::text[])),
+    created      integer,
+    run_by       name NOT NULL DEFAULT SESSION_USER,
+    blocker_pid  integer,
+    blocker_role name,
+    detail       text
+);
+CREATE INDEX job_run_job ON m365.job_run (job, started_at);
+COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, and who held up a run that did nothing (kept 90 days)';
+-- Who holds the lease of a job now: the transaction whose id is in the
+-- locked row's xmax, found in pg_locks and pg_stat_activity.
+CREATE OR REPLACE FUNCTION m365.lease_holder(job text, OUT pid integer, OUT role name)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.pid, a.usename
+      FROM m365.job_lease AS j
+      JOIN pg_catalog.pg_locks AS l
+        ON l.locktype OPERATOR(pg_catalog.=) 'transactionid' AND l.transactionid OPERATOR(pg_catalog.=) j.xmax
+       AND l.granted AND l.mode OPERATOR(pg_catalog.=) 'ExclusiveLock'
+      LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid OPERATOR(pg_catalog.=) l.pid
+     WHERE j.job OPERATOR(pg_catalog.=) lease_holder.job
+     LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION m365.lease_holder(text) FROM PUBLIC;
+-- Who holds a lock on one of the extension's tables that the job's locks
+-- conflict with (the first such session).
+CREATE OR REPLACE FUNCTION m365.table_lock_holder(OUT pid integer, OUT role name, OUT relation text, OUT mode text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.pid, a.usename, c.oid::pg_catalog.regclass::text, l.mode
+      FROM pg_catalog.pg_locks AS l
+      JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) l.relation
+      LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid OPERATOR(pg_catalog.=) l.pid
+     WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.granted
+       AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d
+                                               WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+       AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+       AND c.relnamespace OPERATOR(pg_catalog.=) 'm365'::pg_catalog.regnamespace
+       AND (l.mode OPERATOR(pg_catalog.=) ANY ('{ShareUpdateExclusiveLock,ShareLock,ShareRowExclusiveLock,ExclusiveLock,AccessExclusiveLock}'::text[])
+            OR (l.mode OPERATOR(pg_catalog.=) 'RowExclusiveLock' AND c.relname OPERATOR(pg_catalog.=) 'reserved_username'))
+     ORDER BY l.pid
+     LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION m365.table_lock_holder() FROM PUBLIC;
+CREATE OR REPLACE FUNCTION m365.generate_usernames(max_count integer DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+-- The chunk's sorts and hashes (50,000 rows) in memory, not spilled to disk.
+SET work_mem = '32MB'
+-- A lock held elsewhere makes the run give way (recorded), not wait forever.
+SET lock_timeout = '5s'
+AS $$
+DECLARE
+    chunk_size constant integer := 50000;
+    processed integer := 0;
+    created   integer := 0;
+    claimed   integer;
+    deferred  m365.username_queue_deferred;
+    first     integer;
+    holder    record;
+    started   timestamptz := pg_catalog.clock_timestamp();
+BEGIN
+    IF max_count OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'max_count must not be negative, got %', max_count USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM m365.job_run AS r
+     WHERE r.started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) '90 days'::interval);
+    -- One run at a time; a second one returns at once instead of waiting.
+    -- (SKIP LOCKED, not a subtransaction: the lease then carries the run's
+    -- own transaction id, which m365.lease_holder finds in pg_locks.)
+    PERFORM FROM m365.job_lease AS j WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames' FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        SELECT * INTO holder FROM m365.lease_holder('generate_usernames');
+        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, blocker_pid, blocker_role, detail)
+        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'skipped', 0, holder.pid, holder.role,
+                'another run of the job was running');
+        RAISE NOTICE 'm365.generate_usernames is already running (pid %, role %); nothing done', holder.pid, holder.role;
+        RETURN 0;
+    END IF;
+    -- Every lock the run needs, up front and within lock_timeout: whoever
+    -- holds one up is recorded instead of the run failing somewhere later.
+    -- Names reserved while the job runs wait for it: what it checked stays true.
+    BEGIN
+        LOCK TABLE m365.reserved_username IN SHARE MODE;
+        LOCK TABLE m365.username, m365.issued_username, m365.username_queue, m365.username_queue_deferred
+            IN ROW EXCLUSIVE MODE;
+        LOCK TABLE m365.configuration, m365.school, m365.location, m365.student, m365.enrolment, m365.staff,
+                   m365.staff_school IN ACCESS SHARE MODE;
+    EXCEPTION WHEN lock_not_available THEN
+        SELECT * INTO holder FROM m365.table_lock_holder();
+        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, blocker_pid, blocker_role, detail)
+        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'blocked', 0, holder.pid, holder.role,
+                pg_catalog.format('%s held %s on %s for longer than lock_timeout (%s)',
+                                  coalesce(holder.role::text, 'a session'), holder.mode, holder.relation,
+                                  pg_catalog.current_setting('lock_timeout')));
+        RAISE WARNING 'm365.generate_usernames was held up by pid % (role %); nothing done', holder.pid, holder.role
+            USING DETAIL = pg_catalog.format('%s on %s', holder.mode, holder.relation);
+        RETURN 0;
+    END;
+    -- A bounded run counts queue entries: the people of bulk statements
+    -- (m365.queue_or_defer) join the queue first, as any other.
+    IF max_count IS NOT NULL THEN
+        PERFORM m365.queue_deferred();
+    END IF;
+    LOOP
+        EXIT WHEN max_count IS NOT NULL AND processed OPERATOR(pg_catalog.>=) max_count;
+        claimed := m365.generation_claim(CASE WHEN max_count IS NULL THEN chunk_size
+                                              ELSE pg_catalog.int4smaller(chunk_size, max_count OPERATOR(pg_catalog.-) processed) END);
+        EXIT WHEN claimed OPERATOR(pg_catalog.=) 0;
+        processed := processed OPERATOR(pg_catalog.+) claimed;
+        PERFORM m365.generation_assign();
+        created := created OPERATOR(pg_catalog.+) m365.generation_store(true);
+    END LOOP;
+    -- A whole run takes the people of bulk statements straight from their
+    -- deferred calls, after the queue: queue_deferred would have queued them
+    -- now, behind every entry already there. A call still being written
+    -- (uncommitted) is not seen and waits for the next run.
+    LOOP
+        EXIT WHEN max_count IS NOT NULL;
+        DELETE FROM m365.username_queue_deferred AS d
+         WHERE d.id OPERATOR(pg_catalog.=) (SELECT pg_catalog.min(d2.id) FROM m365.username_queue_deferred AS d2)
+        RETURNING * INTO deferred;
+        EXIT WHEN NOT FOUND;
+        first := 1;
+        WHILE first OPERATOR(pg_catalog.<=) pg_catalog.cardinality(deferred.person_ids) LOOP
+            PERFORM m365.generation_claim_deferred(deferred, first, first OPERATOR(pg_catalog.+) chunk_size OPERATOR(pg_catalog.-) 1);
+            PERFORM m365.generation_assign();
+            created := created OPERATOR(pg_catalog.+) m365.generation_store(false);
+            first := first OPERATOR(pg_catalog.+) chunk_size;
+        END LOOP;
+    END LOOP;
+    -- After a bulk run (1 September) the planner would otherwise plan the
+    -- lists and the SDS feed with the statistics of a nearly empty table until
+    -- autovacuum comes by.
+    IF created OPERATOR(pg_catalog.>=) 1000 THEN
+        ANALYZE m365.username, m365.issued_username;
+    END IF;
+    -- Nothing of the run stays behind in the working tables.
+    TRUNCATE m365.generation_batch, m365.generation_name, m365.generation_waiting, m365.generation_cursor,
+             m365.generation_claimed;
+    INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created)
+    VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'done', created);
+    RETURN created;
+END
+$$;
+COMMENT ON FUNCTION m365.generate_usernames(integer) IS
+'The job: makes the usernames of queued people (at most max_count queue entries; NULL: all); returns how many were created';
+REVOKE ALL ON FUNCTION m365.generate_usernames(integer) FROM PUBLIC;
+
+--------------------------------------------------------------------------------
+-- 0.3.0: scheduling is explicit and job names carry the database; the DROP
+-- EXTENSION event trigger is gone (unschedule first, docs/scheduling.md).
+--------------------------------------------------------------------------------
+DROP EVENT TRIGGER m365_usernames_before_drop;
+DROP FUNCTION m365.before_drop_extension();
+DROP FUNCTION m365.schedule_jobs_elsewhere();
+DROP FUNCTION m365.job_definitions();
+-- pg_cron job names are unique per user across the cluster, at most 63
+-- bytes: the database's name makes them unique, a hash keeps a long one short.
+CREATE OR REPLACE FUNCTION m365.job_name(job text, database_name text DEFAULT pg_catalog.current_database())
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE WHEN pg_catalog.octet_length(job OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) database_name)
+                 OPERATOR(pg_catalog.<=) 63
+            THEN job OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) database_name
+            ELSE job OPERATOR(pg_catalog.||) '@db-' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.md5(database_name), 16)
+       END;
+COMMENT ON FUNCTION m365.job_name(text, text) IS 'The pg_cron job name of one of the extension''s jobs in a database (this one): job@database';
+-- The extension's jobs: name, schedule, command; and the name 0.2.0 gave them.
+CREATE FUNCTION m365.job_definitions()
+RETURNS TABLE (job_name text, schedule text, command text, old_name text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m365.job_name(d.job), d.schedule, d.command, d.old_name
+      FROM (VALUES ('m365_generate_usernames', '*/15 * * * *', 'SELECT m365.generate_usernames()', 'm365_generate_usernames'),
+                   ('m365_sds_snapshot', '0 */12 * * *', 'SELECT m365.take_sds_snapshots()', 'm365_sds_snapshot'))
+           AS d(job, schedule, command, old_name)
+$$;
+COMMENT ON FUNCTION m365.job_definitions() IS 'The pg_cron jobs of m365_usernames in this database: name, schedule, command, and the name before 0.3.0';
+-- What to run in the pg_cron database when pg_cron is not in this one.
+CREATE FUNCTION m365.schedule_jobs_elsewhere()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT pg_catalog.string_agg(pg_catalog.format('SELECT cron.schedule_in_database(%L, %L, %L, %L);',
+                                                       d.job_name, d.schedule, d.command, pg_catalog.current_database()), ' ')
+          FROM m365.job_definitions() AS d);
+COMMENT ON FUNCTION m365.schedule_jobs_elsewhere() IS
+'The cron.schedule_in_database() calls to run in the pg_cron database when pg_cron is not in this one';
+-- Gives this database's jobs scheduled under a name of 0.2.0 their name of
+-- today, keeping their ids. Returns how many. (Also run by the upgrade.)
+CREATE OR REPLACE FUNCTION m365.rename_old_jobs()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    renamed integer := 0;
+BEGIN
+    IF m365.pg_cron_is_here() THEN
+        EXECUTE 'UPDATE cron.job AS j SET jobname = d.job_name
+                   FROM m365.job_definitions() AS d
+                  WHERE j.jobname = d.old_name AND j.database = pg_catalog.current_database()
+                    AND NOT EXISTS (SELECT FROM cron.job AS o WHERE o.jobname = d.job_name AND o.username = j.username)';
+        GET DIAGNOSTICS renamed = ROW_COUNT;
+    END IF;
+    RETURN renamed;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.rename_old_jobs() FROM PUBLIC;
+-- Schedules (or reschedules) every job. Returns the job ids. Without pg_cron
+-- in this database it schedules nothing and says what to run where pg_cron is.
+-- Jobs under the names of 0.2.0 are renamed (same ids).
+CREATE OR REPLACE FUNCTION m365.schedule_jobs()
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job record;
+BEGIN
+    IF NOT m365.pg_cron_is_here() THEN
+        RAISE NOTICE 'pg_cron is not installed in database "%": no job scheduled', pg_catalog.current_database()
+            USING HINT = 'Run in the database named by cron.database_name: ' OPERATOR(pg_catalog.||) m365.schedule_jobs_elsewhere();
+        RETURN;
+    END IF;
+    PERFORM m365.rename_old_jobs();
+    FOR job IN SELECT * FROM m365.job_definitions() LOOP
+        RETURN QUERY EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING job.job_name, job.schedule, job.command;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION m365.schedule_jobs() IS
+'Schedules the extension''s pg_cron jobs (generation every 15 minutes); without pg_cron here, says what to run instead';
+REVOKE ALL ON FUNCTION m365.schedule_jobs() FROM PUBLIC;
+CREATE OR REPLACE FUNCTION m365.unschedule_jobs()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed integer := 0;
+    job_id bigint;
+    names text[] := (SELECT pg_catalog.array_agg(n) FROM m365.job_definitions() AS d, LATERAL (VALUES (d.job_name), (d.old_name)) AS x(n));
+BEGIN
+    IF NOT m365.pg_cron_is_here() THEN
+        RETURN 0;
+    END IF;
+    FOR job_id IN EXECUTE
+        'SELECT j.jobid FROM cron.job AS j WHERE j.jobname = ANY ($1) AND j.database = pg_catalog.current_database()'
+        USING names
+    LOOP
+        EXECUTE 'SELECT cron.unschedule($1)' USING job_id;
+        removed := removed OPERATOR(pg_catalog.+) 1;
+    END LOOP;
+    RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION m365.unschedule_jobs() IS
+'Removes the extension''s pg_cron jobs of this database; returns how many. Run it before DROP EXTENSION';
+REVOKE ALL ON FUNCTION m365.unschedule_jobs() FROM PUBLIC;
+DO $jobs$
+BEGIN
+    IF m365.pg_cron_is_here() THEN
+        PERFORM m365.rename_old_jobs();
+    ELSE
+        RAISE NOTICE 'if pg_cron runs the jobs of m365_usernames from another database, rename them there'
+            USING DETAIL = pg_catalog.format('In the database named by cron.database_name: %s',
+                               (SELECT pg_catalog.string_agg(pg_catalog.format(
+                                           'UPDATE cron.job SET jobname = %L WHERE jobname = %L AND database = %L;',
+                                           d.job_name, d.old_name, pg_catalog.current_database()), ' ')
+                                  FROM m365.job_definitions() AS d));
+    END IF;
+END
+$jobs$;
+
+--------------------------------------------------------------------------------
+-- 0.3.0: lists, edits and diagnostics decide dates in the configuration's
+-- time zone; edits keep retryable SQLSTATEs; diagnostics read pg_cron as the
+-- owner.
+--------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION m365.student_usernames(location_id bigint, on_date date DEFAULT NULL)
+RETURNS TABLE (student_id bigint, first_name text, last_name text, username_id bigint, username text,
+               domain text, sync boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT ON (s.id) s.id, s.first_name, s.last_name, u.id, u.username,
+           CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0
+                THEN pg_catalog.split_part(u.username, '@', 2) ELSE l.student_domain END,
+           u.sync
+      FROM m365.location AS l
+      JOIN m365.enrolment AS e ON e.location_id OPERATOR(pg_catalog.=) l.id
+      JOIN m365.student AS s ON s.id OPERATOR(pg_catalog.=) e.student_id
+      JOIN m365.username AS u
+        ON u.configuration_id OPERATOR(pg_catalog.=) l.configuration_id
+       AND u.person_kind OPERATOR(pg_catalog.=) 'student'
+       AND u.person_id OPERATOR(pg_catalog.=) s.id
+     WHERE l.id OPERATOR(pg_catalog.=) student_usernames.location_id
+       AND m365.enrolment_is_listed(e.start_date, e.end_date, coalesce(student_usernames.on_date, m365.configuration_today(l.configuration_id)))
+     ORDER BY s.id
+$$;
+COMMENT ON FUNCTION m365.student_usernames(bigint, date) IS
+'The students of a location listed on a date (NULL: today in the configuration''s time zone), with username, the domain that applies and the sync flag';
+REVOKE ALL ON FUNCTION m365.student_usernames(bigint, date) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION m365.staff_usernames(school_id bigint, on_date date DEFAULT NULL)
+RETURNS TABLE (staff_id bigint, first_name text, last_name text, active boolean, inactive_since date,
+               username_id bigint, username text, domain text, sync boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT st.id, st.first_name, st.last_name, st.active, st.inactive_since, u.id, u.username,
+           CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0
+                THEN pg_catalog.split_part(u.username, '@', 2) END,
+           u.sync
+      FROM m365.school AS sc
+      JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
+      JOIN m365.staff AS st ON st.id OPERATOR(pg_catalog.=) ss.staff_id
+      JOIN m365.username AS u
+        ON u.configuration_id OPERATOR(pg_catalog.=) sc.configuration_id
+       AND u.person_kind OPERATOR(pg_catalog.=) 'staff'
+       AND u.person_id OPERATOR(pg_catalog.=) st.id
+     WHERE sc.id OPERATOR(pg_catalog.=) staff_usernames.school_id
+       AND m365.staff_is_listed(st.active, st.inactive_since, coalesce(staff_usernames.on_date, m365.configuration_today(sc.configuration_id)))
+     ORDER BY st.id
+$$;
+COMMENT ON FUNCTION m365.staff_usernames(bigint, date) IS
+'The staff of a school listed on a date (NULL: today in the configuration''s time zone), with username, domain, sync flag and whether they are active';
+REVOKE ALL ON FUNCTION m365.staff_usernames(bigint, date) FROM PUBLIC;
+-- Validates and saves a username typed by an administrator; returns the row.
+CREATE OR REPLACE FUNCTION m365.set_username(username_id bigint, new_username text)
+RETURNS m365.username
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typed    text := coalesce(new_username, '');
+    wanted   text := pg_catalog.btrim(coalesce(new_username, ''), E' \t\r\n');
+    local    text;
+    domain   text;
+    current  m365.username;
+    config   m365.configuration;
+    saved    m365.username;
+    sets_domain boolean;
+BEGIN
+    IF wanted OPERATOR(pg_catalog.=) '' THEN
+        PERFORM m365.raise_message('M3U01', 'username_empty', typed);
+    END IF;
+    IF NOT m365.username_is_valid(wanted) THEN
+        PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL, m365.username_problem(wanted));
+    END IF;
+    local := pg_catalog.lower(pg_catalog.split_part(wanted, '@', 1));
+    domain := NULLIF(pg_catalog.lower(pg_catalog.split_part(wanted, '@', 2)), '');
+
+    SELECT * INTO current FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) set_username.username_id FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM m365.raise_message('M3U05', 'username_not_saved', wanted,
+                                   m365.message('unknown_username_id', NULL, coalesce(username_id::text, 'NULL')));
+    END IF;
+    SELECT * INTO config FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) current.configuration_id;
+
+    IF domain IS NOT NULL THEN
+        -- A domain only where the configuration sets one for this kind of person.
+        sets_domain := CASE current.person_kind
+            WHEN 'student' THEN EXISTS (SELECT FROM m365.location AS l
+                                         WHERE l.configuration_id OPERATOR(pg_catalog.=) config.id
+                                           AND l.student_domain IS NOT NULL)
+            ELSE EXISTS (SELECT FROM m365.school AS s
+                          WHERE s.configuration_id OPERATOR(pg_catalog.=) config.id
+                            AND s.staff_domain IS NOT NULL)
+        END;
+        IF NOT sets_domain THEN
+            PERFORM m365.raise_message('M3U04', 'domain_not_allowed', wanted);
+        END IF;
+        IF pg_catalog.cardinality(config.accepted_domains) OPERATOR(pg_catalog.>) 0
+           AND NOT domain OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.lower(d) FROM pg_catalog.unnest(config.accepted_domains) AS d) THEN
+            PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL,
+                                       m365.message('domain_not_accepted', NULL, domain));
+        END IF;
+    END IF;
+
+    -- In use: by another username, issued before to someone else, or reserved.
+    IF EXISTS (SELECT FROM m365.username AS u
+                WHERE u.configuration_id OPERATOR(pg_catalog.=) config.id
+                  AND u.local_part OPERATOR(pg_catalog.=) local
+                  AND u.id OPERATOR(pg_catalog.<>) current.id)
+       OR EXISTS (SELECT FROM m365.issued_username AS i
+                   WHERE i.configuration_id OPERATOR(pg_catalog.=) config.id
+                     AND i.local_part OPERATOR(pg_catalog.=) local
+                     AND (i.person_kind, i.person_id) OPERATOR(pg_catalog.<>) (current.person_kind, current.person_id))
+       OR EXISTS (SELECT FROM m365.reserved_username AS r
+                   WHERE r.configuration_id OPERATOR(pg_catalog.=) config.id
+                     AND r.local_part OPERATOR(pg_catalog.=) local) THEN
+        PERFORM m365.raise_message('M3U03', 'username_in_use', wanted);
+    END IF;
+
+    BEGIN
+        -- Claim the name in the ledger before taking it, in the job's order
+        -- (ledger, then username): racing the job for a name then waits on
+        -- the ledger's key and ends in "in use", never in a deadlock.
+        INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
+        VALUES (config.id, local, current.person_kind, current.person_id)
+        ON CONFLICT (configuration_id, local_part) DO NOTHING;
+        UPDATE m365.username AS u
+           SET username = CASE WHEN domain IS NULL THEN local
+                               ELSE local OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) domain END
+         WHERE u.id OPERATOR(pg_catalog.=) current.id
+        RETURNING * INTO saved;
+    EXCEPTION
+        -- A concurrent session took the name between the check and the update.
+        WHEN unique_violation THEN
+            PERFORM m365.raise_message('M3U03', 'username_in_use', wanted, NULL, SQLERRM);
+        -- A retry would work: the application must see 40P01, 40001, 55P03.
+        WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
+            RAISE;
+        WHEN OTHERS THEN
+            PERFORM m365.raise_message('M3U05', 'username_not_saved', wanted, SQLERRM);
+    END;
+    RETURN saved;
+END
+$$;
+COMMENT ON FUNCTION m365.set_username(bigint, text) IS
+'Validates and saves a username typed by an administrator (trimmed, local part in lower case); errors M3U01-M3U05 in the language of m365.language';
+REVOKE ALL ON FUNCTION m365.set_username(bigint, text) FROM PUBLIC;
+-- Sets the sync flag of the given usernames; returns how many changed.
+CREATE OR REPLACE FUNCTION m365.set_sync(username_ids bigint[], value boolean)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed integer;
+    unknown bigint[];
+BEGIN
+    IF value IS NULL OR username_ids IS NULL THEN
+        PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, 'the flag and the list of ids must not be NULL');
+    END IF;
+    SELECT pg_catalog.array_agg(i) INTO unknown
+      FROM pg_catalog.unnest(username_ids) AS i
+     WHERE NOT EXISTS (SELECT FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) i);
+    IF unknown IS NOT NULL THEN
+        PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, 'unknown username ids: ' OPERATOR(pg_catalog.||) unknown::text);
+    END IF;
+    BEGIN
+        -- Lock in id order first: two bulk changes over overlapping lists
+        -- (a location and a hand-picked set) then wait, never deadlock.
+        PERFORM FROM m365.username AS u
+          WHERE u.id OPERATOR(pg_catalog.=) ANY (username_ids)
+          ORDER BY u.id
+            FOR NO KEY UPDATE;
+        UPDATE m365.username AS u SET sync = value
+         WHERE u.id OPERATOR(pg_catalog.=) ANY (username_ids)
+           AND u.sync OPERATOR(pg_catalog.<>) value;
+        GET DIAGNOSTICS changed = ROW_COUNT;
+    EXCEPTION
+        -- A retry would work: the application must see 40P01, 40001, 55P03.
+        WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
+            RAISE;
+        WHEN OTHERS THEN
+            PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, SQLERRM);
+    END;
+    RETURN changed;
+END
+$$;
+COMMENT ON FUNCTION m365.set_sync(bigint[], boolean) IS
+'Sets the sync flag of these usernames; returns how many changed; failures raise M3S01 (Opslaan sync mislukt)';
+REVOKE ALL ON FUNCTION m365.set_sync(bigint[], boolean) FROM PUBLIC;
+-- The same for every username of a location's (or school's) list on a date,
+-- optionally only those whose username or name contains `filter`.
+CREATE OR REPLACE FUNCTION m365.set_location_sync(location_id bigint, value boolean, filter text DEFAULT NULL,
+                                       on_date date DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m365.set_sync(coalesce(pg_catalog.array_agg(l.username_id), '{}'), value)
+      FROM m365.student_usernames(location_id, on_date) AS l
+     WHERE m365.list_row_matches(filter, l.username, l.first_name, l.last_name)
+$$;
+COMMENT ON FUNCTION m365.set_location_sync(bigint, boolean, text, date) IS
+'Sets the sync flag of every student username listed for a location (optionally filtered by text); returns how many changed';
+REVOKE ALL ON FUNCTION m365.set_location_sync(bigint, boolean, text, date) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION m365.set_school_sync(school_id bigint, value boolean, filter text DEFAULT NULL,
+                                     on_date date DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m365.set_sync(coalesce(pg_catalog.array_agg(l.username_id), '{}'), value)
+      FROM m365.staff_usernames(school_id, on_date) AS l
+     WHERE m365.list_row_matches(filter, l.username, l.first_name, l.last_name)
+$$;
+COMMENT ON FUNCTION m365.set_school_sync(bigint, boolean, text, date) IS
+'Sets the sync flag of every staff username listed for a school (optionally filtered by text); returns how many changed';
+REVOKE ALL ON FUNCTION m365.set_school_sync(bigint, boolean, text, date) FROM PUBLIC;
+-- When pg_cron will next run the generation job, if it is scheduled here
+-- every 15 minutes (NULL otherwise). As the owner: the application has no
+-- rights on schema cron, and pg_cron shows each user only their own jobs.
+CREATE OR REPLACE FUNCTION m365.next_generation_run()
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    scheduled boolean := false;
+BEGIN
+    IF m365.pg_cron_is_here() THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM cron.job WHERE jobname = $1 AND schedule = $2 AND active
+                                   AND database = pg_catalog.current_database())'
+           INTO scheduled USING m365.job_name('m365_generate_usernames'), '*/15 * * * *';
+    END IF;
+    IF NOT scheduled THEN
+        RETURN NULL;
+    END IF;
+    RETURN pg_catalog.date_trunc('hour', pg_catalog.now())
+           OPERATOR(pg_catalog.+) pg_catalog.make_interval(mins =>
+               (pg_catalog.floor(pg_catalog.date_part('minute', pg_catalog.now()) OPERATOR(pg_catalog./) 15)::integer
+                OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.*) 15);
+END
+$$;
+REVOKE ALL ON FUNCTION m365.next_generation_run() FROM PUBLIC;
+CREATE OR REPLACE FUNCTION m365.diagnose_student(student_id bigint, location_id bigint, on_date date DEFAULT NULL)
+RETURNS TABLE (code text, message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    loc      m365.location;
+    d        date;
+    listed   record;
+    upcoming date;
+    ended    date;
+BEGIN
+    SELECT * INTO loc FROM m365.location AS l WHERE l.id OPERATOR(pg_catalog.=) diagnose_student.location_id;
+    IF NOT FOUND OR loc.configuration_id IS NULL THEN
+        RETURN QUERY SELECT 'no_configuration', m365.message('no_configuration');
+        RETURN;
+    END IF;
+    d := coalesce(on_date, m365.configuration_today(loc.configuration_id));
+    RETURN QUERY SELECT * FROM m365.diagnose_generation(loc.configuration_id, 'student', student_id);
+
+    SELECT * INTO listed FROM m365.student_usernames(loc.id, d) AS s WHERE s.student_id OPERATOR(pg_catalog.=) diagnose_student.student_id;
+    IF NOT FOUND THEN
+        SELECT pg_catalog.min(e.start_date) INTO upcoming FROM m365.enrolment AS e
+         WHERE e.student_id OPERATOR(pg_catalog.=) diagnose_student.student_id
+           AND e.location_id OPERATOR(pg_catalog.=) loc.id AND e.start_date OPERATOR(pg_catalog.>) d;
+        SELECT pg_catalog.max(e.end_date) INTO ended FROM m365.enrolment AS e
+         WHERE e.student_id OPERATOR(pg_catalog.=) diagnose_student.student_id
+           AND e.location_id OPERATOR(pg_catalog.=) loc.id AND e.end_date OPERATOR(pg_catalog.<) d;
+        IF upcoming IS NOT NULL THEN
+            RETURN QUERY SELECT 'enrolment_in_future', m365.message('enrolment_in_future', NULL, upcoming::text);
+        END IF;
+        IF ended IS NOT NULL AND m365.school_year(ended) OPERATOR(pg_catalog.=) m365.school_year(d) THEN
+            RETURN QUERY SELECT 'enrolment_ended', m365.message('enrolment_ended', NULL, ended::text);
+        END IF;
+        -- No enrolment overlapping this school year (1 September - 30 June).
+        IF NOT EXISTS (SELECT FROM m365.enrolment AS e
+                        WHERE e.student_id OPERATOR(pg_catalog.=) diagnose_student.student_id
+                          AND e.location_id OPERATOR(pg_catalog.=) loc.id
+                          AND e.start_date OPERATOR(pg_catalog.<=) pg_catalog.make_date(m365.school_year(d) OPERATOR(pg_catalog.+) 1, 6, 30)
+                          AND (e.end_date IS NULL
+                               OR e.end_date OPERATOR(pg_catalog.>=) pg_catalog.make_date(m365.school_year(d), 9, 1))) THEN
+            RETURN QUERY SELECT 'no_enrolment_this_school_year',
+                                m365.message('no_enrolment_this_school_year', NULL,
+                                             m365.school_year(d)::text OPERATOR(pg_catalog.||) '-'
+                                             OPERATOR(pg_catalog.||) (m365.school_year(d) OPERATOR(pg_catalog.+) 1)::text);
+        END IF;
+        RETURN;
+    END IF;
+
+    -- Listed: what keeps the username from Microsoft 365?
+    IF NOT listed.sync THEN
+        RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
+    END IF;
+    IF listed.domain IS NULL THEN
+        RETURN QUERY SELECT 'no_domain', m365.message('no_domain');
+    END IF;
+    IF NOT EXISTS (SELECT FROM m365.student_usernames(loc.id, d) AS s WHERE s.sync) THEN
+        RETURN QUERY SELECT 'no_synced_user_in_location', m365.message('no_synced_user_in_location');
+    END IF;
+    IF listed.sync AND listed.domain IS NOT NULL THEN
+        RETURN QUERY SELECT 'listed_and_synced', m365.message('listed_and_synced');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION m365.diagnose_student(bigint, bigint, date) IS
+'Why a student is not (yet) in a location''s list or in Microsoft 365: the reasons that apply, as (code, message)';
+REVOKE ALL ON FUNCTION m365.diagnose_student(bigint, bigint, date) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION m365.diagnose_staff(staff_id bigint, school_id bigint, on_date date DEFAULT NULL)
+RETURNS TABLE (code text, message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sch    m365.school;
+    person m365.staff;
+    d      date;
+    listed record;
+BEGIN
+    SELECT * INTO sch FROM m365.school AS s WHERE s.id OPERATOR(pg_catalog.=) diagnose_staff.school_id;
+    IF NOT FOUND OR sch.configuration_id IS NULL THEN
+        RETURN QUERY SELECT 'no_configuration', m365.message('no_configuration');
+        RETURN;
+    END IF;
+    d := coalesce(on_date, m365.configuration_today(sch.configuration_id));
+    SELECT * INTO person FROM m365.staff AS s WHERE s.id OPERATOR(pg_catalog.=) diagnose_staff.staff_id;
+    IF NOT EXISTS (SELECT FROM m365.staff_school AS ss
+                    WHERE ss.staff_id OPERATOR(pg_catalog.=) diagnose_staff.staff_id
+                      AND ss.school_id OPERATOR(pg_catalog.=) sch.id) THEN
+        RETURN QUERY SELECT 'not_linked_to_school', m365.message('not_linked_to_school');
+        RETURN;
+    END IF;
+    IF NOT person.active THEN
+        IF m365.staff_is_listed(person.active, person.inactive_since, d) THEN
+            RETURN QUERY SELECT 'inactive_listed', m365.message('inactive_listed', NULL, person.inactive_since::text);
+        ELSE
+            RETURN QUERY SELECT 'inactive_not_listed', m365.message('inactive_not_listed', NULL, person.inactive_since::text);
+        END IF;
+    END IF;
+    RETURN QUERY SELECT * FROM m365.diagnose_generation(sch.configuration_id, 'staff', staff_id);
+
+    SELECT * INTO listed FROM m365.staff_usernames(sch.id, d) AS s WHERE s.staff_id OPERATOR(pg_catalog.=) diagnose_staff.staff_id;
+    IF FOUND AND person.active THEN
+        IF NOT listed.sync THEN
+            RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
+        END IF;
+        IF listed.domain IS NULL THEN
+            RETURN QUERY SELECT 'no_domain', m365.message('no_domain');
+        END IF;
+        IF listed.sync AND listed.domain IS NOT NULL THEN
+            RETURN QUERY SELECT 'listed_and_synced', m365.message('listed_and_synced');
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION m365.diagnose_staff(bigint, bigint, date) IS
+'Why a staff member is not (yet) in a school''s list or in Microsoft 365: the reasons that apply, as (code, message)';
+REVOKE ALL ON FUNCTION m365.diagnose_staff(bigint, bigint, date) FROM PUBLIC;
+
+--------------------------------------------------------------------------------
+-- 0.3.0: the feed's views are security barriers; readers are bound by role
+-- OID; teachers only in locations of the feed's configuration.
+--------------------------------------------------------------------------------
+DROP VIEW m365_sds."academicSessions", m365_sds.enrollments, m365_sds.classes, m365.sds_class_member,
+          m365_sds.orgs, m365_sds.roles, m365.sds_role, m365_sds.users, m365.sds_user, m365_sds.left_out,
+          m365.sds_user_candidate, m365.sds_scope;
+DROP FUNCTION m365.sds_problem(text, text, text);
+ALTER TABLE m365.sds_reader RENAME CONSTRAINT sds_reader_pkey TO sds_reader_0_2_0_pkey;
+ALTER TABLE m365.sds_reader RENAME CONSTRAINT sds_reader_configuration_id_fkey TO sds_reader_0_2_0_configuration_id_fkey;
+ALTER TABLE m365.sds_reader RENAME TO sds_reader_0_2_0;
+-- Bound by role OID (regrole): a reader dropped and re-created under the
+-- same name reads nothing until it is made a reader again; pg_dump writes the
+-- role's name, so a restore binds the restored cluster's role.
+CREATE TABLE m365.sds_reader (
+    role_id          regrole PRIMARY KEY,
+    configuration_id bigint NOT NULL REFERENCES m365.configuration (id) ON DELETE CASCADE,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE m365.sds_reader IS 'The read-only SDS roles, each bound to one configuration';
+INSERT INTO m365.sds_reader (role_id, configuration_id, created_at)
+SELECT r.oid::regrole, o.configuration_id, o.created_at
+  FROM m365.sds_reader_0_2_0 AS o
+  JOIN pg_catalog.pg_roles AS r ON r.rolname OPERATOR(pg_catalog.=) o.role_name;
+-- Out of the extension first: that takes it out of what pg_dump keeps, too.
+ALTER EXTENSION m365_usernames DROP TABLE m365.sds_reader_0_2_0;
+DROP TABLE m365.sds_reader_0_2_0;
+-- The configuration and day the feed is about, for whoever is asking: a
+-- reader's own configuration; for a role with the admin level, the one it
+-- chose with m365.sds_configuration. The day is today in the configuration's
+-- time zone, or m365.sds_on_date.
+CREATE VIEW m365.sds_scope AS
+SELECT c.id AS configuration_id,
+       coalesce(NULLIF(pg_catalog.current_setting('m365.sds_on_date', true), '')::date,
+                m365.local_date(c.time_zone)) AS on_date
+  FROM m365.configuration AS c
+ WHERE c.id OPERATOR(pg_catalog.=) coalesce(
+           (SELECT r.configuration_id FROM m365.sds_reader AS r
+             WHERE r.role_id::oid OPERATOR(pg_catalog.=) pg_catalog.to_regrole(CURRENT_USER::text)::oid),
+           CASE WHEN (SELECT o.rolsuper FROM pg_catalog.pg_roles AS o WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+                   OR EXISTS (SELECT FROM m365.access_role AS a
+                               WHERE a.level OPERATOR(pg_catalog.=) 'admin'
+                                 AND pg_catalog.pg_has_role(CURRENT_USER, a.role_id::oid, 'MEMBER'))
+                THEN NULLIF(pg_catalog.current_setting('m365.sds_configuration', true), '')::bigint END);
+-- The users SDS gets, and the ones it cannot get (with the reason).
+CREATE VIEW m365.sds_user_candidate AS
+WITH scope AS (SELECT * FROM m365.sds_scope),
+student_enrolment AS (
+    -- The enrolment active today in a location of the configuration; the
+    -- latest started one when there are several.
+    SELECT DISTINCT ON (e.student_id) e.student_id, e.location_id, l.student_domain
+      FROM m365.enrolment AS e
+      JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+      JOIN scope ON l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+     WHERE e.start_date OPERATOR(pg_catalog.<=) scope.on_date
+       AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
+     ORDER BY e.student_id, e.start_date DESC, e.location_id
+)
+SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS person_kind, s.id AS person_id,
+       CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username
+            WHEN se.student_domain IS NOT NULL THEN u.username OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) se.student_domain
+       END AS username,
+       s.first_name, s.last_name, true AS in_a_location
+  FROM scope
+  JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+                         AND u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.sync
+  JOIN m365.student AS s ON s.id OPERATOR(pg_catalog.=) u.person_id
+  JOIN student_enrolment AS se ON se.student_id OPERATOR(pg_catalog.=) s.id
+UNION ALL
+SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
+       CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username END,
+       st.first_name, st.last_name,
+       -- A teacher's roles and groups are the locations of the configuration
+       -- in their schools; a school none of whose locations is in it gives none.
+       EXISTS (SELECT FROM m365.staff_school AS ss
+                 JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+                 JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
+                WHERE ss.staff_id OPERATOR(pg_catalog.=) st.id
+                  AND sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+                  AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id)
+  FROM scope
+  JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+                         AND u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.sync
+  JOIN m365.staff AS st ON st.id OPERATOR(pg_catalog.=) u.person_id AND st.active
+ WHERE EXISTS (SELECT FROM m365.staff_school AS ss
+                 JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+                WHERE ss.staff_id OPERATOR(pg_catalog.=) st.id
+                  AND sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id);
+-- Why a candidate is left out of users.csv; NULL when it goes in.
+-- No SET search_path here, on purpose: a SQL function with a SET clause is
+-- never inlined, and this one runs for every user of every file. Its body is
+-- schema-qualified throughout, so the caller's search_path cannot change it.
+CREATE FUNCTION m365.sds_problem(username text, first_name text, last_name text, in_a_location boolean)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN NOT in_a_location THEN 'no location of the staff member''s schools belongs to this configuration'
+    WHEN username IS NULL THEN 'no domain: SDS needs local@domain'
+    WHEN pg_catalog.strpos(username, '@') OPERATOR(pg_catalog.=) 0 OR NOT m365.username_is_valid(username)
+        THEN 'invalid username'
+    WHEN coalesce(first_name, '') OPERATOR(pg_catalog.~) '[\r\n]' OR coalesce(last_name, '') OPERATOR(pg_catalog.~) '[\r\n]'
+        THEN 'a line break in a name'
+END;
+CREATE VIEW m365_sds.left_out WITH (security_barrier) AS
+SELECT c.sourced_id AS "sourcedId", c.person_kind AS "kind",
+       m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) AS "reason"
+  FROM m365.sds_user_candidate AS c
+ WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NOT NULL;
+COMMENT ON VIEW m365_sds.left_out IS 'Synced users that SDS would reject, left out of users.csv, with the reason (not an SDS file)';
+CREATE VIEW m365.sds_user AS
+SELECT c.* FROM m365.sds_user_candidate AS c WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NULL;
+CREATE VIEW m365_sds.users WITH (security_barrier) AS
+SELECT u.sourced_id AS "sourcedId", u.username AS "username", u.first_name AS "givenName", u.last_name AS "familyName",
+       NULL::text AS "password", NULL::text AS "activeDirectoryMatchId", NULL::text AS "email", NULL::text AS "phone",
+       NULL::text AS "sms"
+  FROM m365.sds_user AS u;
+COMMENT ON VIEW m365_sds.users IS 'users.csv: every synced, active user with a full local@domain username';
+-- Roles: students per active enrolment, teachers in each location of their schools.
+CREATE VIEW m365.sds_role AS
+WITH scope AS (SELECT * FROM m365.sds_scope)
+SELECT 'student-' OPERATOR(pg_catalog.||) e.student_id AS user_sourced_id, e.location_id,
+       'student'::text AS role, m365.school_year(scope.on_date) AS school_year,
+       pg_catalog.row_number() OVER (PARTITION BY e.student_id ORDER BY e.start_date DESC, e.location_id) OPERATOR(pg_catalog.=) 1 AS is_primary,
+       e.start_date, e.end_date
+  FROM scope
+  JOIN m365.enrolment AS e ON e.start_date OPERATOR(pg_catalog.<=) scope.on_date
+                          AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
+  JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  -- A join, not a correlated EXISTS: the view is then computed once, not per row.
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) e.student_id
+UNION ALL
+SELECT 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', m365.school_year(scope.on_date),
+       pg_catalog.row_number() OVER (PARTITION BY ss.staff_id ORDER BY ss.linked_at, ss.school_id, l.id) OPERATOR(pg_catalog.=) 1,
+       NULL::date, NULL::date
+  FROM scope
+  JOIN m365.school AS sc ON sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
+  JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id;
+CREATE VIEW m365_sds.roles WITH (security_barrier) AS
+SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||) r.location_id AS "orgSourcedId",
+       r.role AS "role", 'sy-' OPERATOR(pg_catalog.||) r.school_year AS "sessionSourcedId", NULL::text AS "grade",
+       CASE WHEN r.is_primary THEN 'true' ELSE 'false' END AS "isPrimary",
+       pg_catalog.to_char(r.start_date, 'YYYY-MM-DD') AS "roleStartDate",
+       pg_catalog.to_char(r.end_date, 'YYYY-MM-DD') AS "roleEndDate"
+  FROM m365.sds_role AS r;
+COMMENT ON VIEW m365_sds.roles IS 'roles.csv: a student role per active enrolment, a teacher role per location of the staff member''s schools';
+-- Orgs: each location with at least one synced user (one security group each),
+-- i.e. with a role in m365.sds_role; asked of its joins without the roles'
+-- numbering, which sorted every enrolment only to be thrown away (1.3 s ->
+-- 0.7 s for 200,000 students).
+CREATE VIEW m365_sds.orgs WITH (security_barrier) AS
+SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId", l.name AS "name", 'school'::text AS "type",
+       NULL::text AS "parentSourcedId"
+  FROM m365.location AS l
+ WHERE l.id OPERATOR(pg_catalog.=) ANY (
+           SELECT e.location_id
+             FROM m365.sds_scope AS scope
+             JOIN m365.enrolment AS e ON e.start_date OPERATOR(pg_catalog.<=) scope.on_date
+                                     AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
+             JOIN m365.location AS el ON el.id OPERATOR(pg_catalog.=) e.location_id
+                                     AND el.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+             JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student'
+                                    AND u.person_id OPERATOR(pg_catalog.=) e.student_id
+           UNION ALL
+           SELECT sl.id
+             FROM m365.sds_scope AS scope
+             JOIN m365.school AS sc ON sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+             JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
+             JOIN m365.location AS sl ON sl.school_id OPERATOR(pg_catalog.=) sc.id
+                                     AND sl.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+             JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff'
+                                    AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id)
+   AND l.name OPERATOR(pg_catalog.!~) '[\r\n]';
+COMMENT ON VIEW m365_sds.orgs IS 'orgs.csv: one org (type school) per location with at least one synced user';
+-- Class members: students by active enrolment, assigned teachers.
+CREATE VIEW m365.sds_class_member AS
+WITH scope AS (SELECT * FROM m365.sds_scope)
+SELECT c.id AS class_id, c.location_id, c.name, c.school_year,
+       'student-' OPERATOR(pg_catalog.||) e.student_id AS user_sourced_id, 'student'::text AS role
+  FROM scope
+  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
+  JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  JOIN m365.enrolment AS e ON e.class_id OPERATOR(pg_catalog.=) c.id
+                          AND e.start_date OPERATOR(pg_catalog.<=) scope.on_date
+                          AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) e.student_id
+UNION
+SELECT c.id, c.location_id, c.name, c.school_year, 'staff-' OPERATOR(pg_catalog.||) ct.staff_id, 'teacher'
+  FROM scope
+  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
+  JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ct.staff_id;
+CREATE VIEW m365_sds.classes WITH (security_barrier) AS
+SELECT DISTINCT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "sourcedId",
+       'location-' OPERATOR(pg_catalog.||) m.location_id AS "orgSourcedId", m.name AS "title",
+       'sy-' OPERATOR(pg_catalog.||) m.school_year AS "sessionSourcedIds", NULL::text AS "courseSourcedId"
+  FROM m365.sds_class_member AS m
+ WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]';
+COMMENT ON VIEW m365_sds.classes IS 'classes.csv: one class per class of the current school year with a synced member';
+CREATE VIEW m365_sds.enrollments WITH (security_barrier) AS
+SELECT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "classSourcedId", m.user_sourced_id AS "userSourcedId",
+       m.role AS "role"
+  FROM m365.sds_class_member AS m
+ WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]';
+COMMENT ON VIEW m365_sds.enrollments IS 'enrollments.csv: students as student, assigned teachers as teacher';
+-- Roles and classes only ever use the school year of the day, so that is the
+-- one in use (when the configuration has a synced username at all); deriving
+-- it from roles and classes would compute both again.
+CREATE VIEW m365_sds."academicSessions" WITH (security_barrier) AS
+SELECT 'sy-' OPERATOR(pg_catalog.||) y AS "sourcedId",
+       y OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) (y OPERATOR(pg_catalog.+) 1) AS "title",
+       'schoolYear'::text AS "type",
+       -- As in OneRoster: the year the school year ends in.
+       (y OPERATOR(pg_catalog.+) 1)::text AS "schoolYear",
+       pg_catalog.to_char(pg_catalog.make_date(y, 9, 1), 'YYYY-MM-DD') AS "startDate",
+       pg_catalog.to_char(pg_catalog.make_date(y OPERATOR(pg_catalog.+) 1, 6, 30), 'YYYY-MM-DD') AS "endDate"
+  FROM (SELECT m365.school_year(s.on_date) AS y
+          FROM m365.sds_scope AS s
+         WHERE EXISTS (SELECT FROM m365.username AS u
+                        WHERE u.configuration_id OPERATOR(pg_catalog.=) s.configuration_id AND u.sync)) AS years;
+COMMENT ON VIEW m365_sds."academicSessions" IS 'academicSessions.csv: the school years in use (1 September - 30 June)';
+CREATE OR REPLACE FUNCTION m365.create_sds_reader(role_name name, configuration_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    reader  regrole;
+    problem text;
+BEGIN
+    IF role_name IS NULL OR configuration_id IS NULL THEN
+        RAISE EXCEPTION 'create_sds_reader needs a role name and a configuration' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) create_sds_reader.configuration_id) THEN
+        RAISE EXCEPTION 'configuration % does not exist', configuration_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    reader := pg_catalog.to_regrole(pg_catalog.quote_ident(role_name));
+    IF reader IS NULL THEN
+        -- LOGIN without a password: give it one (ALTER ROLE ... PASSWORD) or a pg_hba rule.
+        EXECUTE pg_catalog.format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION',
+                                  role_name);
+        reader := pg_catalog.to_regrole(pg_catalog.quote_ident(role_name));
+    END IF;
+    -- Only a plain login role, which is one caller and nothing more: a role
+    -- with members would open the configuration to each of them (SET ROLE),
+    -- and any other right would reach beyond the feed.
+    problem := coalesce(
+        m365.role_problem(reader),
+        CASE WHEN NOT (SELECT r.rolcanlogin FROM pg_catalog.pg_roles AS r WHERE r.oid OPERATOR(pg_catalog.=) reader)
+             THEN 'it cannot log in (NOLOGIN): a reader is a login role, not a group' END,
+        CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_auth_members AS m WHERE m.roleid OPERATOR(pg_catalog.=) reader)
+             THEN 'other roles are members of it' END,
+        CASE WHEN EXISTS (SELECT FROM m365.access_role AS a
+                           WHERE pg_catalog.pg_has_role(reader::oid, a.role_id::oid, 'MEMBER'))
+             THEN 'it has access to the extension (m365.grant_access) and sees every configuration' END,
+        CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_shdepend AS d
+                           WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+                             AND d.refobjid OPERATOR(pg_catalog.=) reader::oid
+                             AND d.deptype OPERATOR(pg_catalog.=) 'o')
+               OR EXISTS (SELECT FROM pg_catalog.pg_database AS db WHERE db.datdba OPERATOR(pg_catalog.=) reader::oid)
+             THEN 'it owns objects' END);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'role "%" cannot be an SDS reader: %', role_name, problem
+            USING ERRCODE = 'invalid_grant_operation',
+                  HINT = 'Give m365.create_sds_reader the name of a new role, or of a plain login role of its own.';
+    END IF;
+    IF EXISTS (SELECT FROM m365.sds_reader AS r
+                WHERE r.role_id OPERATOR(pg_catalog.=) reader
+                  AND r.configuration_id OPERATOR(pg_catalog.<>) create_sds_reader.configuration_id) THEN
+        RAISE EXCEPTION 'role "%" already reads another configuration', role_name
+            USING ERRCODE = 'unique_violation', HINT = 'One reader role per configuration: create another role.';
+    END IF;
+    INSERT INTO m365.sds_reader (role_id, configuration_id) VALUES (reader, configuration_id)
+    ON CONFLICT DO NOTHING;
+    PERFORM m365.apply_access(reader, '{reader}', true);
+END
+$$;
+COMMENT ON FUNCTION m365.create_sds_reader(name, bigint) IS
+'Creates (or adopts) a read-only role for School Data Sync that sees only m365_sds, for one configuration';
+REVOKE ALL ON FUNCTION m365.create_sds_reader(name, bigint) FROM PUBLIC;
+
+--------------------------------------------------------------------------------
+-- 0.3.0: monitoring shows who held up a run, and stale jobs.
+--------------------------------------------------------------------------------
+CREATE OR REPLACE VIEW m365.status AS
+SELECT c.id AS configuration_id,
+       c.name AS configuration_name,
+       coalesce(u.usernames, 0) AS usernames,
+       coalesce(u.synced, 0) AS synced,
+       coalesce(q.queued, 0) AS queued,
+       coalesce(q.failing, 0) AS failing,
+       q.oldest_queued_at,
+       u.last_created_at,
+       -- People of bulk statements the next run queues first (m365.queue_or_defer).
+       coalesce(d.deferred, 0) AS deferred,
+       -- When the latest run of the job did nothing because a session held it
+       -- up: who (pid and role) and how; NULL when it ran.
+       r.held_up_by
+  FROM m365.configuration AS c
+  LEFT JOIN (SELECT configuration_id,
+                    pg_catalog.count(*) AS usernames,
+                    pg_catalog.count(*) FILTER (WHERE sync) AS synced,
+                    pg_catalog.max(created_at) AS last_created_at
+               FROM m365.username
+              GROUP BY configuration_id) AS u ON u.configuration_id OPERATOR(pg_catalog.=) c.id
+  LEFT JOIN (SELECT configuration_id,
+                    pg_catalog.count(*) AS queued,
+                    pg_catalog.count(*) FILTER (WHERE last_error IS NOT NULL) AS failing,
+                    pg_catalog.min(queued_at) FILTER (WHERE last_error IS NULL) AS oldest_queued_at
+               FROM m365.username_queue
+              GROUP BY configuration_id) AS q ON q.configuration_id OPERATOR(pg_catalog.=) c.id
+  LEFT JOIN (SELECT x.configuration_id, pg_catalog.count(*) AS deferred
+               FROM m365.username_queue_deferred AS dq, pg_catalog.unnest(dq.configuration_ids) AS x(configuration_id)
+              GROUP BY x.configuration_id) AS d ON d.configuration_id OPERATOR(pg_catalog.=) c.id
+  LEFT JOIN (SELECT CASE WHEN j.outcome OPERATOR(pg_catalog.<>) 'done'
+                         THEN pg_catalog.format('%s at %s: pid %s (%s)', j.outcome, j.started_at, j.blocker_pid, j.blocker_role)
+                    END AS held_up_by
+               FROM m365.job_run AS j
+              WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
+              ORDER BY j.id DESC
+              LIMIT 1) AS r ON true;
+COMMENT ON VIEW m365.status IS
+'Per configuration: usernames, synced, queued, failing (kept with last_error), the oldest waiting entry, people of bulk statements not queued yet (deferred), and who held up the latest run of the job';
+DROP FUNCTION m365.job_status();
+-- pg_cron's jobs of this database with their last run (none without pg_cron here).
+CREATE OR REPLACE FUNCTION m365.cron_jobs_here()
+RETURNS TABLE (jobid bigint, jobname text, schedule text, active boolean, last_start timestamptz,
+               last_end timestamptz, last_status text, last_message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT m365.pg_cron_is_here() THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE $q$
+        SELECT j.jobid, j.jobname::text, j.schedule, j.active, r.start_time, r.end_time, r.status, r.return_message
+          FROM cron.job AS j
+          LEFT JOIN LATERAL (SELECT x.start_time, x.end_time, x.status, x.return_message
+                               FROM cron.job_run_details AS x
+                              WHERE x.jobid = j.jobid
+                              ORDER BY x.runid DESC
+                              LIMIT 1) AS r ON true
+         WHERE j.database = pg_catalog.current_database()
+    $q$;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.cron_jobs_here() FROM PUBLIC;
+-- The extension's pg_cron jobs of this database as pg_cron knows them, with
+-- their last run; and how the generation job's own last run ended (pg_cron
+-- records success for a run that gave way). Jobs still under a name of 0.2.0
+-- are listed as stale. Without pg_cron in this database: the definitions,
+-- scheduled = false.
+CREATE FUNCTION m365.job_status()
+RETURNS TABLE (job_name text, schedule text, scheduled boolean, active boolean,
+               last_start timestamptz, last_end timestamptz, last_status text, last_message text,
+               last_outcome text, held_up_by text, stale boolean)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH cron_job AS (
+        SELECT * FROM m365.cron_jobs_here()
+    ), own_run AS (
+        SELECT r.outcome,
+               CASE WHEN r.outcome OPERATOR(pg_catalog.<>) 'done'
+                    THEN pg_catalog.format('pid %s (%s): %s', r.blocker_pid, r.blocker_role, r.detail) END AS held_up_by
+          FROM m365.job_run AS r
+         WHERE r.job OPERATOR(pg_catalog.=) 'generate_usernames'
+         ORDER BY r.id DESC
+         LIMIT 1
+    )
+    SELECT d.job_name, coalesce(j.schedule, d.schedule), j.jobid IS NOT NULL, j.active,
+           j.last_start, j.last_end, j.last_status, j.last_message,
+           CASE WHEN d.old_name OPERATOR(pg_catalog.=) 'm365_generate_usernames' THEN (SELECT o.outcome FROM own_run AS o) END,
+           CASE WHEN d.old_name OPERATOR(pg_catalog.=) 'm365_generate_usernames' THEN (SELECT o.held_up_by FROM own_run AS o) END,
+           false
+      FROM m365.job_definitions() AS d
+      LEFT JOIN cron_job AS j ON j.jobname OPERATOR(pg_catalog.=) d.job_name
+    UNION ALL
+    -- Still scheduled under the name of 0.2.0: m365.schedule_jobs() renames them.
+    SELECT j.jobname, j.schedule, true, j.active, j.last_start, j.last_end, j.last_status, j.last_message,
+           NULL, NULL, true
+      FROM cron_job AS j
+      JOIN m365.job_definitions() AS d ON d.old_name OPERATOR(pg_catalog.=) j.jobname
+     ORDER BY 1;
+END
+$$;
+COMMENT ON FUNCTION m365.job_status() IS
+'The pg_cron jobs of m365_usernames in this database: scheduled, active, how pg_cron''s last run ended, how the job''s own last run ended and who held it up, and stale jobs under an old name';
+REVOKE ALL ON FUNCTION m365.job_status() FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_reader', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.access_role', '');
+
+--------------------------------------------------------------------------------
+-- Every right of every level, as declared next to each object (they reach the
+-- roles registered above and every reader).
+--------------------------------------------------------------------------------
+SELECT m365.allow('app', 'USAGE', 'SCHEMA m365');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.configuration');
+SELECT m365.allow('admin', 'INSERT, UPDATE, DELETE', 'TABLE m365.configuration');
+SELECT m365.allow('admin', 'USAGE', 'SEQUENCE m365.configuration_id_seq');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.issued_username');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.reserved_username');
+SELECT m365.allow('admin', 'INSERT, UPDATE, DELETE', 'TABLE m365.reserved_username');
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.school');
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.location');
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.student');
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.class');
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.enrolment');
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.staff');
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.staff_school');
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.class_teacher');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_queue');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_queue_deferred');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.queue_missing_usernames()');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.job_run');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generate_usernames(integer)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.schedule_jobs()');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.unschedule_jobs()');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.message');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.student_usernames(bigint, date)');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.staff_usernames(bigint, date)');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_history');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_username(bigint, text)');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_sync(bigint[], boolean)');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_location_sync(bigint, boolean, text, date)');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_school_sync(bigint, boolean, text, date)');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.next_generation_run()');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.diagnose_generation(bigint, text, bigint)');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.diagnose_student(bigint, bigint, date)');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.diagnose_staff(bigint, bigint, date)');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.preview_format(bigint, text)');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_reader');
+SELECT m365.allow('reader', 'USAGE', 'SCHEMA m365_sds');
+SELECT m365.allow('admin', 'USAGE', 'SCHEMA m365_sds');
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.left_out');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.left_out');
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.users');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.users');
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.roles');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.roles');
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.orgs');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.orgs');
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.classes');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.classes');
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.enrollments');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.enrollments');
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds."academicSessions"');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds."academicSessions"');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.create_sds_reader(name, bigint)');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_user');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_membership');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.take_sds_snapshots()');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.status');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.job_status()');

@@ -79,12 +79,13 @@ UPDATE m365.staff SET active = false WHERE id = 6;
 SELECT m365.generate_usernames() AS for_inactive_staff;
 SELECT count(*) AS queued FROM m365.username_queue;
 
--- The job tells the ledger trigger it wrote the ledger itself; a setting that
--- is not this very transaction's id changes nothing.
-SET m365.ledger_written_by = '1';
+-- The ledger check runs for every write: the setting that let 0.2.0 skip it
+-- (m365.ledger_written_by = this transaction's id) changes nothing.
+BEGIN;
+SELECT set_config('m365.ledger_written_by', txid_current()::text, true) IS NOT NULL AS set_as_0_2_0_did;
 INSERT INTO m365.username (configuration_id, person_kind, person_id, username) VALUES (1, 'student', 777, 'jan.peeters3');
 \echo :LAST_ERROR_SQLSTATE
-RESET m365.ledger_written_by;
+ROLLBACK;
 
 -- The queue can be rebuilt from the data (after a restore): everyone who
 -- should have a username and has none.

@@ -1,5 +1,8 @@
--- Monitoring (0.2.0): m365.status per configuration, m365.job_status().
+-- Monitoring: m365.status per configuration, m365.job_status(), m365.job_run.
 BEGIN;
+CREATE ROLE regress_monitor_app NOLOGIN;
+CREATE ROLE regress_monitor_admin NOLOGIN;
+SELECT m365.grant_access('regress_monitor_app', 'app'), m365.grant_access('regress_monitor_admin', 'admin');
 INSERT INTO m365.configuration (id, name) VALUES (801, 'monitored'), (802, 'empty');
 INSERT INTO m365.school (id, name, configuration_id) VALUES (801, 'S', 801);
 INSERT INTO m365.location (id, school_id, name, configuration_id) VALUES (801, 801, 'L', 801);
@@ -17,9 +20,15 @@ SELECT configuration_name, usernames, synced, queued, failing, oldest_queued_at 
        last_created_at IS NOT NULL AS made_some
   FROM m365.status WHERE configuration_id IN (801, 802) ORDER BY configuration_id;
 -- The application may read it; the job's runs are for m365_admin.
-SELECT has_table_privilege('m365_app', 'm365.status', 'SELECT') AS app_reads_status,
-       has_function_privilege('m365_app', 'm365.job_status()', 'EXECUTE') AS app_reads_jobs,
-       has_function_privilege('m365_admin', 'm365.job_status()', 'EXECUTE') AS admin_reads_jobs;
--- Without pg_cron in this database: the definitions, nothing scheduled.
-SELECT job_name, schedule, scheduled, active, last_status FROM m365.job_status();
+SELECT has_table_privilege('regress_monitor_app', 'm365.status', 'SELECT') AS app_reads_status,
+       has_function_privilege('regress_monitor_app', 'm365.job_status()', 'EXECUTE') AS app_reads_jobs,
+       has_table_privilege('regress_monitor_app', 'm365.job_run', 'SELECT') AS app_reads_runs,
+       has_function_privilege('regress_monitor_admin', 'm365.job_status()', 'EXECUTE') AS admin_reads_jobs,
+       has_table_privilege('regress_monitor_admin', 'm365.job_run', 'SELECT') AS admin_reads_runs;
+-- Without pg_cron in this database: the definitions, nothing scheduled; the
+-- job's own record of its last run.
+SELECT job_name, schedule, scheduled, active, last_status, last_outcome, held_up_by, stale FROM m365.job_status();
+SELECT job, outcome, created, run_by = session_user AS run_by_me, finished_at >= started_at AS timed
+  FROM m365.job_run ORDER BY id DESC LIMIT 1;
+SELECT DISTINCT held_up_by FROM m365.status;
 ROLLBACK;

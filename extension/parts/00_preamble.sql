@@ -12,3 +12,12 @@ BEGIN
 END
 $guard$;
 
+
+-- The extension creates its schema itself, so that it is a member: CREATE
+-- EXTENSION fails when a schema "m365" exists already (whoever made it could
+-- have planted objects there that the owner's code or pg_cron would call),
+-- and pg_dump writes no CREATE SCHEMA of its own. The control file names
+-- pg_catalog (as plpgsql's does) only so that the script runs with a known
+-- search_path; every object is created schema-qualified.
+CREATE SCHEMA m365;
+COMMENT ON SCHEMA m365 IS 'm365_usernames: Microsoft 365 usernames for school administrations';

@@ -12,6 +12,7 @@ CREATE TABLE m365.school (
     staff_domain     text CONSTRAINT school_staff_domain_valid CHECK (m365.check_domain(staff_domain))
 );
 COMMENT ON TABLE m365.school IS 'A school (legal unit); its staff get usernames when it is linked to a configuration';
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.school');
 
 CREATE TABLE m365.location (
     id               bigint PRIMARY KEY,
@@ -23,6 +24,7 @@ CREATE TABLE m365.location (
     -- NULL: Microsoft 365 assigns the students' domain.
     student_domain   text CONSTRAINT location_student_domain_valid CHECK (m365.check_domain(student_domain))
 );
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.location');
 CREATE INDEX location_school ON m365.location (school_id);
 CREATE INDEX location_configuration ON m365.location (configuration_id);
 COMMENT ON TABLE m365.location IS 'A school location (vestiging); its students get usernames when it is linked to a configuration';
@@ -35,6 +37,7 @@ CREATE TABLE m365.student (
                                          OR pg_catalog.btrim(last_name) OPERATOR(pg_catalog.<>) '')
 );
 COMMENT ON TABLE m365.student IS 'A student, with the official first and last name';
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.student');
 
 CREATE TABLE m365.class (
     id               bigint PRIMARY KEY,
@@ -45,6 +48,7 @@ CREATE TABLE m365.class (
     school_year      integer NOT NULL CONSTRAINT class_school_year_plausible CHECK (school_year BETWEEN 1900 AND 2999),
     CONSTRAINT class_in_location UNIQUE (id, location_id)
 );
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.class');
 CREATE INDEX class_location ON m365.class (location_id, school_year);
 COMMENT ON TABLE m365.class IS 'A class of a location in one school year';
 
@@ -59,6 +63,7 @@ CREATE TABLE m365.enrolment (
     -- The class, when given, belongs to the enrolment's location.
     CONSTRAINT enrolment_class_in_location FOREIGN KEY (class_id, location_id) REFERENCES m365.class (id, location_id)
 );
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.enrolment');
 CREATE INDEX enrolment_student ON m365.enrolment (student_id);
 CREATE INDEX enrolment_location ON m365.enrolment (location_id, start_date);
 CREATE INDEX enrolment_class ON m365.enrolment (class_id) WHERE class_id IS NOT NULL;
@@ -76,6 +81,7 @@ CREATE TABLE m365.staff (
     CONSTRAINT staff_inactive_since_only_when_inactive CHECK (NOT active OR inactive_since IS NULL)
 );
 COMMENT ON TABLE m365.staff IS 'A staff member, with the official names; all active staff get a username';
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.staff');
 
 CREATE TABLE m365.staff_school (
     staff_id         bigint NOT NULL REFERENCES m365.staff (id),
@@ -84,6 +90,7 @@ CREATE TABLE m365.staff_school (
     linked_at        timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     PRIMARY KEY (staff_id, school_id)
 );
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.staff_school');
 CREATE INDEX staff_school_school ON m365.staff_school (school_id);
 COMMENT ON TABLE m365.staff_school IS 'Which schools a staff member works for';
 
@@ -92,6 +99,7 @@ CREATE TABLE m365.class_teacher (
     staff_id         bigint NOT NULL REFERENCES m365.staff (id),
     PRIMARY KEY (class_id, staff_id)
 );
+SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.class_teacher');
 CREATE INDEX class_teacher_staff ON m365.class_teacher (staff_id);
 COMMENT ON TABLE m365.class_teacher IS 'The teachers assigned to a class (owners of its class team)';
 
@@ -104,7 +112,14 @@ BEGIN
     IF NEW.active THEN
         NEW.inactive_since := NULL;
     ELSIF NEW.inactive_since IS NULL THEN
-        NEW.inactive_since := CURRENT_DATE;
+        -- Today where the staff member's first school is (not the session's TimeZone).
+        NEW.inactive_since := m365.configuration_today(
+            (SELECT sc.configuration_id
+               FROM m365.staff_school AS ss
+               JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+              WHERE ss.staff_id OPERATOR(pg_catalog.=) NEW.id
+              ORDER BY ss.linked_at, ss.school_id
+              LIMIT 1));
     END IF;
     RETURN NEW;
 END

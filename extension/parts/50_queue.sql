@@ -15,6 +15,7 @@ CREATE TABLE m365.username_queue (
     last_error       text,
     PRIMARY KEY (configuration_id, person_kind, person_id)
 );
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_queue');
 CREATE INDEX username_queue_order ON m365.username_queue ((last_error IS NOT NULL), queued_at);
 COMMENT ON TABLE m365.username_queue IS
 'People waiting for a username; an entry whose generation failed stays, with last_error';
@@ -48,6 +49,7 @@ BEGIN
     RETURN queued;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.queue_people(bigint[], text, bigint[]) FROM PUBLIC;
 
 -- A bulk statement (10,000 people or more: a school year loaded at once) does
 -- not queue them in the writing transaction: it records the very same call,
@@ -64,6 +66,7 @@ CREATE TABLE m365.username_queue_deferred (
 );
 COMMENT ON TABLE m365.username_queue_deferred IS
 'Bulk statements whose people the next run of the job queues (m365.queue_people with these arrays)';
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_queue_deferred');
 
 CREATE FUNCTION m365.queue_or_defer(configuration_ids bigint[], person_kind text, person_ids bigint[])
 RETURNS integer
@@ -80,6 +83,7 @@ BEGIN
     RETURN 0;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.queue_or_defer(bigint[], text, bigint[]) FROM PUBLIC;
 
 -- The job's first step: the deferred calls. A bulk statement still running
 -- (uncommitted) is not seen, and its row stays for the next run.
@@ -100,6 +104,7 @@ BEGIN
     RETURN queued;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.queue_deferred() FROM PUBLIC;
 
 -- Statement-level triggers with transition tables: a bulk load of 200,000
 -- enrolments runs the queueing once, as one set (or defers it, above).
@@ -107,6 +112,7 @@ $$;
 CREATE FUNCTION m365.enrolment_queue_students()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -143,10 +149,12 @@ AS $$
        AND sc.configuration_id IS NOT NULL
     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0
 $$;
+REVOKE ALL ON FUNCTION m365.queue_staff(bigint[]) FROM PUBLIC;
 
 CREATE FUNCTION m365.staff_queue()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -167,6 +175,7 @@ CREATE TRIGGER staff_queue_update
 CREATE FUNCTION m365.staff_school_queue()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -189,6 +198,7 @@ CREATE TRIGGER staff_school_queue_update
 CREATE FUNCTION m365.location_queue()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -196,7 +206,7 @@ BEGIN
        FROM new_locations AS n
        JOIN m365.enrolment AS e ON e.location_id OPERATOR(pg_catalog.=) n.id
       WHERE n.configuration_id IS NOT NULL
-        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) CURRENT_DATE)
+        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) m365.configuration_today(n.configuration_id))
      HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;
     RETURN NULL;
 END
@@ -210,6 +220,7 @@ CREATE TRIGGER location_queue_update
 CREATE FUNCTION m365.school_queue()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -230,6 +241,7 @@ CREATE TRIGGER school_queue_update
 CREATE FUNCTION m365.person_name_changed()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -258,6 +270,7 @@ CREATE TRIGGER staff_name_changed
 CREATE FUNCTION m365.queue_missing_usernames()
 RETURNS integer
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
@@ -265,11 +278,13 @@ AS $$
                        FROM m365.enrolment AS e
                        JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
                       WHERE l.configuration_id IS NOT NULL
-                        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) CURRENT_DATE)
+                        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) m365.configuration_today(l.configuration_id))
                      HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0), 0)
          OPERATOR(pg_catalog.+)
            m365.queue_staff((SELECT pg_catalog.array_agg(s.id) FROM m365.staff AS s WHERE s.active))
 $$;
 COMMENT ON FUNCTION m365.queue_missing_usernames() IS
 'Queues everyone who should have a username and has none (after a restore, or a load with triggers disabled); returns how many';
+REVOKE ALL ON FUNCTION m365.queue_missing_usernames() FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.queue_missing_usernames()');
 

@@ -3,70 +3,73 @@
 --
 -- One run is one transaction: a crash or a cancel rolls it back and every
 -- queued person is still queued. Within the run the queue is taken in chunks
--- (FOR UPDATE SKIP LOCKED), and each chunk is worked as a set in a temporary
--- table: names from the format, then from the fallback formats, then with
+-- (FOR UPDATE SKIP LOCKED), and each chunk is worked as a set in the job's
+-- working tables: names from the format, then from the fallback formats, then with
 -- numeric suffixes, all checked against the issued and reserved names by
 -- joins, not one query per person.
 --------------------------------------------------------------------------------
 
--- Step 1: claim the people of one chunk into pg_temp.m365_generation_claimed
+-- The job's working tables. They belong to the extension and only its owner
+-- may touch them: a temporary table would live in the caller's temporary
+-- schema, where the caller can create one first, with a trigger that the job
+-- would then fire with the owner's rights. One run at a time (the lease in
+-- m365.job_lease), so one set of tables serves every run; UNLOGGED, as their
+-- rows never outlive the run's transaction.
+CREATE UNLOGGED TABLE m365.generation_batch (
+    configuration_id bigint NOT NULL,
+    person_kind      text NOT NULL,
+    person_id        bigint NOT NULL,
+    queued_at        timestamptz NOT NULL,
+    first_name       text,
+    last_name        text,
+    domain           text,
+    formats          text[] NOT NULL,
+    base             text,     -- the name in the configuration's format
+    -- pending, had_username, not_needed, failed; after the slow path also created
+    outcome          text NOT NULL,
+    error            text,
+    PRIMARY KEY (configuration_id, person_kind, person_id)
+);
+-- The names given, written once (inserts are cheaper than updates).
+CREATE UNLOGGED TABLE m365.generation_name (
+    configuration_id bigint NOT NULL,
+    person_kind      text NOT NULL,
+    person_id        bigint NOT NULL,
+    local_part       text NOT NULL,
+    issued_base      text NOT NULL,
+    suffix           integer NOT NULL,
+    PRIMARY KEY (configuration_id, person_kind, person_id),
+    UNIQUE (configuration_id, local_part)
+);
+-- People still without a name in a suffix round, ranked per base.
+CREATE UNLOGGED TABLE m365.generation_waiting (
+    configuration_id bigint, person_kind text, person_id bigint, base text, rn bigint
+);
+CREATE UNLOGGED TABLE m365.generation_cursor (
+    configuration_id bigint NOT NULL,
+    base             text NOT NULL,
+    next_suffix      bigint NOT NULL,
+    PRIMARY KEY (configuration_id, base)
+);
+-- Who this chunk is about: queue entries, or people of a deferred call.
+CREATE UNLOGGED TABLE m365.generation_claimed (
+    configuration_id bigint NOT NULL,
+    person_kind      text NOT NULL,
+    person_id        bigint NOT NULL,
+    queued_at        timestamptz NOT NULL
+);
+
+-- Step 1: claim the people of one chunk into m365.generation_claimed
 -- (m365.generation_claim: queue entries; m365.generation_claim_deferred: the
 -- people of a bulk statement, who never pass through the queue), then work out
--- into pg_temp.m365_generation_batch what each needs.
+-- into m365.generation_batch what each needs.
 CREATE FUNCTION m365.generation_begin_chunk()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF pg_catalog.to_regclass('pg_temp.m365_generation_batch') IS NULL THEN
-        CREATE TEMP TABLE m365_generation_batch (
-            configuration_id bigint NOT NULL,
-            person_kind      text NOT NULL,
-            person_id        bigint NOT NULL,
-            queued_at        timestamptz NOT NULL,
-            first_name       text,
-            last_name        text,
-            domain           text,
-            formats          text[] NOT NULL,
-            base             text,     -- the name in the configuration's format
-            -- pending, had_username, not_needed, failed; after the slow path also created
-            outcome          text NOT NULL,
-            error            text,
-            PRIMARY KEY (configuration_id, person_kind, person_id)
-        ) ON COMMIT DROP;
-        -- The names given, written once (inserts are cheaper than updates).
-        CREATE TEMP TABLE m365_generation_name (
-            configuration_id bigint NOT NULL,
-            person_kind      text NOT NULL,
-            person_id        bigint NOT NULL,
-            local_part       text NOT NULL,
-            issued_base      text NOT NULL,
-            suffix           integer NOT NULL,
-            PRIMARY KEY (configuration_id, person_kind, person_id),
-            UNIQUE (configuration_id, local_part)
-        ) ON COMMIT DROP;
-        -- People still without a name in a suffix round, ranked per base.
-        CREATE TEMP TABLE m365_generation_waiting (
-            configuration_id bigint, person_kind text, person_id bigint, base text, rn bigint
-        ) ON COMMIT DROP;
-        CREATE TEMP TABLE m365_generation_cursor (
-            configuration_id bigint NOT NULL,
-            base             text NOT NULL,
-            next_suffix      bigint NOT NULL,
-            PRIMARY KEY (configuration_id, base)
-        ) ON COMMIT DROP;
-        -- Who this chunk is about: queue entries, or people of a deferred call.
-        CREATE TEMP TABLE m365_generation_claimed (
-            configuration_id bigint NOT NULL,
-            person_kind      text NOT NULL,
-            person_id        bigint NOT NULL,
-            queued_at        timestamptz NOT NULL
-        ) ON COMMIT DROP;
-    ELSE
-        TRUNCATE pg_temp.m365_generation_batch, pg_temp.m365_generation_name, pg_temp.m365_generation_cursor,
-                 pg_temp.m365_generation_claimed;
-    END IF;
+    TRUNCATE m365.generation_batch, m365.generation_name, m365.generation_cursor, m365.generation_claimed;
 END
 $$;
 
@@ -78,7 +81,7 @@ SET jit = off
 AS $$
 BEGIN
     PERFORM m365.generation_begin_chunk();
-    INSERT INTO pg_temp.m365_generation_claimed (configuration_id, person_kind, person_id, queued_at)
+    INSERT INTO m365.generation_claimed (configuration_id, person_kind, person_id, queued_at)
     SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at
       FROM m365.username_queue AS q
      -- Not twice in one run: a failed entry is stamped with now().
@@ -101,7 +104,7 @@ SET jit = off
 AS $$
 BEGIN
     PERFORM m365.generation_begin_chunk();
-    INSERT INTO pg_temp.m365_generation_claimed (configuration_id, person_kind, person_id, queued_at)
+    INSERT INTO m365.generation_claimed (configuration_id, person_kind, person_id, queued_at)
     SELECT DISTINCT p.configuration_id, deferred.person_kind, p.person_id, deferred.deferred_at
       FROM unnest(deferred.configuration_ids[first:last], deferred.person_ids[first:last]) AS p(configuration_id, person_id)
      WHERE p.configuration_id IS NOT NULL AND p.person_id IS NOT NULL;
@@ -120,7 +123,7 @@ AS $$
 DECLARE
     claimed integer;
 BEGIN
-    INSERT INTO pg_temp.m365_generation_batch
+    INSERT INTO m365.generation_batch
            (configuration_id, person_kind, person_id, queued_at, first_name, last_name, domain, formats,
             base, outcome, error)
     SELECT c.configuration_id, c.person_kind, c.person_id, c.queued_at, c.first_name, c.last_name, c.domain,
@@ -164,7 +167,7 @@ BEGIN
                     WHERE u.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
                       AND u.person_kind OPERATOR(pg_catalog.=) q.person_kind
                       AND u.person_id OPERATOR(pg_catalog.=) q.person_id) AS has_username
-      FROM pg_temp.m365_generation_claimed AS q
+      FROM m365.generation_claimed AS q
       JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) q.configuration_id
       LEFT JOIN m365.student AS st
              ON q.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) q.person_id
@@ -177,14 +180,14 @@ BEGIN
     GET DIAGNOSTICS claimed = ROW_COUNT;
     IF claimed OPERATOR(pg_catalog.>) 0 THEN
         -- Temporary tables are never analysed by autovacuum.
-        ANALYZE pg_temp.m365_generation_batch;
+        ANALYZE m365.generation_batch;
     END IF;
     RETURN claimed;
 END
 $$;
 
 -- Step 2: give every pending person of the batch a free name, into
--- pg_temp.m365_generation_name.
+-- m365.generation_name.
 CREATE FUNCTION m365.generation_assign()
 RETURNS void
 LANGUAGE plpgsql
@@ -197,19 +200,19 @@ DECLARE
 BEGIN
     -- The format, then each fallback format: a name nobody has, one winner per name.
     SELECT pg_catalog.max(pg_catalog.cardinality(formats)) INTO levels
-      FROM pg_temp.m365_generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'pending';
+      FROM m365.generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'pending';
     FOR level IN 1 .. coalesce(levels, 0) LOOP
-        INSERT INTO pg_temp.m365_generation_name
+        INSERT INTO m365.generation_name
                (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
         SELECT DISTINCT ON (c.configuration_id, c.name)
                c.configuration_id, c.person_kind, c.person_id, c.name, c.name, 1
           FROM (SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at,
                        CASE WHEN level OPERATOR(pg_catalog.=) 1 THEN b.base
                             ELSE m365.make_username(b.formats[level], b.first_name, b.last_name) END AS name
-                  FROM pg_temp.m365_generation_batch AS b
+                  FROM m365.generation_batch AS b
                  WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
                    AND pg_catalog.cardinality(b.formats) OPERATOR(pg_catalog.>=) level
-                   AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_name AS g
+                   AND NOT EXISTS (SELECT FROM m365.generation_name AS g
                                     WHERE g.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
                                       AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
                                       AND g.person_id OPERATOR(pg_catalog.=) b.person_id)) AS c
@@ -222,7 +225,7 @@ BEGIN
            AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
                             WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                               AND r.local_part OPERATOR(pg_catalog.=) c.name)
-           AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_name AS o
+           AND NOT EXISTS (SELECT FROM m365.generation_name AS o
                             WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                               AND o.local_part OPERATOR(pg_catalog.=) c.name)
          ORDER BY c.configuration_id, c.name, c.queued_at, c.person_kind, c.person_id;
@@ -235,14 +238,14 @@ BEGIN
     -- candidate per waiting person and two spare: above the cursor only edited
     -- or reserved names can be taken (16 spare probed 12 names per person).
     LOOP
-        TRUNCATE pg_temp.m365_generation_waiting;
-        INSERT INTO pg_temp.m365_generation_waiting
+        TRUNCATE m365.generation_waiting;
+        INSERT INTO m365.generation_waiting
         SELECT b.configuration_id, b.person_kind, b.person_id, b.base,
                pg_catalog.row_number() OVER (PARTITION BY b.configuration_id, b.base
                                              ORDER BY b.queued_at, b.person_kind, b.person_id)
-          FROM pg_temp.m365_generation_batch AS b
+          FROM m365.generation_batch AS b
          WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
-           AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_name AS g
+           AND NOT EXISTS (SELECT FROM m365.generation_name AS g
                             WHERE g.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
                               AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
                               AND g.person_id OPERATOR(pg_catalog.=) b.person_id);
@@ -253,24 +256,24 @@ BEGIN
                 USING ERRCODE = 'internal_error';
         END IF;
 
-        INSERT INTO pg_temp.m365_generation_cursor (configuration_id, base, next_suffix)
+        INSERT INTO m365.generation_cursor (configuration_id, base, next_suffix)
         SELECT g.configuration_id, g.base,
                coalesce((SELECT pg_catalog.max(i.suffix) FROM m365.issued_username AS i
                           WHERE i.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
                             AND i.base OPERATOR(pg_catalog.=) g.base), 1) OPERATOR(pg_catalog.+) 1
-          FROM (SELECT DISTINCT w.configuration_id, w.base FROM pg_temp.m365_generation_waiting AS w) AS g
+          FROM (SELECT DISTINCT w.configuration_id, w.base FROM m365.generation_waiting AS w) AS g
         ON CONFLICT DO NOTHING;
 
         WITH window_ AS (
             SELECT n.configuration_id, n.base, cur.next_suffix AS lo,
                    cur.next_suffix OPERATOR(pg_catalog.+) n.k OPERATOR(pg_catalog.+) 2 AS hi
               FROM (SELECT w.configuration_id, w.base, pg_catalog.count(*) AS k
-                      FROM pg_temp.m365_generation_waiting AS w GROUP BY w.configuration_id, w.base) AS n
-              JOIN pg_temp.m365_generation_cursor AS cur
+                      FROM m365.generation_waiting AS w GROUP BY w.configuration_id, w.base) AS n
+              JOIN m365.generation_cursor AS cur
                 ON cur.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
                AND cur.base OPERATOR(pg_catalog.=) n.base
         ), moved AS (
-            UPDATE pg_temp.m365_generation_cursor AS cur SET next_suffix = w.hi
+            UPDATE m365.generation_cursor AS cur SET next_suffix = w.hi
               FROM window_ AS w
              WHERE cur.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
                AND cur.base OPERATOR(pg_catalog.=) w.base
@@ -285,7 +288,7 @@ BEGIN
                AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
                                 WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                                   AND r.local_part OPERATOR(pg_catalog.=) c.name)
-               AND NOT EXISTS (SELECT FROM pg_temp.m365_generation_name AS o
+               AND NOT EXISTS (SELECT FROM m365.generation_name AS o
                                 WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                                   AND o.local_part OPERATOR(pg_catalog.=) c.name)
              ORDER BY c.configuration_id, c.name, c.base
@@ -299,10 +302,10 @@ BEGIN
               FROM free AS f
              GROUP BY f.configuration_id, f.base
         )
-        INSERT INTO pg_temp.m365_generation_name
+        INSERT INTO m365.generation_name
                (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
         SELECT w.configuration_id, w.person_kind, w.person_id, fb.names[w.rn], w.base, fb.suffixes[w.rn]
-          FROM pg_temp.m365_generation_waiting AS w
+          FROM m365.generation_waiting AS w
           JOIN free_by_base AS fb
             ON fb.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
            AND fb.base OPERATOR(pg_catalog.=) w.base
@@ -327,7 +330,7 @@ DECLARE
     chosen text;
 BEGIN
     FOR person IN
-        SELECT * FROM pg_temp.m365_generation_batch
+        SELECT * FROM m365.generation_batch
          WHERE outcome OPERATOR(pg_catalog.=) 'pending'
          ORDER BY queued_at, person_kind, person_id
     LOOP
@@ -344,12 +347,12 @@ BEGIN
             INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
             VALUES (person.configuration_id, person.person_kind, person.person_id,
                     CASE WHEN person.domain IS NULL THEN chosen ELSE chosen OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) person.domain END);
-            UPDATE pg_temp.m365_generation_batch SET outcome = 'created'
+            UPDATE m365.generation_batch SET outcome = 'created'
              WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
                AND person_kind OPERATOR(pg_catalog.=) person.person_kind
                AND person_id OPERATOR(pg_catalog.=) person.person_id;
         EXCEPTION WHEN OTHERS THEN
-            UPDATE pg_temp.m365_generation_batch SET outcome = 'failed', error = SQLERRM
+            UPDATE m365.generation_batch SET outcome = 'failed', error = SQLERRM
              WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
                AND person_kind OPERATOR(pg_catalog.=) person.person_kind
                AND person_id OPERATOR(pg_catalog.=) person.person_id;
@@ -373,26 +376,21 @@ BEGIN
     BEGIN
         INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id, base, suffix)
         SELECT g.configuration_id, g.local_part, g.person_kind, g.person_id, g.issued_base, g.suffix
-          FROM pg_temp.m365_generation_name AS g;
-        -- The ledger rows were just written, with their owners: the ledger
-        -- trigger may skip these usernames (see m365.username_check_ledger).
-        PERFORM pg_catalog.set_config('m365.ledger_written_by', pg_catalog.txid_current()::text, true);
+          FROM m365.generation_name AS g;
         INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
         SELECT g.configuration_id, g.person_kind, g.person_id,
                CASE WHEN b.domain IS NULL THEN g.local_part
                     ELSE g.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END
-          FROM pg_temp.m365_generation_name AS g
-          JOIN pg_temp.m365_generation_batch AS b
+          FROM m365.generation_name AS g
+          JOIN m365.generation_batch AS b
             ON b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
            AND b.person_kind OPERATOR(pg_catalog.=) g.person_kind
            AND b.person_id OPERATOR(pg_catalog.=) g.person_id;
         GET DIAGNOSTICS created = ROW_COUNT;
-        PERFORM pg_catalog.set_config('m365.ledger_written_by', '', true);
     EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.set_config('m365.ledger_written_by', '', true);
         PERFORM m365.generation_store_one_by_one();
         SELECT pg_catalog.count(*) INTO created
-          FROM pg_temp.m365_generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'created';
+          FROM m365.generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'created';
     END;
 
     IF NOT from_queue THEN
@@ -400,7 +398,7 @@ BEGIN
         INSERT INTO m365.username_queue AS q
                (configuration_id, person_kind, person_id, queued_at, attempts, last_attempt_at, last_error)
         SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at, 1, pg_catalog.now(), b.error
-          FROM pg_temp.m365_generation_batch AS b
+          FROM m365.generation_batch AS b
          WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
         ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
            SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(),
@@ -410,14 +408,14 @@ BEGIN
         RETURN created;
     END IF;
     DELETE FROM m365.username_queue AS q
-     USING pg_temp.m365_generation_batch AS b
+     USING m365.generation_batch AS b
      WHERE b.outcome OPERATOR(pg_catalog.<>) 'failed'
        AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
        AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
        AND q.person_id OPERATOR(pg_catalog.=) b.person_id;
     UPDATE m365.username_queue AS q
        SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(), last_error = b.error
-      FROM pg_temp.m365_generation_batch AS b
+      FROM m365.generation_batch AS b
      WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
        AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
        AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
@@ -426,13 +424,83 @@ BEGIN
 END
 $$;
 
+-- One run at a time, by a lease row that only the job (the extension's owner)
+-- can lock: an advisory lock can be taken by any session, which could make
+-- every run quietly do nothing. Every run is recorded, and a run that had to
+-- give way says who held it up (m365.job_status(), m365.status).
+CREATE TABLE m365.job_lease (
+    job text PRIMARY KEY
+);
+COMMENT ON TABLE m365.job_lease IS 'One row per job: a run holds its row locked (FOR UPDATE) while it runs';
+INSERT INTO m365.job_lease (job) VALUES ('generate_usernames');
+
+CREATE TABLE m365.job_run (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job          text NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    finished_at  timestamptz,
+    -- done; skipped (another run held the lease); blocked (a lock on the
+    -- extension's tables was not granted within the job's lock_timeout)
+    outcome      text NOT NULL CONSTRAINT job_run_outcome_known CHECK (outcome OPERATOR(pg_catalog.=) ANY ('{done,skipped,blocked}'::text[])),
+    created      integer,
+    run_by       name NOT NULL DEFAULT SESSION_USER,
+    blocker_pid  integer,
+    blocker_role name,
+    detail       text
+);
+CREATE INDEX job_run_job ON m365.job_run (job, started_at);
+COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, and who held up a run that did nothing (kept 90 days)';
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.job_run');
+
+-- Who holds the lease of a job now: the transaction whose id is in the
+-- locked row's xmax, found in pg_locks and pg_stat_activity.
+CREATE FUNCTION m365.lease_holder(job text, OUT pid integer, OUT role name)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.pid, a.usename
+      FROM m365.job_lease AS j
+      JOIN pg_catalog.pg_locks AS l
+        ON l.locktype OPERATOR(pg_catalog.=) 'transactionid' AND l.transactionid OPERATOR(pg_catalog.=) j.xmax
+       AND l.granted AND l.mode OPERATOR(pg_catalog.=) 'ExclusiveLock'
+      LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid OPERATOR(pg_catalog.=) l.pid
+     WHERE j.job OPERATOR(pg_catalog.=) lease_holder.job
+     LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION m365.lease_holder(text) FROM PUBLIC;
+
+-- Who holds a lock on one of the extension's tables that the job's locks
+-- conflict with (the first such session).
+CREATE FUNCTION m365.table_lock_holder(OUT pid integer, OUT role name, OUT relation text, OUT mode text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.pid, a.usename, c.oid::pg_catalog.regclass::text, l.mode
+      FROM pg_catalog.pg_locks AS l
+      JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) l.relation
+      LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid OPERATOR(pg_catalog.=) l.pid
+     WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.granted
+       AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d
+                                               WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+       AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+       AND c.relnamespace OPERATOR(pg_catalog.=) 'm365'::pg_catalog.regnamespace
+       AND (l.mode OPERATOR(pg_catalog.=) ANY ('{ShareUpdateExclusiveLock,ShareLock,ShareRowExclusiveLock,ExclusiveLock,AccessExclusiveLock}'::text[])
+            OR (l.mode OPERATOR(pg_catalog.=) 'RowExclusiveLock' AND c.relname OPERATOR(pg_catalog.=) 'reserved_username'))
+     ORDER BY l.pid
+     LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION m365.table_lock_holder() FROM PUBLIC;
+
 CREATE FUNCTION m365.generate_usernames(max_count integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 -- The chunk's sorts and hashes (50,000 rows) in memory, not spilled to disk.
 SET work_mem = '32MB'
+-- A lock held elsewhere makes the run give way (recorded), not wait forever.
+SET lock_timeout = '5s'
 AS $$
 DECLARE
     chunk_size constant integer := 50000;
@@ -441,17 +509,46 @@ DECLARE
     claimed   integer;
     deferred  m365.username_queue_deferred;
     first     integer;
+    holder    record;
+    started   timestamptz := pg_catalog.clock_timestamp();
 BEGIN
     IF max_count OPERATOR(pg_catalog.<) 0 THEN
         RAISE EXCEPTION 'max_count must not be negative, got %', max_count USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    DELETE FROM m365.job_run AS r
+     WHERE r.started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) '90 days'::interval);
     -- One run at a time; a second one returns at once instead of waiting.
-    IF NOT pg_catalog.pg_try_advisory_xact_lock(365, 1) THEN
-        RAISE NOTICE 'm365.generate_usernames is already running in another session; nothing done';
+    -- (SKIP LOCKED, not a subtransaction: the lease then carries the run's
+    -- own transaction id, which m365.lease_holder finds in pg_locks.)
+    PERFORM FROM m365.job_lease AS j WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames' FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        SELECT * INTO holder FROM m365.lease_holder('generate_usernames');
+        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, blocker_pid, blocker_role, detail)
+        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'skipped', 0, holder.pid, holder.role,
+                'another run of the job was running');
+        RAISE NOTICE 'm365.generate_usernames is already running (pid %, role %); nothing done', holder.pid, holder.role;
         RETURN 0;
     END IF;
+    -- Every lock the run needs, up front and within lock_timeout: whoever
+    -- holds one up is recorded instead of the run failing somewhere later.
     -- Names reserved while the job runs wait for it: what it checked stays true.
-    LOCK TABLE m365.reserved_username IN SHARE MODE;
+    BEGIN
+        LOCK TABLE m365.reserved_username IN SHARE MODE;
+        LOCK TABLE m365.username, m365.issued_username, m365.username_queue, m365.username_queue_deferred
+            IN ROW EXCLUSIVE MODE;
+        LOCK TABLE m365.configuration, m365.school, m365.location, m365.student, m365.enrolment, m365.staff,
+                   m365.staff_school IN ACCESS SHARE MODE;
+    EXCEPTION WHEN lock_not_available THEN
+        SELECT * INTO holder FROM m365.table_lock_holder();
+        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, blocker_pid, blocker_role, detail)
+        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'blocked', 0, holder.pid, holder.role,
+                pg_catalog.format('%s held %s on %s for longer than lock_timeout (%s)',
+                                  coalesce(holder.role::text, 'a session'), holder.mode, holder.relation,
+                                  pg_catalog.current_setting('lock_timeout')));
+        RAISE WARNING 'm365.generate_usernames was held up by pid % (role %); nothing done', holder.pid, holder.role
+            USING DETAIL = pg_catalog.format('%s on %s', holder.mode, holder.relation);
+        RETURN 0;
+    END;
     -- A bounded run counts queue entries: the people of bulk statements
     -- (m365.queue_or_defer) join the queue first, as any other.
     IF max_count IS NOT NULL THEN
@@ -490,11 +587,18 @@ BEGIN
     IF created OPERATOR(pg_catalog.>=) 1000 THEN
         ANALYZE m365.username, m365.issued_username;
     END IF;
+    -- Nothing of the run stays behind in the working tables.
+    TRUNCATE m365.generation_batch, m365.generation_name, m365.generation_waiting, m365.generation_cursor,
+             m365.generation_claimed;
+    INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created)
+    VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'done', created);
     RETURN created;
 END
 $$;
 COMMENT ON FUNCTION m365.generate_usernames(integer) IS
 'The job: makes the usernames of queued people (at most max_count queue entries; NULL: all); returns how many were created';
+REVOKE ALL ON FUNCTION m365.generate_usernames(integer) FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generate_usernames(integer)');
 
 REVOKE ALL ON FUNCTION m365.generation_begin_chunk(), m365.generation_claim(integer),
                        m365.generation_claim_deferred(m365.username_queue_deferred, integer, integer),

@@ -1,18 +1,35 @@
 --------------------------------------------------------------------------------
--- pg_cron scheduling. pg_cron lives in one database (cron.database_name);
--- when this extension is created there, its jobs are scheduled at once.
+-- pg_cron scheduling. pg_cron lives in one database (cron.database_name).
+-- CREATE EXTENSION schedules nothing: a side effect outside the extension
+-- would be restored twice by pg_restore (pg_cron dumps its own jobs) and
+-- would move another database's jobs. The DBA calls m365.schedule_jobs().
 --------------------------------------------------------------------------------
 
--- The extension's jobs: name, schedule, command.
+-- pg_cron job names are unique per user across the cluster, at most 63
+-- bytes: the database's name makes them unique, a hash keeps a long one short.
+CREATE FUNCTION m365.job_name(job text, database_name text DEFAULT pg_catalog.current_database())
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE WHEN pg_catalog.octet_length(job OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) database_name)
+                 OPERATOR(pg_catalog.<=) 63
+            THEN job OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) database_name
+            ELSE job OPERATOR(pg_catalog.||) '@db-' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.md5(database_name), 16)
+       END;
+COMMENT ON FUNCTION m365.job_name(text, text) IS 'The pg_cron job name of one of the extension''s jobs in a database (this one): job@database';
+
+-- The extension's jobs: name, schedule, command; and the name 0.2.0 gave them.
 CREATE FUNCTION m365.job_definitions()
-RETURNS TABLE (job_name text, schedule text, command text)
-LANGUAGE sql IMMUTABLE
+RETURNS TABLE (job_name text, schedule text, command text, old_name text)
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    VALUES ('m365_generate_usernames', '*/15 * * * *', 'SELECT m365.generate_usernames()'),
-           ('m365_sds_snapshot', '0 */12 * * *', 'SELECT m365.take_sds_snapshots()')
+    SELECT m365.job_name(d.job), d.schedule, d.command, d.old_name
+      FROM (VALUES ('m365_generate_usernames', '*/15 * * * *', 'SELECT m365.generate_usernames()', 'm365_generate_usernames'),
+                   ('m365_sds_snapshot', '0 */12 * * *', 'SELECT m365.take_sds_snapshots()', 'm365_sds_snapshot'))
+           AS d(job, schedule, command, old_name)
 $$;
-COMMENT ON FUNCTION m365.job_definitions() IS 'The pg_cron jobs of m365_usernames: name, schedule and command';
+COMMENT ON FUNCTION m365.job_definitions() IS 'The pg_cron jobs of m365_usernames in this database: name, schedule, command, and the name before 0.3.0';
 
 CREATE FUNCTION m365.pg_cron_is_here()
 RETURNS boolean
@@ -33,9 +50,11 @@ COMMENT ON FUNCTION m365.schedule_jobs_elsewhere() IS
 
 -- Schedules (or reschedules) every job. Returns the job ids. Without pg_cron
 -- in this database it schedules nothing and says what to run where pg_cron is.
+-- Jobs under the names of 0.2.0 are renamed (same ids).
 CREATE FUNCTION m365.schedule_jobs()
 RETURNS SETOF bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -46,6 +65,7 @@ BEGIN
             USING HINT = 'Run in the database named by cron.database_name: ' OPERATOR(pg_catalog.||) m365.schedule_jobs_elsewhere();
         RETURN;
     END IF;
+    PERFORM m365.rename_old_jobs();
     FOR job IN SELECT * FROM m365.job_definitions() LOOP
         RETURN QUERY EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING job.job_name, job.schedule, job.command;
     END LOOP;
@@ -53,22 +73,48 @@ END
 $$;
 COMMENT ON FUNCTION m365.schedule_jobs() IS
 'Schedules the extension''s pg_cron jobs (generation every 15 minutes); without pg_cron here, says what to run instead';
+REVOKE ALL ON FUNCTION m365.schedule_jobs() FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.schedule_jobs()');
 
-CREATE FUNCTION m365.unschedule_jobs()
+-- Gives this database's jobs scheduled under a name of 0.2.0 their name of
+-- today, keeping their ids. Returns how many. (Also run by the upgrade.)
+CREATE FUNCTION m365.rename_old_jobs()
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    renamed integer := 0;
+BEGIN
+    IF m365.pg_cron_is_here() THEN
+        EXECUTE 'UPDATE cron.job AS j SET jobname = d.job_name
+                   FROM m365.job_definitions() AS d
+                  WHERE j.jobname = d.old_name AND j.database = pg_catalog.current_database()
+                    AND NOT EXISTS (SELECT FROM cron.job AS o WHERE o.jobname = d.job_name AND o.username = j.username)';
+        GET DIAGNOSTICS renamed = ROW_COUNT;
+    END IF;
+    RETURN renamed;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.rename_old_jobs() FROM PUBLIC;
+
+CREATE FUNCTION m365.unschedule_jobs()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
     removed integer := 0;
     job_id bigint;
+    names text[] := (SELECT pg_catalog.array_agg(n) FROM m365.job_definitions() AS d, LATERAL (VALUES (d.job_name), (d.old_name)) AS x(n));
 BEGIN
     IF NOT m365.pg_cron_is_here() THEN
         RETURN 0;
     END IF;
     FOR job_id IN EXECUTE
         'SELECT j.jobid FROM cron.job AS j WHERE j.jobname = ANY ($1) AND j.database = pg_catalog.current_database()'
-        USING (SELECT pg_catalog.array_agg(d.job_name) FROM m365.job_definitions() AS d)
+        USING names
     LOOP
         EXECUTE 'SELECT cron.unschedule($1)' USING job_id;
         removed := removed OPERATOR(pg_catalog.+) 1;
@@ -76,42 +122,7 @@ BEGIN
     RETURN removed;
 END
 $$;
-COMMENT ON FUNCTION m365.unschedule_jobs() IS 'Removes the extension''s pg_cron jobs from this database; returns how many';
-
--- CREATE EXTENSION shows warnings only.
-DO $schedule$
-BEGIN
-    IF m365.pg_cron_is_here() THEN
-        PERFORM m365.schedule_jobs();
-    ELSE
-        RAISE WARNING 'pg_cron is not installed in database "%": the m365_usernames jobs are not scheduled',
-                      pg_catalog.current_database()
-            USING HINT = 'Run in the database named by cron.database_name: ' OPERATOR(pg_catalog.||) m365.schedule_jobs_elsewhere();
-    END IF;
-END
-$schedule$;
-
--- DROP EXTENSION takes the jobs along (they would fail every 15 minutes).
--- ddl_command_start, because a sql_drop trigger that belongs to the extension
--- is itself gone by the time sql_drop fires. It runs in the dropping
--- transaction, so a DROP that fails keeps the jobs too.
-CREATE FUNCTION m365.before_drop_extension()
-RETURNS event_trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF pg_catalog.current_query() OPERATOR(pg_catalog.~*) 'm365_usernames' AND m365.pg_cron_is_here() THEN
-        BEGIN
-            PERFORM m365.unschedule_jobs();
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'the pg_cron jobs of m365_usernames were not removed: %', SQLERRM
-                USING HINT = 'Remove them with cron.unschedule(); see cron.job.';
-        END;
-    END IF;
-END
-$$;
-CREATE EVENT TRIGGER m365_usernames_before_drop ON ddl_command_start
-    WHEN TAG IN ('DROP EXTENSION')
-    EXECUTE FUNCTION m365.before_drop_extension();
-
+COMMENT ON FUNCTION m365.unschedule_jobs() IS
+'Removes the extension''s pg_cron jobs of this database; returns how many. Run it before DROP EXTENSION';
+REVOKE ALL ON FUNCTION m365.unschedule_jobs() FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.unschedule_jobs()');

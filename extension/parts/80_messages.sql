@@ -11,6 +11,7 @@ CREATE TABLE m365.message (
     PRIMARY KEY (code, language)
 );
 COMMENT ON TABLE m365.message IS 'The texts the administration functions answer with, per language (nl, fr, en)';
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.message');
 
 INSERT INTO m365.message (code, language, text) VALUES
     ('username_empty', 'nl', 'Gebruikersnaam mag niet leeg zijn'),

@@ -44,7 +44,7 @@ RETURN active
 COMMENT ON FUNCTION m365.staff_is_listed(boolean, date, date) IS
 'Whether a staff member shows in the staff list on a date (active, or inactive since a day of that school year)';
 
-CREATE FUNCTION m365.student_usernames(location_id bigint, on_date date DEFAULT CURRENT_DATE)
+CREATE FUNCTION m365.student_usernames(location_id bigint, on_date date DEFAULT NULL)
 RETURNS TABLE (student_id bigint, first_name text, last_name text, username_id bigint, username text,
                domain text, sync boolean)
 LANGUAGE sql STABLE
@@ -62,13 +62,15 @@ AS $$
        AND u.person_kind OPERATOR(pg_catalog.=) 'student'
        AND u.person_id OPERATOR(pg_catalog.=) s.id
      WHERE l.id OPERATOR(pg_catalog.=) student_usernames.location_id
-       AND m365.enrolment_is_listed(e.start_date, e.end_date, coalesce(student_usernames.on_date, CURRENT_DATE))
+       AND m365.enrolment_is_listed(e.start_date, e.end_date, coalesce(student_usernames.on_date, m365.configuration_today(l.configuration_id)))
      ORDER BY s.id
 $$;
 COMMENT ON FUNCTION m365.student_usernames(bigint, date) IS
-'The students of a location listed on a date, with username, the domain that applies and the sync flag';
+'The students of a location listed on a date (NULL: today in the configuration''s time zone), with username, the domain that applies and the sync flag';
+REVOKE ALL ON FUNCTION m365.student_usernames(bigint, date) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.student_usernames(bigint, date)');
 
-CREATE FUNCTION m365.staff_usernames(school_id bigint, on_date date DEFAULT CURRENT_DATE)
+CREATE FUNCTION m365.staff_usernames(school_id bigint, on_date date DEFAULT NULL)
 RETURNS TABLE (staff_id bigint, first_name text, last_name text, active boolean, inactive_since date,
                username_id bigint, username text, domain text, sync boolean)
 LANGUAGE sql STABLE
@@ -86,9 +88,11 @@ AS $$
        AND u.person_kind OPERATOR(pg_catalog.=) 'staff'
        AND u.person_id OPERATOR(pg_catalog.=) st.id
      WHERE sc.id OPERATOR(pg_catalog.=) staff_usernames.school_id
-       AND m365.staff_is_listed(st.active, st.inactive_since, coalesce(staff_usernames.on_date, CURRENT_DATE))
+       AND m365.staff_is_listed(st.active, st.inactive_since, coalesce(staff_usernames.on_date, m365.configuration_today(sc.configuration_id)))
      ORDER BY st.id
 $$;
 COMMENT ON FUNCTION m365.staff_usernames(bigint, date) IS
-'The staff of a school listed on a date, with username, domain, sync flag and whether they are active';
+'The staff of a school listed on a date (NULL: today in the configuration''s time zone), with username, domain, sync flag and whether they are active';
+REVOKE ALL ON FUNCTION m365.staff_usernames(bigint, date) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.staff_usernames(bigint, date)');
 

@@ -17,6 +17,7 @@ CREATE TABLE m365.username_history (
     old_value        text,
     new_value        text
 );
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_history');
 CREATE INDEX username_history_username ON m365.username_history (username_id, changed_at);
 COMMENT ON TABLE m365.username_history IS
 'Audit: every change of a username or sync flag, with the database user and the application user (m365.app_user)';
@@ -60,6 +61,7 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = m365.message(code, username, reason), DETAIL = detail;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.raise_message(text, text, text, text, text) FROM PUBLIC;
 
 -- Validates and saves a username typed by an administrator; returns the row.
 CREATE FUNCTION m365.set_username(username_id bigint, new_username text)
@@ -145,6 +147,9 @@ BEGIN
         -- A concurrent session took the name between the check and the update.
         WHEN unique_violation THEN
             PERFORM m365.raise_message('M3U03', 'username_in_use', wanted, NULL, SQLERRM);
+        -- A retry would work: the application must see 40P01, 40001, 55P03.
+        WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
+            RAISE;
         WHEN OTHERS THEN
             PERFORM m365.raise_message('M3U05', 'username_not_saved', wanted, SQLERRM);
     END;
@@ -153,6 +158,8 @@ END
 $$;
 COMMENT ON FUNCTION m365.set_username(bigint, text) IS
 'Validates and saves a username typed by an administrator (trimmed, local part in lower case); errors M3U01-M3U05 in the language of m365.language';
+REVOKE ALL ON FUNCTION m365.set_username(bigint, text) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_username(bigint, text)');
 
 -- Sets the sync flag of the given usernames; returns how many changed.
 CREATE FUNCTION m365.set_sync(username_ids bigint[], value boolean)
@@ -185,14 +192,20 @@ BEGIN
          WHERE u.id OPERATOR(pg_catalog.=) ANY (username_ids)
            AND u.sync OPERATOR(pg_catalog.<>) value;
         GET DIAGNOSTICS changed = ROW_COUNT;
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, SQLERRM);
+    EXCEPTION
+        -- A retry would work: the application must see 40P01, 40001, 55P03.
+        WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
+            RAISE;
+        WHEN OTHERS THEN
+            PERFORM m365.raise_message('M3S01', 'sync_not_saved', NULL, NULL, SQLERRM);
     END;
     RETURN changed;
 END
 $$;
 COMMENT ON FUNCTION m365.set_sync(bigint[], boolean) IS
 'Sets the sync flag of these usernames; returns how many changed; failures raise M3S01 (Opslaan sync mislukt)';
+REVOKE ALL ON FUNCTION m365.set_sync(bigint[], boolean) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_sync(bigint[], boolean)');
 
 -- Whether a list row matches the text filter of the bulk forms: NULL matches
 -- all, otherwise the username or a name contains it (case-insensitive).
@@ -207,7 +220,7 @@ RETURN filter IS NULL
 -- The same for every username of a location's (or school's) list on a date,
 -- optionally only those whose username or name contains `filter`.
 CREATE FUNCTION m365.set_location_sync(location_id bigint, value boolean, filter text DEFAULT NULL,
-                                       on_date date DEFAULT CURRENT_DATE)
+                                       on_date date DEFAULT NULL)
 RETURNS integer
 LANGUAGE sql
 SECURITY DEFINER
@@ -219,9 +232,11 @@ AS $$
 $$;
 COMMENT ON FUNCTION m365.set_location_sync(bigint, boolean, text, date) IS
 'Sets the sync flag of every student username listed for a location (optionally filtered by text); returns how many changed';
+REVOKE ALL ON FUNCTION m365.set_location_sync(bigint, boolean, text, date) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_location_sync(bigint, boolean, text, date)');
 
 CREATE FUNCTION m365.set_school_sync(school_id bigint, value boolean, filter text DEFAULT NULL,
-                                     on_date date DEFAULT CURRENT_DATE)
+                                     on_date date DEFAULT NULL)
 RETURNS integer
 LANGUAGE sql
 SECURITY DEFINER
@@ -233,4 +248,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION m365.set_school_sync(bigint, boolean, text, date) IS
 'Sets the sync flag of every staff username listed for a school (optionally filtered by text); returns how many changed';
+REVOKE ALL ON FUNCTION m365.set_school_sync(bigint, boolean, text, date) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_school_sync(bigint, boolean, text, date)');
 

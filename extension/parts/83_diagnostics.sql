@@ -5,18 +5,21 @@
 --------------------------------------------------------------------------------
 
 -- When pg_cron will next run the generation job, if it is scheduled here
--- every 15 minutes (NULL otherwise).
+-- every 15 minutes (NULL otherwise). As the owner: the application has no
+-- rights on schema cron, and pg_cron shows each user only their own jobs.
 CREATE FUNCTION m365.next_generation_run()
 RETURNS timestamptz
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     scheduled boolean := false;
 BEGIN
     IF m365.pg_cron_is_here() THEN
-        EXECUTE 'SELECT EXISTS (SELECT FROM cron.job WHERE jobname = $1 AND schedule = $2 AND active)'
-           INTO scheduled USING 'm365_generate_usernames', '*/15 * * * *';
+        EXECUTE 'SELECT EXISTS (SELECT FROM cron.job WHERE jobname = $1 AND schedule = $2 AND active
+                                   AND database = pg_catalog.current_database())'
+           INTO scheduled USING m365.job_name('m365_generate_usernames'), '*/15 * * * *';
     END IF;
     IF NOT scheduled THEN
         RETURN NULL;
@@ -27,6 +30,8 @@ BEGIN
                 OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.*) 15);
 END
 $$;
+REVOKE ALL ON FUNCTION m365.next_generation_run() FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.next_generation_run()');
 
 -- Shared by both diagnoses: a person's username and queue state.
 CREATE FUNCTION m365.diagnose_generation(configuration_id bigint, person_kind text, person_id bigint)
@@ -74,15 +79,17 @@ BEGIN
     END IF;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.diagnose_generation(bigint, text, bigint) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.diagnose_generation(bigint, text, bigint)');
 
-CREATE FUNCTION m365.diagnose_student(student_id bigint, location_id bigint, on_date date DEFAULT CURRENT_DATE)
+CREATE FUNCTION m365.diagnose_student(student_id bigint, location_id bigint, on_date date DEFAULT NULL)
 RETURNS TABLE (code text, message text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     loc      m365.location;
-    d        date := coalesce(on_date, CURRENT_DATE);
+    d        date;
     listed   record;
     upcoming date;
     ended    date;
@@ -92,6 +99,7 @@ BEGIN
         RETURN QUERY SELECT 'no_configuration', m365.message('no_configuration');
         RETURN;
     END IF;
+    d := coalesce(on_date, m365.configuration_today(loc.configuration_id));
     RETURN QUERY SELECT * FROM m365.diagnose_generation(loc.configuration_id, 'student', student_id);
 
     SELECT * INTO listed FROM m365.student_usernames(loc.id, d) AS s WHERE s.student_id OPERATOR(pg_catalog.=) diagnose_student.student_id;
@@ -140,8 +148,10 @@ END
 $$;
 COMMENT ON FUNCTION m365.diagnose_student(bigint, bigint, date) IS
 'Why a student is not (yet) in a location''s list or in Microsoft 365: the reasons that apply, as (code, message)';
+REVOKE ALL ON FUNCTION m365.diagnose_student(bigint, bigint, date) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.diagnose_student(bigint, bigint, date)');
 
-CREATE FUNCTION m365.diagnose_staff(staff_id bigint, school_id bigint, on_date date DEFAULT CURRENT_DATE)
+CREATE FUNCTION m365.diagnose_staff(staff_id bigint, school_id bigint, on_date date DEFAULT NULL)
 RETURNS TABLE (code text, message text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -149,7 +159,7 @@ AS $$
 DECLARE
     sch    m365.school;
     person m365.staff;
-    d      date := coalesce(on_date, CURRENT_DATE);
+    d      date;
     listed record;
 BEGIN
     SELECT * INTO sch FROM m365.school AS s WHERE s.id OPERATOR(pg_catalog.=) diagnose_staff.school_id;
@@ -157,6 +167,7 @@ BEGIN
         RETURN QUERY SELECT 'no_configuration', m365.message('no_configuration');
         RETURN;
     END IF;
+    d := coalesce(on_date, m365.configuration_today(sch.configuration_id));
     SELECT * INTO person FROM m365.staff AS s WHERE s.id OPERATOR(pg_catalog.=) diagnose_staff.staff_id;
     IF NOT EXISTS (SELECT FROM m365.staff_school AS ss
                     WHERE ss.staff_id OPERATOR(pg_catalog.=) diagnose_staff.staff_id
@@ -189,4 +200,6 @@ END
 $$;
 COMMENT ON FUNCTION m365.diagnose_staff(bigint, bigint, date) IS
 'Why a staff member is not (yet) in a school''s list or in Microsoft 365: the reasons that apply, as (code, message)';
+REVOKE ALL ON FUNCTION m365.diagnose_staff(bigint, bigint, date) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.diagnose_staff(bigint, bigint, date)');
 

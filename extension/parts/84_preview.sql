@@ -43,4 +43,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION m365.preview_format(bigint, text) IS
 'What the configuration''s usernames would be under another format, and which would clash; writes nothing';
+REVOKE ALL ON FUNCTION m365.preview_format(bigint, text) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.preview_format(bigint, text)');
 

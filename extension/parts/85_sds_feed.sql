@@ -16,21 +16,36 @@
 CREATE SCHEMA m365_sds;
 COMMENT ON SCHEMA m365_sds IS 'The SDS v2.1 feed of m365_usernames: one view per CSV file';
 
+-- Bound by role OID (regrole): a reader dropped and re-created under the
+-- same name reads nothing until it is made a reader again; pg_dump writes the
+-- role's name, so a restore binds the restored cluster's role.
 CREATE TABLE m365.sds_reader (
-    role_name        name PRIMARY KEY,
+    role_id          regrole PRIMARY KEY,
     configuration_id bigint NOT NULL REFERENCES m365.configuration (id) ON DELETE CASCADE,
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE m365.sds_reader IS 'The read-only SDS roles, each bound to one configuration';
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_reader');
+SELECT m365.allow('reader', 'USAGE', 'SCHEMA m365_sds');
+SELECT m365.allow('admin', 'USAGE', 'SCHEMA m365_sds');
 
--- The configuration and day the feed is about, for whoever is asking.
+-- The configuration and day the feed is about, for whoever is asking: a
+-- reader's own configuration; for a role with the admin level, the one it
+-- chose with m365.sds_configuration. The day is today in the configuration's
+-- time zone, or m365.sds_on_date.
 CREATE VIEW m365.sds_scope AS
-SELECT coalesce(
-           (SELECT r.configuration_id FROM m365.sds_reader AS r WHERE r.role_name OPERATOR(pg_catalog.=) CURRENT_USER),
-           CASE WHEN pg_catalog.pg_has_role(CURRENT_USER, 'm365_admin', 'MEMBER')
-                THEN NULLIF(pg_catalog.current_setting('m365.sds_configuration', true), '')::bigint END
-       ) AS configuration_id,
-       coalesce(NULLIF(pg_catalog.current_setting('m365.sds_on_date', true), '')::date, CURRENT_DATE) AS on_date;
+SELECT c.id AS configuration_id,
+       coalesce(NULLIF(pg_catalog.current_setting('m365.sds_on_date', true), '')::date,
+                m365.local_date(c.time_zone)) AS on_date
+  FROM m365.configuration AS c
+ WHERE c.id OPERATOR(pg_catalog.=) coalesce(
+           (SELECT r.configuration_id FROM m365.sds_reader AS r
+             WHERE r.role_id::oid OPERATOR(pg_catalog.=) pg_catalog.to_regrole(CURRENT_USER::text)::oid),
+           CASE WHEN (SELECT o.rolsuper FROM pg_catalog.pg_roles AS o WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+                   OR EXISTS (SELECT FROM m365.access_role AS a
+                               WHERE a.level OPERATOR(pg_catalog.=) 'admin'
+                                 AND pg_catalog.pg_has_role(CURRENT_USER, a.role_id::oid, 'MEMBER'))
+                THEN NULLIF(pg_catalog.current_setting('m365.sds_configuration', true), '')::bigint END);
 
 -- The users SDS gets, and the ones it cannot get (with the reason).
 CREATE VIEW m365.sds_user_candidate AS
@@ -50,7 +65,7 @@ SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS
        CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username
             WHEN se.student_domain IS NOT NULL THEN u.username OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) se.student_domain
        END AS username,
-       s.first_name, s.last_name
+       s.first_name, s.last_name, true AS in_a_location
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.sync
@@ -59,7 +74,15 @@ SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS
 UNION ALL
 SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
        CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username END,
-       st.first_name, st.last_name
+       st.first_name, st.last_name,
+       -- A teacher's roles and groups are the locations of the configuration
+       -- in their schools; a school none of whose locations is in it gives none.
+       EXISTS (SELECT FROM m365.staff_school AS ss
+                 JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+                 JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
+                WHERE ss.staff_id OPERATOR(pg_catalog.=) st.id
+                  AND sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+                  AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id)
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.sync
@@ -73,10 +96,11 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
 -- No SET search_path here, on purpose: a SQL function with a SET clause is
 -- never inlined, and this one runs for every user of every file. Its body is
 -- schema-qualified throughout, so the caller's search_path cannot change it.
-CREATE FUNCTION m365.sds_problem(username text, first_name text, last_name text)
+CREATE FUNCTION m365.sds_problem(username text, first_name text, last_name text, in_a_location boolean)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
+    WHEN NOT in_a_location THEN 'no location of the staff member''s schools belongs to this configuration'
     WHEN username IS NULL THEN 'no domain: SDS needs local@domain'
     WHEN pg_catalog.strpos(username, '@') OPERATOR(pg_catalog.=) 0 OR NOT m365.username_is_valid(username)
         THEN 'invalid username'
@@ -84,22 +108,26 @@ RETURN CASE
         THEN 'a line break in a name'
 END;
 
-CREATE VIEW m365_sds.left_out AS
+CREATE VIEW m365_sds.left_out WITH (security_barrier) AS
 SELECT c.sourced_id AS "sourcedId", c.person_kind AS "kind",
-       m365.sds_problem(c.username, c.first_name, c.last_name) AS "reason"
+       m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) AS "reason"
   FROM m365.sds_user_candidate AS c
- WHERE m365.sds_problem(c.username, c.first_name, c.last_name) IS NOT NULL;
+ WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NOT NULL;
 COMMENT ON VIEW m365_sds.left_out IS 'Synced users that SDS would reject, left out of users.csv, with the reason (not an SDS file)';
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.left_out');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.left_out');
 
 CREATE VIEW m365.sds_user AS
-SELECT c.* FROM m365.sds_user_candidate AS c WHERE m365.sds_problem(c.username, c.first_name, c.last_name) IS NULL;
+SELECT c.* FROM m365.sds_user_candidate AS c WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NULL;
 
-CREATE VIEW m365_sds.users AS
+CREATE VIEW m365_sds.users WITH (security_barrier) AS
 SELECT u.sourced_id AS "sourcedId", u.username AS "username", u.first_name AS "givenName", u.last_name AS "familyName",
        NULL::text AS "password", NULL::text AS "activeDirectoryMatchId", NULL::text AS "email", NULL::text AS "phone",
        NULL::text AS "sms"
   FROM m365.sds_user AS u;
 COMMENT ON VIEW m365_sds.users IS 'users.csv: every synced, active user with a full local@domain username';
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.users');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.users');
 
 -- Roles: students per active enrolment, teachers in each location of their schools.
 CREATE VIEW m365.sds_role AS
@@ -123,9 +151,10 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', m365.schoo
   JOIN m365.school AS sc ON sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
   JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
   JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
   JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id;
 
-CREATE VIEW m365_sds.roles AS
+CREATE VIEW m365_sds.roles WITH (security_barrier) AS
 SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||) r.location_id AS "orgSourcedId",
        r.role AS "role", 'sy-' OPERATOR(pg_catalog.||) r.school_year AS "sessionSourcedId", NULL::text AS "grade",
        CASE WHEN r.is_primary THEN 'true' ELSE 'false' END AS "isPrimary",
@@ -133,12 +162,14 @@ SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||)
        pg_catalog.to_char(r.end_date, 'YYYY-MM-DD') AS "roleEndDate"
   FROM m365.sds_role AS r;
 COMMENT ON VIEW m365_sds.roles IS 'roles.csv: a student role per active enrolment, a teacher role per location of the staff member''s schools';
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.roles');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.roles');
 
 -- Orgs: each location with at least one synced user (one security group each),
 -- i.e. with a role in m365.sds_role; asked of its joins without the roles'
 -- numbering, which sorted every enrolment only to be thrown away (1.3 s ->
 -- 0.7 s for 200,000 students).
-CREATE VIEW m365_sds.orgs AS
+CREATE VIEW m365_sds.orgs WITH (security_barrier) AS
 SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId", l.name AS "name", 'school'::text AS "type",
        NULL::text AS "parentSourcedId"
   FROM m365.location AS l
@@ -157,10 +188,13 @@ SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId", l.name AS "name"
              JOIN m365.school AS sc ON sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
              JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
              JOIN m365.location AS sl ON sl.school_id OPERATOR(pg_catalog.=) sc.id
+                                     AND sl.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
              JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff'
                                     AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id)
    AND l.name OPERATOR(pg_catalog.!~) '[\r\n]';
 COMMENT ON VIEW m365_sds.orgs IS 'orgs.csv: one org (type school) per location with at least one synced user';
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.orgs');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.orgs');
 
 -- Class members: students by active enrolment, assigned teachers.
 CREATE VIEW m365.sds_class_member AS
@@ -184,25 +218,29 @@ SELECT c.id, c.location_id, c.name, c.school_year, 'staff-' OPERATOR(pg_catalog.
   JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id
   JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ct.staff_id;
 
-CREATE VIEW m365_sds.classes AS
+CREATE VIEW m365_sds.classes WITH (security_barrier) AS
 SELECT DISTINCT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "sourcedId",
        'location-' OPERATOR(pg_catalog.||) m.location_id AS "orgSourcedId", m.name AS "title",
        'sy-' OPERATOR(pg_catalog.||) m.school_year AS "sessionSourcedIds", NULL::text AS "courseSourcedId"
   FROM m365.sds_class_member AS m
  WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]';
 COMMENT ON VIEW m365_sds.classes IS 'classes.csv: one class per class of the current school year with a synced member';
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.classes');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.classes');
 
-CREATE VIEW m365_sds.enrollments AS
+CREATE VIEW m365_sds.enrollments WITH (security_barrier) AS
 SELECT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "classSourcedId", m.user_sourced_id AS "userSourcedId",
        m.role AS "role"
   FROM m365.sds_class_member AS m
  WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]';
 COMMENT ON VIEW m365_sds.enrollments IS 'enrollments.csv: students as student, assigned teachers as teacher';
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.enrollments');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.enrollments');
 
 -- Roles and classes only ever use the school year of the day, so that is the
 -- one in use (when the configuration has a synced username at all); deriving
 -- it from roles and classes would compute both again.
-CREATE VIEW m365_sds."academicSessions" AS
+CREATE VIEW m365_sds."academicSessions" WITH (security_barrier) AS
 SELECT 'sy-' OPERATOR(pg_catalog.||) y AS "sourcedId",
        y OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) (y OPERATOR(pg_catalog.+) 1) AS "title",
        'schoolYear'::text AS "type",
@@ -215,4 +253,6 @@ SELECT 'sy-' OPERATOR(pg_catalog.||) y AS "sourcedId",
          WHERE EXISTS (SELECT FROM m365.username AS u
                         WHERE u.configuration_id OPERATOR(pg_catalog.=) s.configuration_id AND u.sync)) AS years;
 COMMENT ON VIEW m365_sds."academicSessions" IS 'academicSessions.csv: the school years in use (1 September - 30 June)';
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds."academicSessions"');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds."academicSessions"');
 

@@ -6,10 +6,12 @@
 CREATE FUNCTION m365.create_sds_reader(role_name name, configuration_id bigint)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    existing pg_catalog.pg_roles;
+    reader  regrole;
+    problem text;
 BEGIN
     IF role_name IS NULL OR configuration_id IS NULL THEN
         RAISE EXCEPTION 'create_sds_reader needs a role name and a configuration' USING ERRCODE = 'null_value_not_allowed';
@@ -17,32 +19,49 @@ BEGIN
     IF NOT EXISTS (SELECT FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) create_sds_reader.configuration_id) THEN
         RAISE EXCEPTION 'configuration % does not exist', configuration_id USING ERRCODE = 'foreign_key_violation';
     END IF;
-    SELECT * INTO existing FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) role_name;
-    IF NOT FOUND THEN
+    reader := pg_catalog.to_regrole(pg_catalog.quote_ident(role_name));
+    IF reader IS NULL THEN
         -- LOGIN without a password: give it one (ALTER ROLE ... PASSWORD) or a pg_hba rule.
-        EXECUTE pg_catalog.format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT', role_name);
-    ELSIF existing.rolsuper OR existing.rolbypassrls
-          OR pg_catalog.pg_has_role(role_name, 'm365_app', 'MEMBER')
-          OR pg_catalog.pg_has_role(role_name, 'm365_admin', 'MEMBER') THEN
-        RAISE EXCEPTION 'role "%" can see more than one configuration and cannot be an SDS reader', role_name
-            USING ERRCODE = 'invalid_grant_operation';
-    ELSIF NOT existing.rolinherit THEN
-        RAISE EXCEPTION 'role "%" is NOINHERIT: it would not get the grants of m365_sds_reader', role_name
-            USING ERRCODE = 'invalid_grant_operation', HINT = pg_catalog.format('ALTER ROLE %I INHERIT', role_name);
+        EXECUTE pg_catalog.format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION',
+                                  role_name);
+        reader := pg_catalog.to_regrole(pg_catalog.quote_ident(role_name));
+    END IF;
+    -- Only a plain login role, which is one caller and nothing more: a role
+    -- with members would open the configuration to each of them (SET ROLE),
+    -- and any other right would reach beyond the feed.
+    problem := coalesce(
+        m365.role_problem(reader),
+        CASE WHEN NOT (SELECT r.rolcanlogin FROM pg_catalog.pg_roles AS r WHERE r.oid OPERATOR(pg_catalog.=) reader)
+             THEN 'it cannot log in (NOLOGIN): a reader is a login role, not a group' END,
+        CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_auth_members AS m WHERE m.roleid OPERATOR(pg_catalog.=) reader)
+             THEN 'other roles are members of it' END,
+        CASE WHEN EXISTS (SELECT FROM m365.access_role AS a
+                           WHERE pg_catalog.pg_has_role(reader::oid, a.role_id::oid, 'MEMBER'))
+             THEN 'it has access to the extension (m365.grant_access) and sees every configuration' END,
+        CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_shdepend AS d
+                           WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+                             AND d.refobjid OPERATOR(pg_catalog.=) reader::oid
+                             AND d.deptype OPERATOR(pg_catalog.=) 'o')
+               OR EXISTS (SELECT FROM pg_catalog.pg_database AS db WHERE db.datdba OPERATOR(pg_catalog.=) reader::oid)
+             THEN 'it owns objects' END);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'role "%" cannot be an SDS reader: %', role_name, problem
+            USING ERRCODE = 'invalid_grant_operation',
+                  HINT = 'Give m365.create_sds_reader the name of a new role, or of a plain login role of its own.';
     END IF;
     IF EXISTS (SELECT FROM m365.sds_reader AS r
-                WHERE r.role_name OPERATOR(pg_catalog.=) create_sds_reader.role_name
+                WHERE r.role_id OPERATOR(pg_catalog.=) reader
                   AND r.configuration_id OPERATOR(pg_catalog.<>) create_sds_reader.configuration_id) THEN
         RAISE EXCEPTION 'role "%" already reads another configuration', role_name
             USING ERRCODE = 'unique_violation', HINT = 'One reader role per configuration: create another role.';
     END IF;
-    IF NOT pg_catalog.pg_has_role(role_name, 'm365_sds_reader', 'MEMBER') THEN
-        EXECUTE pg_catalog.format('GRANT m365_sds_reader TO %I', role_name);
-    END IF;
-    INSERT INTO m365.sds_reader (role_name, configuration_id) VALUES (role_name, configuration_id)
+    INSERT INTO m365.sds_reader (role_id, configuration_id) VALUES (reader, configuration_id)
     ON CONFLICT DO NOTHING;
+    PERFORM m365.apply_access(reader, '{reader}', true);
 END
 $$;
 COMMENT ON FUNCTION m365.create_sds_reader(name, bigint) IS
 'Creates (or adopts) a read-only role for School Data Sync that sees only m365_sds, for one configuration';
+REVOKE ALL ON FUNCTION m365.create_sds_reader(name, bigint) FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.create_sds_reader(name, bigint)');
 

@@ -11,6 +11,7 @@ CREATE TABLE m365.sds_snapshot (
     counts           jsonb NOT NULL,  -- rows per file, and left_out
     digest           text NOT NULL    -- md5 over the six files' rows
 );
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot');
 CREATE INDEX sds_snapshot_configuration ON m365.sds_snapshot (configuration_id, taken_at);
 COMMENT ON TABLE m365.sds_snapshot IS 'What the SDS feed of a configuration held at a time: rows per file and a digest';
 
@@ -20,6 +21,7 @@ CREATE TABLE m365.sds_snapshot_user (
     username    text NOT NULL,
     PRIMARY KEY (snapshot_id, sourced_id)
 );
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_user');
 -- Group memberships: a location's security group, a class team.
 CREATE TABLE m365.sds_snapshot_membership (
     snapshot_id     bigint NOT NULL REFERENCES m365.sds_snapshot (id) ON DELETE CASCADE,
@@ -28,11 +30,13 @@ CREATE TABLE m365.sds_snapshot_membership (
     role            text NOT NULL,
     PRIMARY KEY (snapshot_id, group_id, user_sourced_id, role)
 );
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_membership');
 
 -- Records the feed of every configuration; returns the number of snapshots.
 CREATE FUNCTION m365.take_sds_snapshots()
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 -- Whole-feed reads want hash joins: right after a bulk load, before autovacuum
@@ -78,6 +82,8 @@ END
 $$;
 COMMENT ON FUNCTION m365.take_sds_snapshots() IS
 'Records what the SDS feed of every configuration holds now (pg_cron runs it every 12 hours)';
+REVOKE ALL ON FUNCTION m365.take_sds_snapshots() FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.take_sds_snapshots()');
 
 -- What changed between two snapshots of one configuration.
 CREATE FUNCTION m365.sds_changes(from_snapshot bigint, to_snapshot bigint)

@@ -1,5 +1,5 @@
 --------------------------------------------------------------------------------
--- Monitoring (0.2.0): what a DBA's monitoring polls. m365.status answers
+-- Monitoring: what a DBA's monitoring polls. m365.status answers
 -- "is every configuration's queue moving?", m365.job_status() "did pg_cron
 -- run our jobs, and how did the last run end?".
 --------------------------------------------------------------------------------
@@ -14,7 +14,10 @@ SELECT c.id AS configuration_id,
        q.oldest_queued_at,
        u.last_created_at,
        -- People of bulk statements the next run queues first (m365.queue_or_defer).
-       coalesce(d.deferred, 0) AS deferred
+       coalesce(d.deferred, 0) AS deferred,
+       -- When the latest run of the job did nothing because a session held it
+       -- up: who (pid and role) and how; NULL when it ran.
+       r.held_up_by
   FROM m365.configuration AS c
   LEFT JOIN (SELECT configuration_id,
                     pg_catalog.count(*) AS usernames,
@@ -30,39 +33,86 @@ SELECT c.id AS configuration_id,
               GROUP BY configuration_id) AS q ON q.configuration_id OPERATOR(pg_catalog.=) c.id
   LEFT JOIN (SELECT x.configuration_id, pg_catalog.count(*) AS deferred
                FROM m365.username_queue_deferred AS dq, pg_catalog.unnest(dq.configuration_ids) AS x(configuration_id)
-              GROUP BY x.configuration_id) AS d ON d.configuration_id OPERATOR(pg_catalog.=) c.id;
+              GROUP BY x.configuration_id) AS d ON d.configuration_id OPERATOR(pg_catalog.=) c.id
+  LEFT JOIN (SELECT CASE WHEN j.outcome OPERATOR(pg_catalog.<>) 'done'
+                         THEN pg_catalog.format('%s at %s: pid %s (%s)', j.outcome, j.started_at, j.blocker_pid, j.blocker_role)
+                    END AS held_up_by
+               FROM m365.job_run AS j
+              WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
+              ORDER BY j.id DESC
+              LIMIT 1) AS r ON true;
 COMMENT ON VIEW m365.status IS
-'Per configuration: usernames, synced, queued, failing (kept with last_error), the oldest waiting entry, and people of bulk statements not queued yet (deferred)';
+'Per configuration: usernames, synced, queued, failing (kept with last_error), the oldest waiting entry, people of bulk statements not queued yet (deferred), and who held up the latest run of the job';
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.status');
 
--- The extension's pg_cron jobs as pg_cron knows them, with their last run.
--- Without pg_cron in this database: the definitions, scheduled = false.
-CREATE FUNCTION m365.job_status()
-RETURNS TABLE (job_name text, schedule text, scheduled boolean, active boolean,
-               last_start timestamptz, last_end timestamptz, last_status text, last_message text)
+-- pg_cron's jobs of this database with their last run (none without pg_cron here).
+CREATE FUNCTION m365.cron_jobs_here()
+RETURNS TABLE (jobid bigint, jobname text, schedule text, active boolean, last_start timestamptz,
+               last_end timestamptz, last_status text, last_message text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT m365.pg_cron_is_here() THEN
-        RETURN QUERY SELECT d.job_name, d.schedule, false, NULL::boolean, NULL::timestamptz, NULL::timestamptz,
-                            NULL::text, NULL::text
-                       FROM m365.job_definitions() AS d;
         RETURN;
     END IF;
-    -- cron.job is filtered to the caller's own jobs by pg_cron's row security.
     RETURN QUERY EXECUTE $q$
-        SELECT d.job_name, coalesce(j.schedule, d.schedule), j.jobid IS NOT NULL, j.active,
-               r.start_time, r.end_time, r.status, r.return_message
-          FROM m365.job_definitions() AS d
-          LEFT JOIN cron.job AS j ON j.jobname = d.job_name
+        SELECT j.jobid, j.jobname::text, j.schedule, j.active, r.start_time, r.end_time, r.status, r.return_message
+          FROM cron.job AS j
           LEFT JOIN LATERAL (SELECT x.start_time, x.end_time, x.status, x.return_message
                                FROM cron.job_run_details AS x
                               WHERE x.jobid = j.jobid
                               ORDER BY x.runid DESC
                               LIMIT 1) AS r ON true
-         ORDER BY d.job_name
+         WHERE j.database = pg_catalog.current_database()
     $q$;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.cron_jobs_here() FROM PUBLIC;
+
+-- The extension's pg_cron jobs of this database as pg_cron knows them, with
+-- their last run; and how the generation job's own last run ended (pg_cron
+-- records success for a run that gave way). Jobs still under a name of 0.2.0
+-- are listed as stale. Without pg_cron in this database: the definitions,
+-- scheduled = false.
+CREATE FUNCTION m365.job_status()
+RETURNS TABLE (job_name text, schedule text, scheduled boolean, active boolean,
+               last_start timestamptz, last_end timestamptz, last_status text, last_message text,
+               last_outcome text, held_up_by text, stale boolean)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH cron_job AS (
+        SELECT * FROM m365.cron_jobs_here()
+    ), own_run AS (
+        SELECT r.outcome,
+               CASE WHEN r.outcome OPERATOR(pg_catalog.<>) 'done'
+                    THEN pg_catalog.format('pid %s (%s): %s', r.blocker_pid, r.blocker_role, r.detail) END AS held_up_by
+          FROM m365.job_run AS r
+         WHERE r.job OPERATOR(pg_catalog.=) 'generate_usernames'
+         ORDER BY r.id DESC
+         LIMIT 1
+    )
+    SELECT d.job_name, coalesce(j.schedule, d.schedule), j.jobid IS NOT NULL, j.active,
+           j.last_start, j.last_end, j.last_status, j.last_message,
+           CASE WHEN d.old_name OPERATOR(pg_catalog.=) 'm365_generate_usernames' THEN (SELECT o.outcome FROM own_run AS o) END,
+           CASE WHEN d.old_name OPERATOR(pg_catalog.=) 'm365_generate_usernames' THEN (SELECT o.held_up_by FROM own_run AS o) END,
+           false
+      FROM m365.job_definitions() AS d
+      LEFT JOIN cron_job AS j ON j.jobname OPERATOR(pg_catalog.=) d.job_name
+    UNION ALL
+    -- Still scheduled under the name of 0.2.0: m365.schedule_jobs() renames them.
+    SELECT j.jobname, j.schedule, true, j.active, j.last_start, j.last_end, j.last_status, j.last_message,
+           NULL, NULL, true
+      FROM cron_job AS j
+      JOIN m365.job_definitions() AS d ON d.old_name OPERATOR(pg_catalog.=) j.jobname
+     ORDER BY 1;
+END
+$$;
 COMMENT ON FUNCTION m365.job_status() IS
-'The pg_cron jobs of m365_usernames: scheduled, active, and how the last run ended';
+'The pg_cron jobs of m365_usernames in this database: scheduled, active, how pg_cron''s last run ended, how the job''s own last run ended and who held it up, and stale jobs under an old name';
+REVOKE ALL ON FUNCTION m365.job_status() FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.job_status()');

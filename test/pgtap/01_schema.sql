@@ -1,6 +1,6 @@
 -- The extension's objects: schema, tables, keys, functions and their properties.
 BEGIN;
-SELECT plan(78);
+SELECT plan(82);
 
 SELECT has_extension('m365_usernames');
 SELECT has_schema('m365');
@@ -45,8 +45,9 @@ SELECT is_empty($$
      WHERE l.lanname <> 'c'
        AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)
        -- Inlined on purpose (a SET clause prevents inlining); schema-qualified bodies.
-       AND p.oid NOT IN ('m365.sds_problem(text,text,text)'::regprocedure, 'm365.school_year(date)'::regprocedure)
-$$, 'every SQL and PL/pgSQL function pins search_path, but the two inlined on purpose');
+       AND p.oid NOT IN ('m365.sds_problem(text,text,text,boolean)'::regprocedure, 'm365.school_year(date)'::regprocedure,
+                         'm365.local_date(text)'::regprocedure, 'm365.configuration_today(bigint)'::regprocedure)
+$$, 'every SQL and PL/pgSQL function pins search_path, but the four inlined on purpose');
 
 -- pg_dump keeps the user data.
 SELECT set_eq($$
@@ -54,7 +55,7 @@ SELECT set_eq($$
 $$, ARRAY['m365.configuration', 'm365.configuration_id_seq', 'm365.username', 'm365.username_id_seq',
           'm365.issued_username', 'm365.reserved_username', 'm365.school', 'm365.location', 'm365.student',
           'm365.class', 'm365.enrolment', 'm365.staff', 'm365.staff_school', 'm365.class_teacher',
-          'm365.username_history', 'm365.username_history_id_seq', 'm365.sds_reader',
+          'm365.username_history', 'm365.username_history_id_seq', 'm365.sds_reader', 'm365.access_role',
           'm365.sds_snapshot', 'm365.sds_snapshot_id_seq', 'm365.sds_snapshot_user', 'm365.sds_snapshot_membership'],
    'the tables holding user data are dumped by pg_dump');
 
@@ -65,25 +66,32 @@ SELECT col_is_pk('m365', 'username_queue', ARRAY['configuration_id', 'person_kin
 SELECT fk_ok('m365', 'enrolment', ARRAY['class_id', 'location_id'], 'm365', 'class', ARRAY['id', 'location_id']);
 SELECT has_check('m365', 'enrolment', 'an enrolment''s end is checked against its start');
 
--- The job, its schedule, and its removal with the extension.
+-- The job and its schedule: explicit, never a side effect of CREATE EXTENSION.
 SELECT function_returns('m365', 'generate_usernames', ARRAY['integer'], 'integer');
-SELECT is((SELECT evtevent FROM pg_event_trigger WHERE evtname = 'm365_usernames_before_drop'), 'ddl_command_start',
-          'an event trigger removes the jobs on DROP EXTENSION');
+SELECT is_empty($$ SELECT evtname FROM pg_event_trigger WHERE evtfoid::regprocedure::text LIKE 'm365.%' $$,
+                'no event trigger: the extension never acts on someone else''s DDL');
 SELECT is_empty($$ SELECT p.oid::regprocedure FROM pg_proc p WHERE p.proname LIKE 'generation\_%'
                      AND p.pronamespace = 'm365'::regnamespace AND has_function_privilege('public', p.oid, 'EXECUTE') $$,
                 'the job''s internal steps are not executable by PUBLIC');
 
--- What CREATE and DROP EXTENSION do to pg_cron, inside this transaction.
+-- What CREATE and DROP EXTENSION do to pg_cron, inside this transaction:
+-- nothing; m365.schedule_jobs() and m365.unschedule_jobs() do it.
+SELECT is(m365.unschedule_jobs(), 2, 'unschedule_jobs() removes the two jobs of this database (docs: before DROP EXTENSION)');
 SELECT lives_ok('DROP EXTENSION m365_usernames CASCADE', 'DROP EXTENSION');
-SELECT is_empty($$ SELECT FROM cron.job WHERE jobname LIKE 'm365\_%' AND database = current_database() $$,
-                'DROP EXTENSION removed the jobs');
 SELECT lives_ok('CREATE EXTENSION m365_usernames', 'CREATE EXTENSION again');
-SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_generate_usernames' AND database = current_database() $$,
+SELECT is_empty($$ SELECT FROM cron.job WHERE jobname LIKE 'm365\_%' AND database = current_database() $$,
+                'CREATE EXTENSION scheduled nothing');
+SELECT is((SELECT count(*)::int FROM m365.schedule_jobs()), 2, 'm365.schedule_jobs() schedules two jobs');
+SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_generate_usernames@' || current_database() AND database = current_database() $$,
                   $$ VALUES ('*/15 * * * *'::text, 'SELECT m365.generate_usernames()'::text) $$,
-                  'CREATE EXTENSION scheduled the job every 15 minutes');
-SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_sds_snapshot' AND database = current_database() $$,
+                  'the job every 15 minutes, named after the database');
+SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_sds_snapshot@' || current_database() AND database = current_database() $$,
                   $$ VALUES ('0 */12 * * *'::text, 'SELECT m365.take_sds_snapshots()'::text) $$,
                   'and the SDS snapshot every 12 hours');
+SELECT is(m365.job_name('m365_generate_usernames') = 'm365_generate_usernames@' || current_database(), true,
+          'job_name(): job@database');
+SELECT cmp_ok(octet_length(m365.job_name('m365_generate_usernames', repeat('ë', 40))), '<=', 63,
+              'a long database name is hashed to fit pg_cron''s 63 bytes');
 SELECT set_eq($$ SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'm365_sds'::regnamespace $$,
               ARRAY['orgs', 'users', 'roles', 'classes', 'enrollments', 'academicSessions', 'left_out'],
               'm365_sds holds the six SDS files and left_out');

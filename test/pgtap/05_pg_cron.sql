@@ -53,9 +53,9 @@ SELECT matches((SELECT return_message FROM cron.job_run_details WHERE jobid = (S
                '^SELECT 1$', 'pg_cron recorded the run''s result');
 SELECT is_empty(format('SELECT FROM cron.job WHERE jobid = %s', (SELECT jobid FROM job)), 'the test job is gone again');
 
--- Monitoring sees the extension's own jobs, scheduled when it was created here.
+-- Monitoring sees the extension's own jobs, scheduled by m365.schedule_jobs().
 SELECT set_eq('SELECT job_name FROM m365.job_status() WHERE scheduled AND active',
-              ARRAY['m365_generate_usernames', 'm365_sds_snapshot'],
+              ARRAY[m365.job_name('m365_generate_usernames'), m365.job_name('m365_sds_snapshot')],
               'm365.job_status(): both jobs are scheduled and active in the pg_cron database');
 
 SELECT dblink_disconnect('a');

@@ -7,7 +7,8 @@ SELECT plan(31);
 
 SELECT has_role('m365_app');
 SELECT has_role('m365_admin');
-SELECT is_member_of('m365_app', 'm365_admin', 'm365_admin may do what m365_app may');
+SELECT is((SELECT level FROM m365.access_role WHERE role_id = 'm365_admin'::regrole), 'admin',
+          'm365_admin has the admin level, which includes everything m365_app may');
 
 -- m365_admin: configurations, reserved names, the job.
 SELECT is(pg_temp.as_role('m365_admin', $$ INSERT INTO m365.configuration (id, name) VALUES (900001, 'roles test') $$), 'ok',

@@ -21,8 +21,13 @@ queue_digest() { sql -d "$1" -c "SELECT md5(string_agg(q::text, '|' ORDER BY con
 [ -n "$released" ] || { echo "1..0 # SKIP no released version before $current"; exit 0; }
 echo "1..$((1 + 9 * $(echo "$released" | wc -l)))"
 
+# The fresh install gets what an updated 0.2.0 database has kept: its roles'
+# access levels and its SDS reader.
 sql -d postgres -c "CREATE DATABASE $fresh" >/dev/null &&
-	sql -d "$fresh" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" >/dev/null &&
+	sql -d "$fresh" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" \
+		-c "SELECT m365.grant_access('m365_app', 'app'), m365.grant_access('m365_admin', 'admin')" \
+		-c "INSERT INTO m365.configuration (id, name) VALUES (1, 'fresh')" \
+		-c "SELECT m365.create_sds_reader('sds_backup_test', 1)" >/dev/null &&
 	sql -d "$fresh" -f test/shell/lib/schema_fingerprint.sql >"$work/fresh.schema"
 ok $? "a fresh install of $current, for comparison"
 

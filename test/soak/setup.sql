@@ -130,13 +130,15 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- The application and the job under their own roles, as in production.
+-- The application and the job under their own roles, given their access
+-- level in this database, as in production.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'soak_app') THEN CREATE ROLE soak_app LOGIN IN ROLE m365_app; END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'soak_admin') THEN CREATE ROLE soak_admin LOGIN IN ROLE m365_admin; END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'soak_app') THEN CREATE ROLE soak_app LOGIN; END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'soak_admin') THEN CREATE ROLE soak_admin LOGIN; END IF;
 END
 $$;
+SELECT m365.grant_access('soak_app', 'app'), m365.grant_access('soak_admin', 'admin');
 GRANT USAGE ON SCHEMA soak TO soak_app, soak_admin;
 GRANT SELECT ON soak.name TO soak_app;
 GRANT USAGE ON SEQUENCE soak.person_id TO soak_app;

@@ -4,6 +4,9 @@
 \set ON_ERROR_STOP on
 \pset format unaligned
 \pset tuples_only on
+-- Rights as a sorted list: the order of an ACL is the order of its GRANTs.
+CREATE FUNCTION pg_temp.acl(a aclitem[]) RETURNS text LANGUAGE sql
+RETURN coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(a) AS x), '-');
 WITH member AS (
     SELECT d.classid, d.objid
       FROM pg_depend AS d
@@ -16,13 +19,13 @@ WITH member AS (
       FROM member
     UNION ALL
     -- Functions: body, language, volatility, strictness, settings, security, rights.
-    SELECT 'function ' || p.oid::regprocedure::text || ' secdef=' || p.prosecdef || ' acl=' || coalesce(p.proacl::text, '-')
+    SELECT 'function ' || p.oid::regprocedure::text || ' secdef=' || p.prosecdef || ' acl=' || pg_temp.acl(p.proacl)
            || E'\n' || pg_get_functiondef(p.oid)
       FROM member JOIN pg_proc AS p ON member.classid = 'pg_proc'::regclass AND p.oid = member.objid
      WHERE p.prokind <> 'a'
     UNION ALL
     -- Relations: kind, rights, options.
-    SELECT 'relation ' || c.oid::regclass::text || ' kind=' || c.relkind::text || ' acl=' || coalesce(c.relacl::text, '-')
+    SELECT 'relation ' || c.oid::regclass::text || ' kind=' || c.relkind::text || ' acl=' || pg_temp.acl(c.relacl)
            || ' options=' || coalesce(c.reloptions::text, '-')
       FROM member JOIN pg_class AS c ON member.classid = 'pg_class'::regclass AND c.oid = member.objid
     UNION ALL
@@ -33,7 +36,7 @@ WITH member AS (
            || coalesce(' generated=' || nullif(a.attgenerated::text, ''), '')
            || coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), '')
            || coalesce(' collation=' || nullif(a.attcollation, 0)::regcollation::text, '')
-           || coalesce(' acl=' || a.attacl::text, '')
+           || coalesce(' acl=' || pg_temp.acl(a.attacl), '')
            || coalesce(' -- ' || col_description(c.oid, a.attnum), '')
       FROM member JOIN pg_class AS c ON member.classid = 'pg_class'::regclass AND c.oid = member.objid
       JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -59,7 +62,7 @@ WITH member AS (
       FROM member JOIN pg_event_trigger AS t ON member.classid = 'pg_event_trigger'::regclass AND t.oid = member.objid
     UNION ALL
     -- Schemas and their rights.
-    SELECT 'schema ' || n.nspname || ' acl=' || coalesce(n.nspacl::text, '-') || coalesce(' -- ' || obj_description(n.oid, 'pg_namespace'), '')
+    SELECT 'schema ' || n.nspname || ' acl=' || pg_temp.acl(n.nspacl) || coalesce(' -- ' || obj_description(n.oid, 'pg_namespace'), '')
       FROM pg_namespace AS n WHERE n.nspname IN ('m365', 'm365_sds')
     UNION ALL
     -- What pg_dump keeps.
@@ -67,13 +70,21 @@ WITH member AS (
       FROM pg_extension AS e, unnest(e.extconfig, e.extcondition) AS x(cfg, cond)
      WHERE e.extname = 'm365_usernames'
     UNION ALL
-    -- The texts the extension answers with (rows its script inserts).
+    -- The texts the extension answers with, and the rights of each access
+    -- level (rows its script inserts); which roles have a level.
     SELECT 'message ' || m::text FROM m365.message AS m
     UNION ALL
-    -- Role memberships the extension sets up.
-    SELECT 'membership ' || m.roleid::regrole::text || ' -> ' || m.member::regrole::text
-      FROM pg_auth_members AS m
-     WHERE m.roleid::regrole::text IN ('m365_app', 'm365_admin', 'm365_sds_reader')
-       AND m.member::regrole::text IN ('m365_app', 'm365_admin', 'm365_sds_reader')
+    SELECT 'access rule ' || r::text FROM m365.access_rule AS r
+    UNION ALL
+    SELECT 'access role ' || r.role_id::text || ' ' || r.level FROM m365.access_role AS r
+    UNION ALL
+    SELECT 'sds reader ' || r.role_id::text FROM m365.sds_reader AS r
+    UNION ALL
+    -- Where CREATE EXTENSION recorded it, and who owns its schemas.
+    SELECT 'extension schema ' || e.extnamespace::regnamespace::text FROM pg_extension AS e WHERE e.extname = 'm365_usernames'
+    UNION ALL
+    SELECT 'schema owner ' || n.nspname || ' ' || n.nspowner::regrole::text
+      FROM pg_namespace AS n WHERE n.nspname IN ('m365', 'm365_sds')
+
 )
 SELECT fact FROM facts ORDER BY fact;

@@ -1,0 +1,82 @@
+-- "Nobody outside the admin level can make a run silently do nothing."
+-- Attacks as 0.2.0 allowed them, each in a real session (dblink):
+--   * any login role took pg_advisory_lock(365, 1): every run returned 0 with
+--     a NOTICE and pg_cron recorded success (on 0.2.0 this file's test 2
+--     failed: the run returned 0 and made nothing);
+--   * the application locks a table the job reads (it may: it has UPDATE on
+--     m365.enrolment) and keeps its transaction open: 0.2.0 waited for ever.
+-- Now one run at a time is a lease row only the job can lock; a run that has
+-- to give way is recorded with the pid and role that held it up.
+BEGIN;
+SELECT plan(13);
+\ir lib/session.psql
+
+SELECT dblink_connect('job', (SELECT info FROM conn));
+SELECT dblink_connect('other', (SELECT info FROM conn));
+SELECT * FROM dblink('job', 'SELECT m365.unschedule_jobs()') AS t(n int);
+
+CREATE TEMP TABLE run AS SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 100000 + 70000 AS base;
+CREATE TEMP TABLE cfg AS
+SELECT id FROM dblink('job', format('INSERT INTO m365.configuration (name) VALUES (%L) RETURNING id',
+                                    'job lease ' || (SELECT base FROM run))) AS t(id bigint);
+CREATE FUNCTION pg_temp.enrol(n int) RETURNS text LANGUAGE sql AS $$
+    SELECT dblink_exec('other', format($f$
+        INSERT INTO m365.school (id, name, configuration_id) VALUES (%1$s, 'S', %2$s) ON CONFLICT DO NOTHING;
+        INSERT INTO m365.location (id, school_id, name, configuration_id) VALUES (%1$s, %1$s, 'L', %2$s) ON CONFLICT DO NOTHING;
+        INSERT INTO m365.student (id, first_name, last_name) VALUES (%1$s + %3$s, 'Lease', 'Nr' || %3$s);
+        INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (%1$s + %3$s, %1$s + %3$s, %1$s, DATE '2026-09-01');
+    $f$, (SELECT base FROM run), (SELECT id FROM cfg), n))
+$$;
+CREATE FUNCTION pg_temp.last_run() RETURNS m365.job_run LANGUAGE sql AS $$
+    SELECT * FROM m365.job_run ORDER BY id DESC LIMIT 1
+$$;
+CREATE TEMP TABLE other_pid AS SELECT pid FROM dblink('other', 'SELECT pg_backend_pid()') AS t(pid int);
+CREATE TEMP TABLE job_pid AS SELECT pid FROM dblink('job', 'SELECT pg_backend_pid()') AS t(pid int);
+
+-- 1. The advisory lock of 0.2.0 no longer stops anything.
+SELECT pg_temp.enrol(1);
+SELECT * FROM dblink('other', 'SELECT pg_advisory_lock(365, 1)') AS t(x text);
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)) >= 1, true,
+          'a session holding pg_advisory_lock(365, 1) does not stop a run');
+SELECT is((SELECT count(*)::int FROM m365.username WHERE configuration_id = (SELECT id FROM cfg)), 1, 'the run made the username');
+SELECT * FROM dblink('other', 'SELECT pg_advisory_unlock(365, 1)') AS t(x text);
+
+-- 2. Two runs at once: the second gives way, and says who holds the lease.
+SELECT pg_temp.enrol(2);
+CREATE TEMP TABLE before_step_2 AS SELECT max(id) AS id FROM m365.job_run;
+SELECT dblink_exec('job', 'BEGIN');
+SELECT * FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int);
+SELECT is((SELECT n FROM dblink('other', 'SELECT m365.generate_usernames()') AS t(n int)), 0,
+          'a second run while the first is open does nothing');
+SELECT is((pg_temp.last_run()).outcome, 'skipped', 'and is recorded as skipped');
+SELECT is((pg_temp.last_run()).blocker_pid, (SELECT pid FROM job_pid), 'with the pid of the run that holds the lease');
+SELECT dblink_exec('job', 'COMMIT');
+SELECT is((SELECT array_agg(outcome ORDER BY finished_at) FROM m365.job_run WHERE id > (SELECT id FROM before_step_2)),
+          '{done,skipped}', 'the first run is recorded as done (once it commits)');
+
+-- 3. Only the job can take the lease: no role of the application or admin
+--    level may lock it, read or write the job's working tables.
+SELECT is(pg_temp.as_role('m365_admin', 'SELECT FROM m365.job_lease FOR UPDATE'), '42501', 'm365_admin cannot take the lease');
+SELECT is(pg_temp.as_role('m365_app', 'LOCK TABLE m365.job_lease'), '42501', 'm365_app cannot lock the lease table');
+SELECT is(pg_temp.as_role('m365_admin', 'SELECT FROM m365.generation_batch'), '42501', 'nor read the job''s working tables');
+
+-- 4. The application holds a table the job needs: the run gives way after the
+--    job's lock_timeout (5 s) and records who held it up.
+SELECT pg_temp.enrol(3);
+SELECT dblink_exec('other', 'BEGIN');
+SELECT dblink_exec('other', 'SET LOCAL ROLE m365_app');
+SELECT dblink_exec('other', 'LOCK TABLE m365.enrolment IN ACCESS EXCLUSIVE MODE');
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 0,
+          'a run held up by a lock does nothing (and does not wait for ever)');
+SELECT is((pg_temp.last_run()).outcome || ' ' || (pg_temp.last_run()).blocker_pid, 'blocked ' || (SELECT pid FROM other_pid),
+          'it is recorded as blocked, with the pid that held the lock');
+SELECT dblink_exec('other', 'ROLLBACK');
+SELECT matches((SELECT held_up_by FROM m365.status WHERE configuration_id = (SELECT id FROM cfg)),
+               '^blocked at .*: pid [0-9]+ \(', 'm365.status shows who held up the latest run');
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 1, 'the next run makes the waiting username');
+
+SELECT count(*) AS rescheduled FROM dblink('job', 'SELECT m365.schedule_jobs()') AS t(jobid bigint);
+SELECT dblink_disconnect('job');
+SELECT dblink_disconnect('other');
+SELECT * FROM finish();
+ROLLBACK;
