@@ -88,6 +88,60 @@ END
 $$;
 REVOKE ALL ON FUNCTION m365.allow(text, text, text) FROM PUBLIC;
 
+-- Rights given while an extension script runs (m365.allow reaching roles that
+-- hold a level already, in an upgrade) are recorded as the objects' initial
+-- privileges, which pg_dump leaves out: a restore would lose them. Every
+-- upgrade script ends with this call, so that the initial privileges are a
+-- fresh install's (the owner's and PUBLIC's only) and pg_dump writes the
+-- levels' grants like any other.
+CREATE FUNCTION m365.forget_granted_init_privs()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed integer;
+BEGIN
+    UPDATE pg_catalog.pg_init_privs AS p
+       SET initprivs = (SELECT pg_catalog.array_agg(a)
+                          FROM pg_catalog.unnest(p.initprivs) AS a
+                         WHERE NOT EXISTS (SELECT FROM pg_catalog.aclexplode(ARRAY[a]) AS x
+                                            WHERE x.grantee OPERATOR(pg_catalog.=) ANY (
+                                                      ARRAY(SELECT r.role_id::oid FROM m365.access_role AS r
+                                                            UNION ALL SELECT s.role_id::oid FROM m365.sds_reader AS s
+                                                            UNION ALL SELECT g.oid FROM pg_catalog.pg_roles AS g
+                                                             WHERE g.rolname OPERATOR(pg_catalog.=) ANY ('{m365_app,m365_admin,m365_sds_reader}'::name[])))))
+     WHERE p.privtype OPERATOR(pg_catalog.=) 'e'
+       AND EXISTS (SELECT FROM pg_catalog.pg_depend AS d
+                    WHERE d.classid OPERATOR(pg_catalog.=) p.classoid AND d.objid OPERATOR(pg_catalog.=) p.objoid
+                      AND d.deptype OPERATOR(pg_catalog.=) 'e'
+                      AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension AS e
+                                                              WHERE e.extname OPERATOR(pg_catalog.=) 'm365_usernames'));
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    -- What is left as the object's default rights, a fresh install records not at all.
+    DELETE FROM pg_catalog.pg_init_privs AS p
+     WHERE p.privtype OPERATOR(pg_catalog.=) 'e'
+       AND p.initprivs OPERATOR(pg_catalog.=) CASE p.classoid
+               WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN
+                   (SELECT pg_catalog.acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner)
+                      FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) p.objoid)
+               WHEN 'pg_catalog.pg_namespace'::pg_catalog.regclass THEN
+                   (SELECT pg_catalog.acldefault('n'::"char", n.nspowner)
+                      FROM pg_catalog.pg_namespace AS n WHERE n.oid OPERATOR(pg_catalog.=) p.objoid)
+               WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN
+                   (SELECT pg_catalog.acldefault('f'::"char", f.proowner)
+                      FROM pg_catalog.pg_proc AS f WHERE f.oid OPERATOR(pg_catalog.=) p.objoid)
+           END
+       AND EXISTS (SELECT FROM pg_catalog.pg_depend AS d
+                    WHERE d.classid OPERATOR(pg_catalog.=) p.classoid AND d.objid OPERATOR(pg_catalog.=) p.objoid
+                      AND d.deptype OPERATOR(pg_catalog.=) 'e'
+                      AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension AS e
+                                                              WHERE e.extname OPERATOR(pg_catalog.=) 'm365_usernames'));
+    RETURN changed;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.forget_granted_init_privs() FROM PUBLIC;
+
 -- What makes a role unfit to be given access or to read SDS: it is, or can
 -- become, more than one caller (members), or it has rights beyond the
 -- extension's (privileged attributes, predefined roles, ownerships).
@@ -163,8 +217,5 @@ END
 $$;
 COMMENT ON FUNCTION m365.revoke_access(regrole) IS 'Takes the extension''s rights in this database from a role; true when it had a level';
 REVOKE ALL ON FUNCTION m365.revoke_access(regrole) FROM PUBLIC;
-
--- The access tables are the extension's own: nobody else reads them.
-REVOKE ALL ON m365.access_rule, m365.access_role FROM PUBLIC;
 
 SELECT m365.allow('app', 'USAGE', 'SCHEMA m365');

@@ -9,13 +9,18 @@
 -- joins, not one query per person.
 --------------------------------------------------------------------------------
 
--- The job's working tables. They belong to the extension and only its owner
--- may touch them: a temporary table would live in the caller's temporary
--- schema, where the caller can create one first, with a trigger that the job
--- would then fire with the owner's rights. One run at a time (the lease in
+-- The job's working tables, in a schema of their own that nobody but the
+-- extension's owner may use. Not temporary tables: those live in the caller's
+-- temporary schema, where the caller can create one first, with a trigger that
+-- the job would fire with the owner's rights. Not in schema m365 either: a
+-- role that can name a table can hold a lock on it without any right on it
+-- (PREPARE parses, and locks, before rights are checked), and the TRUNCATE of
+-- each chunk would wait for it. One run at a time (the lease in
 -- m365.job_lease), so one set of tables serves every run; UNLOGGED, as their
 -- rows never outlive the run's transaction.
-CREATE UNLOGGED TABLE m365.generation_batch (
+CREATE SCHEMA m365_work;
+COMMENT ON SCHEMA m365_work IS 'm365_usernames: the generation job''s working tables (the extension''s owner only)';
+CREATE UNLOGGED TABLE m365_work.batch (
     configuration_id bigint NOT NULL,
     person_kind      text NOT NULL,
     person_id        bigint NOT NULL,
@@ -31,7 +36,7 @@ CREATE UNLOGGED TABLE m365.generation_batch (
     PRIMARY KEY (configuration_id, person_kind, person_id)
 );
 -- The names given, written once (inserts are cheaper than updates).
-CREATE UNLOGGED TABLE m365.generation_name (
+CREATE UNLOGGED TABLE m365_work.given_name (
     configuration_id bigint NOT NULL,
     person_kind      text NOT NULL,
     person_id        bigint NOT NULL,
@@ -42,34 +47,34 @@ CREATE UNLOGGED TABLE m365.generation_name (
     UNIQUE (configuration_id, local_part)
 );
 -- People still without a name in a suffix round, ranked per base.
-CREATE UNLOGGED TABLE m365.generation_waiting (
+CREATE UNLOGGED TABLE m365_work.waiting (
     configuration_id bigint, person_kind text, person_id bigint, base text, rn bigint
 );
-CREATE UNLOGGED TABLE m365.generation_cursor (
+CREATE UNLOGGED TABLE m365_work.suffix_cursor (
     configuration_id bigint NOT NULL,
     base             text NOT NULL,
     next_suffix      bigint NOT NULL,
     PRIMARY KEY (configuration_id, base)
 );
 -- Who this chunk is about: queue entries, or people of a deferred call.
-CREATE UNLOGGED TABLE m365.generation_claimed (
+CREATE UNLOGGED TABLE m365_work.claimed (
     configuration_id bigint NOT NULL,
     person_kind      text NOT NULL,
     person_id        bigint NOT NULL,
     queued_at        timestamptz NOT NULL
 );
 
--- Step 1: claim the people of one chunk into m365.generation_claimed
+-- Step 1: claim the people of one chunk into m365_work.claimed
 -- (m365.generation_claim: queue entries; m365.generation_claim_deferred: the
 -- people of a bulk statement, who never pass through the queue), then work out
--- into m365.generation_batch what each needs.
+-- into m365_work.batch what each needs.
 CREATE FUNCTION m365.generation_begin_chunk()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    TRUNCATE m365.generation_batch, m365.generation_name, m365.generation_cursor, m365.generation_claimed;
+    TRUNCATE m365_work.batch, m365_work.given_name, m365_work.suffix_cursor, m365_work.claimed;
 END
 $$;
 
@@ -81,7 +86,7 @@ SET jit = off
 AS $$
 BEGIN
     PERFORM m365.generation_begin_chunk();
-    INSERT INTO m365.generation_claimed (configuration_id, person_kind, person_id, queued_at)
+    INSERT INTO m365_work.claimed (configuration_id, person_kind, person_id, queued_at)
     SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at
       FROM m365.username_queue AS q
      -- Not twice in one run: a failed entry is stamped with now().
@@ -104,7 +109,7 @@ SET jit = off
 AS $$
 BEGIN
     PERFORM m365.generation_begin_chunk();
-    INSERT INTO m365.generation_claimed (configuration_id, person_kind, person_id, queued_at)
+    INSERT INTO m365_work.claimed (configuration_id, person_kind, person_id, queued_at)
     SELECT DISTINCT p.configuration_id, deferred.person_kind, p.person_id, deferred.deferred_at
       FROM unnest(deferred.configuration_ids[first:last], deferred.person_ids[first:last]) AS p(configuration_id, person_id)
      WHERE p.configuration_id IS NOT NULL AND p.person_id IS NOT NULL;
@@ -123,7 +128,7 @@ AS $$
 DECLARE
     claimed integer;
 BEGIN
-    INSERT INTO m365.generation_batch
+    INSERT INTO m365_work.batch
            (configuration_id, person_kind, person_id, queued_at, first_name, last_name, domain, formats,
             base, outcome, error)
     SELECT c.configuration_id, c.person_kind, c.person_id, c.queued_at, c.first_name, c.last_name, c.domain,
@@ -167,7 +172,7 @@ BEGIN
                     WHERE u.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
                       AND u.person_kind OPERATOR(pg_catalog.=) q.person_kind
                       AND u.person_id OPERATOR(pg_catalog.=) q.person_id) AS has_username
-      FROM m365.generation_claimed AS q
+      FROM m365_work.claimed AS q
       JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) q.configuration_id
       LEFT JOIN m365.student AS st
              ON q.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) q.person_id
@@ -180,14 +185,14 @@ BEGIN
     GET DIAGNOSTICS claimed = ROW_COUNT;
     IF claimed OPERATOR(pg_catalog.>) 0 THEN
         -- Temporary tables are never analysed by autovacuum.
-        ANALYZE m365.generation_batch;
+        ANALYZE m365_work.batch;
     END IF;
     RETURN claimed;
 END
 $$;
 
 -- Step 2: give every pending person of the batch a free name, into
--- m365.generation_name.
+-- m365_work.given_name.
 CREATE FUNCTION m365.generation_assign()
 RETURNS void
 LANGUAGE plpgsql
@@ -200,19 +205,19 @@ DECLARE
 BEGIN
     -- The format, then each fallback format: a name nobody has, one winner per name.
     SELECT pg_catalog.max(pg_catalog.cardinality(formats)) INTO levels
-      FROM m365.generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'pending';
+      FROM m365_work.batch WHERE outcome OPERATOR(pg_catalog.=) 'pending';
     FOR level IN 1 .. coalesce(levels, 0) LOOP
-        INSERT INTO m365.generation_name
+        INSERT INTO m365_work.given_name
                (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
         SELECT DISTINCT ON (c.configuration_id, c.name)
                c.configuration_id, c.person_kind, c.person_id, c.name, c.name, 1
           FROM (SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at,
                        CASE WHEN level OPERATOR(pg_catalog.=) 1 THEN b.base
                             ELSE m365.make_username(b.formats[level], b.first_name, b.last_name) END AS name
-                  FROM m365.generation_batch AS b
+                  FROM m365_work.batch AS b
                  WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
                    AND pg_catalog.cardinality(b.formats) OPERATOR(pg_catalog.>=) level
-                   AND NOT EXISTS (SELECT FROM m365.generation_name AS g
+                   AND NOT EXISTS (SELECT FROM m365_work.given_name AS g
                                     WHERE g.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
                                       AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
                                       AND g.person_id OPERATOR(pg_catalog.=) b.person_id)) AS c
@@ -225,7 +230,7 @@ BEGIN
            AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
                             WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                               AND r.local_part OPERATOR(pg_catalog.=) c.name)
-           AND NOT EXISTS (SELECT FROM m365.generation_name AS o
+           AND NOT EXISTS (SELECT FROM m365_work.given_name AS o
                             WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                               AND o.local_part OPERATOR(pg_catalog.=) c.name)
          ORDER BY c.configuration_id, c.name, c.queued_at, c.person_kind, c.person_id;
@@ -238,14 +243,14 @@ BEGIN
     -- candidate per waiting person and two spare: above the cursor only edited
     -- or reserved names can be taken (16 spare probed 12 names per person).
     LOOP
-        TRUNCATE m365.generation_waiting;
-        INSERT INTO m365.generation_waiting
+        TRUNCATE m365_work.waiting;
+        INSERT INTO m365_work.waiting
         SELECT b.configuration_id, b.person_kind, b.person_id, b.base,
                pg_catalog.row_number() OVER (PARTITION BY b.configuration_id, b.base
                                              ORDER BY b.queued_at, b.person_kind, b.person_id)
-          FROM m365.generation_batch AS b
+          FROM m365_work.batch AS b
          WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
-           AND NOT EXISTS (SELECT FROM m365.generation_name AS g
+           AND NOT EXISTS (SELECT FROM m365_work.given_name AS g
                             WHERE g.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
                               AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
                               AND g.person_id OPERATOR(pg_catalog.=) b.person_id);
@@ -256,24 +261,24 @@ BEGIN
                 USING ERRCODE = 'internal_error';
         END IF;
 
-        INSERT INTO m365.generation_cursor (configuration_id, base, next_suffix)
+        INSERT INTO m365_work.suffix_cursor (configuration_id, base, next_suffix)
         SELECT g.configuration_id, g.base,
                coalesce((SELECT pg_catalog.max(i.suffix) FROM m365.issued_username AS i
                           WHERE i.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
                             AND i.base OPERATOR(pg_catalog.=) g.base), 1) OPERATOR(pg_catalog.+) 1
-          FROM (SELECT DISTINCT w.configuration_id, w.base FROM m365.generation_waiting AS w) AS g
+          FROM (SELECT DISTINCT w.configuration_id, w.base FROM m365_work.waiting AS w) AS g
         ON CONFLICT DO NOTHING;
 
         WITH window_ AS (
             SELECT n.configuration_id, n.base, cur.next_suffix AS lo,
                    cur.next_suffix OPERATOR(pg_catalog.+) n.k OPERATOR(pg_catalog.+) 2 AS hi
               FROM (SELECT w.configuration_id, w.base, pg_catalog.count(*) AS k
-                      FROM m365.generation_waiting AS w GROUP BY w.configuration_id, w.base) AS n
-              JOIN m365.generation_cursor AS cur
+                      FROM m365_work.waiting AS w GROUP BY w.configuration_id, w.base) AS n
+              JOIN m365_work.suffix_cursor AS cur
                 ON cur.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
                AND cur.base OPERATOR(pg_catalog.=) n.base
         ), moved AS (
-            UPDATE m365.generation_cursor AS cur SET next_suffix = w.hi
+            UPDATE m365_work.suffix_cursor AS cur SET next_suffix = w.hi
               FROM window_ AS w
              WHERE cur.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
                AND cur.base OPERATOR(pg_catalog.=) w.base
@@ -288,7 +293,7 @@ BEGIN
                AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
                                 WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                                   AND r.local_part OPERATOR(pg_catalog.=) c.name)
-               AND NOT EXISTS (SELECT FROM m365.generation_name AS o
+               AND NOT EXISTS (SELECT FROM m365_work.given_name AS o
                                 WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                                   AND o.local_part OPERATOR(pg_catalog.=) c.name)
              ORDER BY c.configuration_id, c.name, c.base
@@ -302,10 +307,10 @@ BEGIN
               FROM free AS f
              GROUP BY f.configuration_id, f.base
         )
-        INSERT INTO m365.generation_name
+        INSERT INTO m365_work.given_name
                (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
         SELECT w.configuration_id, w.person_kind, w.person_id, fb.names[w.rn], w.base, fb.suffixes[w.rn]
-          FROM m365.generation_waiting AS w
+          FROM m365_work.waiting AS w
           JOIN free_by_base AS fb
             ON fb.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
            AND fb.base OPERATOR(pg_catalog.=) w.base
@@ -330,7 +335,7 @@ DECLARE
     chosen text;
 BEGIN
     FOR person IN
-        SELECT * FROM m365.generation_batch
+        SELECT * FROM m365_work.batch
          WHERE outcome OPERATOR(pg_catalog.=) 'pending'
          ORDER BY queued_at, person_kind, person_id
     LOOP
@@ -347,12 +352,12 @@ BEGIN
             INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
             VALUES (person.configuration_id, person.person_kind, person.person_id,
                     CASE WHEN person.domain IS NULL THEN chosen ELSE chosen OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) person.domain END);
-            UPDATE m365.generation_batch SET outcome = 'created'
+            UPDATE m365_work.batch SET outcome = 'created'
              WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
                AND person_kind OPERATOR(pg_catalog.=) person.person_kind
                AND person_id OPERATOR(pg_catalog.=) person.person_id;
         EXCEPTION WHEN OTHERS THEN
-            UPDATE m365.generation_batch SET outcome = 'failed', error = SQLERRM
+            UPDATE m365_work.batch SET outcome = 'failed', error = SQLERRM
              WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
                AND person_kind OPERATOR(pg_catalog.=) person.person_kind
                AND person_id OPERATOR(pg_catalog.=) person.person_id;
@@ -376,13 +381,13 @@ BEGIN
     BEGIN
         INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id, base, suffix)
         SELECT g.configuration_id, g.local_part, g.person_kind, g.person_id, g.issued_base, g.suffix
-          FROM m365.generation_name AS g;
+          FROM m365_work.given_name AS g;
         INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
         SELECT g.configuration_id, g.person_kind, g.person_id,
                CASE WHEN b.domain IS NULL THEN g.local_part
                     ELSE g.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END
-          FROM m365.generation_name AS g
-          JOIN m365.generation_batch AS b
+          FROM m365_work.given_name AS g
+          JOIN m365_work.batch AS b
             ON b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
            AND b.person_kind OPERATOR(pg_catalog.=) g.person_kind
            AND b.person_id OPERATOR(pg_catalog.=) g.person_id;
@@ -390,7 +395,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         PERFORM m365.generation_store_one_by_one();
         SELECT pg_catalog.count(*) INTO created
-          FROM m365.generation_batch WHERE outcome OPERATOR(pg_catalog.=) 'created';
+          FROM m365_work.batch WHERE outcome OPERATOR(pg_catalog.=) 'created';
     END;
 
     IF NOT from_queue THEN
@@ -398,7 +403,7 @@ BEGIN
         INSERT INTO m365.username_queue AS q
                (configuration_id, person_kind, person_id, queued_at, attempts, last_attempt_at, last_error)
         SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at, 1, pg_catalog.now(), b.error
-          FROM m365.generation_batch AS b
+          FROM m365_work.batch AS b
          WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
         ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
            SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(),
@@ -408,14 +413,14 @@ BEGIN
         RETURN created;
     END IF;
     DELETE FROM m365.username_queue AS q
-     USING m365.generation_batch AS b
+     USING m365_work.batch AS b
      WHERE b.outcome OPERATOR(pg_catalog.<>) 'failed'
        AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
        AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
        AND q.person_id OPERATOR(pg_catalog.=) b.person_id;
     UPDATE m365.username_queue AS q
        SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(), last_error = b.error
-      FROM m365.generation_batch AS b
+      FROM m365_work.batch AS b
      WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
        AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
        AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
@@ -469,24 +474,26 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION m365.lease_holder(text) FROM PUBLIC;
 
--- Who holds a lock on one of the extension's tables that the job's locks
--- conflict with (the first such session).
+-- Who holds, or waits ahead of the job for, a lock on one of the extension's
+-- tables that the job's locks conflict with (the first such session; one that
+-- holds comes before one that waits).
 CREATE FUNCTION m365.table_lock_holder(OUT pid integer, OUT role name, OUT relation text, OUT mode text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT l.pid, a.usename, c.oid::pg_catalog.regclass::text, l.mode
+    SELECT l.pid, a.usename, c.oid::pg_catalog.regclass::text,
+           l.mode OPERATOR(pg_catalog.||) CASE WHEN l.granted THEN '' ELSE ' (waiting, ahead of the job)' END
       FROM pg_catalog.pg_locks AS l
       JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) l.relation
       LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid OPERATOR(pg_catalog.=) l.pid
-     WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.granted
+     WHERE l.locktype OPERATOR(pg_catalog.=) 'relation'
        AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d
                                                WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
        AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
        AND c.relnamespace OPERATOR(pg_catalog.=) 'm365'::pg_catalog.regnamespace
        AND (l.mode OPERATOR(pg_catalog.=) ANY ('{ShareUpdateExclusiveLock,ShareLock,ShareRowExclusiveLock,ExclusiveLock,AccessExclusiveLock}'::text[])
             OR (l.mode OPERATOR(pg_catalog.=) 'RowExclusiveLock' AND c.relname OPERATOR(pg_catalog.=) 'reserved_username'))
-     ORDER BY l.pid
+     ORDER BY l.granted DESC, l.pid
      LIMIT 1
 $$;
 REVOKE ALL ON FUNCTION m365.table_lock_holder() FROM PUBLIC;
@@ -588,8 +595,8 @@ BEGIN
         ANALYZE m365.username, m365.issued_username;
     END IF;
     -- Nothing of the run stays behind in the working tables.
-    TRUNCATE m365.generation_batch, m365.generation_name, m365.generation_waiting, m365.generation_cursor,
-             m365.generation_claimed;
+    TRUNCATE m365_work.batch, m365_work.given_name, m365_work.waiting, m365_work.suffix_cursor,
+             m365_work.claimed;
     INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created)
     VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'done', created);
     RETURN created;

@@ -21,6 +21,8 @@ SELECT pg_catalog.pg_extension_config_dump('m365.username_history', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.username_history_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_reader', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.access_role', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.job_run', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.job_run_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_snapshot', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_snapshot_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_snapshot_user', '');

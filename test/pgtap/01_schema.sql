@@ -56,6 +56,7 @@ $$, ARRAY['m365.configuration', 'm365.configuration_id_seq', 'm365.username', 'm
           'm365.issued_username', 'm365.reserved_username', 'm365.school', 'm365.location', 'm365.student',
           'm365.class', 'm365.enrolment', 'm365.staff', 'm365.staff_school', 'm365.class_teacher',
           'm365.username_history', 'm365.username_history_id_seq', 'm365.sds_reader', 'm365.access_role',
+          'm365.job_run', 'm365.job_run_id_seq',
           'm365.sds_snapshot', 'm365.sds_snapshot_id_seq', 'm365.sds_snapshot_user', 'm365.sds_snapshot_membership'],
    'the tables holding user data are dumped by pg_dump');
 

@@ -8,7 +8,7 @@
 -- Now one run at a time is a lease row only the job can lock; a run that has
 -- to give way is recorded with the pid and role that held it up.
 BEGIN;
-SELECT plan(13);
+SELECT plan(19);
 \ir lib/session.psql
 
 SELECT dblink_connect('job', (SELECT info FROM conn));
@@ -58,7 +58,12 @@ SELECT is((SELECT array_agg(outcome ORDER BY finished_at) FROM m365.job_run WHER
 --    level may lock it, read or write the job's working tables.
 SELECT is(pg_temp.as_role('m365_admin', 'SELECT FROM m365.job_lease FOR UPDATE'), '42501', 'm365_admin cannot take the lease');
 SELECT is(pg_temp.as_role('m365_app', 'LOCK TABLE m365.job_lease'), '42501', 'm365_app cannot lock the lease table');
-SELECT is(pg_temp.as_role('m365_admin', 'SELECT FROM m365.generation_batch'), '42501', 'nor read the job''s working tables');
+SELECT is(pg_temp.as_role('m365_admin', 'SELECT FROM m365_work.batch'), '42501', 'nor read the job''s working tables');
+-- Naming a table is enough to lock it (PREPARE parses, and locks, before any
+-- right is checked): the working tables, which the job TRUNCATEs, cannot be
+-- named outside their schema (a red-team finding against the first 0.3.0).
+SELECT is(pg_temp.as_role('m365_app', 'PREPARE lease_p AS SELECT * FROM m365_work.claimed'), '42501',
+          'm365_app cannot even name the working tables (and so cannot hold a lock on them)');
 
 -- 4. The application holds a table the job needs: the run gives way after the
 --    job's lock_timeout (5 s) and records who held it up.
@@ -73,6 +78,40 @@ SELECT is((pg_temp.last_run()).outcome || ' ' || (pg_temp.last_run()).blocker_pi
 SELECT dblink_exec('other', 'ROLLBACK');
 SELECT matches((SELECT held_up_by FROM m365.status WHERE configuration_id = (SELECT id FROM cfg)),
                '^blocked at .*: pid [0-9]+ \(', 'm365.status shows who held up the latest run');
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 1, 'the next run makes the waiting username');
+
+-- 5. A lock the application is waiting for, queued ahead of the job, holds it
+--    up too: the run names the waiting session (a red-team finding: 0.3.0's
+--    first version looked at granted locks only and named nobody).
+SELECT dblink_connect('third', (SELECT info FROM conn));
+CREATE TEMP TABLE third_pid AS SELECT pid FROM dblink('third', 'SELECT pg_backend_pid()') AS t(pid int);
+SELECT pg_temp.enrol(4);
+SELECT dblink_exec('other', 'BEGIN');
+SELECT dblink_exec('other', 'SET LOCAL ROLE m365_app');
+SELECT * FROM dblink('other', 'SELECT count(*) FROM m365.enrolment') AS t(n bigint);
+SELECT dblink_exec('third', 'BEGIN');
+SELECT dblink_exec('third', 'SET LOCAL ROLE m365_app');
+SELECT dblink_send_query('third', 'LOCK TABLE m365.enrolment IN ACCESS EXCLUSIVE MODE');
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 0,
+          'a run queued behind a waiting lock request does nothing');
+SELECT is((pg_temp.last_run()).outcome || ' ' || (pg_temp.last_run()).blocker_pid, 'blocked ' || (SELECT pid FROM third_pid),
+          'and names the session whose request waits ahead of it');
+SELECT dblink_exec('other', 'ROLLBACK');
+SELECT * FROM dblink_get_result('third') AS t(r text);
+SELECT * FROM dblink_get_result('third') AS t(r text);
+SELECT dblink_exec('third', 'ROLLBACK');
+SELECT dblink_disconnect('third');
+
+-- 6. Without any right on m365.reserved_username, the application can still
+--    hold a lock on it by preparing an INSERT; the job's SHARE lock then waits.
+--    The run gives way, and says who held it up: not silent.
+SELECT dblink_exec('other', 'BEGIN');
+SELECT dblink_exec('other', 'SET LOCAL ROLE m365_app');
+SELECT dblink_exec('other', $$PREPARE lease_reserve AS INSERT INTO m365.reserved_username (configuration_id, username) VALUES (1, 'x')$$);
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 0,
+          'a run held up by a lock taken without a right does nothing');
+SELECT is((pg_temp.last_run()).blocker_pid, (SELECT pid FROM other_pid), 'and names the session that holds it');
+SELECT dblink_exec('other', 'ROLLBACK');
 SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 1, 'the next run makes the waiting username');
 
 SELECT count(*) AS rescheduled FROM dblink('job', 'SELECT m365.schedule_jobs()') AS t(jobid bigint);

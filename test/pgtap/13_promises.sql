@@ -10,7 +10,7 @@
 --   * dates follow the configuration's time zone, not the session's TimeZone
 --     (0.2.0 listed by CURRENT_DATE in the caller's zone).
 BEGIN;
-SELECT plan(23);
+SELECT plan(25);
 \ir lib/session.psql
 
 INSERT INTO m365.configuration (id, name, time_zone) VALUES (913001, 'promises A', 'Pacific/Kiritimati'), (913002, 'promises B', 'Europe/Brussels');
@@ -109,6 +109,12 @@ UPDATE m365.staff SET active = false WHERE id = 913001;
 SELECT is((SELECT inactive_since FROM m365.staff WHERE id = 913001), m365.configuration_today(913001),
           'a staff member becomes inactive on the configuration''s today');
 RESET TimeZone;
+-- An abbreviation would follow the session's timezone_abbreviations, which any
+-- session may set (a red-team finding against the first 0.3.0: 'IST').
+SELECT throws_ok($$ UPDATE m365.configuration SET time_zone = 'IST' WHERE id = 913001 $$, '23514', NULL,
+                 'a time zone abbreviation is refused');
+SELECT throws_ok($$ UPDATE m365.configuration SET time_zone = 'EST' WHERE id = 913001 $$, '23514', NULL,
+                 'and so is a zone name that is also an abbreviation');
 
 SELECT dblink_disconnect('holder');
 SELECT * FROM finish();

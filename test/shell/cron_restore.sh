@@ -50,7 +50,7 @@ sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 version_clause=""
 [ -z "${M365_VERSION:-}" ] || version_clause=" VERSION '$M365_VERSION'"
 
-echo "1..15"
+echo "1..17"
 trap cleanup EXIT
 M365_PGPORT=${CRON_RESTORE_PGPORT:-54399} m365_cluster_start school 2>"$work/cluster.log"
 trap cleanup EXIT  # replaces lib.sh's trap; cleanup stops the cluster too
@@ -63,7 +63,7 @@ default_version=$(sql -d postgres -c "SELECT default_version FROM pg_available_e
 # extensions, pg_cron's jobs. One line per fact, sorted.
 outside() {
 	sql -d school <<'SQL'
-WITH own AS (SELECT oid FROM pg_namespace WHERE nspname IN ('m365', 'm365_sds')),
+WITH own AS (SELECT oid FROM pg_namespace WHERE nspname IN ('m365', 'm365_sds', 'm365_work')),
 member AS (SELECT d.classid, d.objid FROM pg_depend AS d JOIN pg_extension AS e ON e.oid = d.refobjid
             WHERE e.extname = 'm365_usernames' AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e')
 SELECT fact FROM (
@@ -96,10 +96,13 @@ SQL
 }
 jobs() { sql -d school -c "SELECT jobid, jobname, schedule, command, database, username, active FROM cron.job ORDER BY jobid" 2>/dev/null; }
 usernames() { sql -d school -c "SELECT count(*) FROM m365.username" 2>/dev/null; }
-fill() {  # the demo data, its usernames, the extension's jobs and one of the database's own
+fill() {  # the demo data, its usernames, the extension's jobs and one of the database's own,
+	# a login role with the app level (0.2.0: a member of m365_app) and an SDS reader
 	sql -d school -c "SET client_min_messages = error" -f demo/load.sql \
 		-c "SELECT m365.generate_usernames()" -c "SELECT m365.schedule_jobs()" \
-		-c "SELECT cron.schedule('nightly-analyze', '0 3 * * *', 'ANALYZE')" >/dev/null 2>"$work/fill.err"
+		-c "SELECT cron.schedule('nightly-analyze', '0 3 * * *', 'ANALYZE')" \
+		-c "DO \$\$ BEGIN IF to_regprocedure('m365.grant_access(regrole,text)') IS NOT NULL THEN PERFORM m365.grant_access('restore_app', 'app'); ELSE GRANT m365_app TO restore_app; END IF; END \$\$" \
+		-c "SELECT m365.set_location_sync(11, true)" -c "SELECT m365.create_sds_reader('restore_reader', 1)" >/dev/null 2>"$work/fill.err"
 	local status=$?
 	[ $status = 0 ] || sed 's/^/# /' "$work/fill.err" | head -5
 	return $status
@@ -130,9 +133,17 @@ dump_and_restore() {  # label
 	status=$?
 	[ $status = 0 ] || sed 's/^/# /' "$work/job.err" | head -3
 	ok $status "$1: m365.generate_usernames() runs after the restore and makes the new student's username"
+	# Rights given after CREATE EXTENSION (or by an update) are dumped and restored:
+	# an update that recorded them as initial privileges would lose them here.
+	[ "$(sql -U restore_app -d school -c "SELECT count(*) > 0 FROM m365.student_usernames(11)" 2>"$work/rights.err")" = t ] &&
+		[ "$(sql -U restore_reader -d school -c "SELECT count(*) > 0 FROM m365_sds.users" 2>>"$work/rights.err")" = t ]
+	status=$?
+	[ $status = 0 ] || sed 's/^/# /' "$work/rights.err" | head -3
+	ok $status "$1: the role with the app level and the SDS reader still read after the restore"
 }
 
 # 1. A fresh install in the pg_cron database.
+sql -d postgres -c "CREATE ROLE restore_app LOGIN" >/dev/null
 sql -d school -c "CREATE EXTENSION pg_cron" >/dev/null
 before=$(outside)
 sql -d school -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames$version_clause" >/dev/null 2>"$work/create.err" ||
@@ -159,7 +170,7 @@ dump_and_restore "fresh install"
 
 # 2. Installed as 0.2.0, updated to the default version, then dumped and restored.
 if [ "$default_version" = 0.2.0 ]; then
-	for _ in 1 2 3 4 5; do skip "the default version is 0.2.0: no update to restore"; done
+	for _ in 1 2 3 4 5 6; do skip "the default version is 0.2.0: no update to restore"; done
 else
 	{
 		recreate &&
@@ -176,7 +187,7 @@ else
 	if [ $status = 0 ]; then
 		dump_and_restore "0.2.0 updated to $default_version"
 	else
-		for _ in 1 2 3 4; do ok 1 "0.2.0 updated to $default_version: no dump and restore, the update failed"; done
+		for _ in 1 2 3 4 5; do ok 1 "0.2.0 updated to $default_version: no dump and restore, the update failed"; done
 	fi
 fi
 

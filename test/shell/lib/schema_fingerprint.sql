@@ -63,7 +63,7 @@ WITH member AS (
     UNION ALL
     -- Schemas and their rights.
     SELECT 'schema ' || n.nspname || ' acl=' || pg_temp.acl(n.nspacl) || coalesce(' -- ' || obj_description(n.oid, 'pg_namespace'), '')
-      FROM pg_namespace AS n WHERE n.nspname IN ('m365', 'm365_sds')
+      FROM pg_namespace AS n WHERE n.nspname IN ('m365', 'm365_sds', 'm365_work')
     UNION ALL
     -- What pg_dump keeps.
     SELECT 'dumped ' || cfg::regclass::text || ' where ' || coalesce(cond, '')
@@ -80,11 +80,16 @@ WITH member AS (
     UNION ALL
     SELECT 'sds reader ' || r.role_id::text FROM m365.sds_reader AS r
     UNION ALL
+    -- The initial privileges pg_dump compares the rights with (what it leaves
+    -- out of a dump).
+    SELECT 'init privs ' || pg_describe_object(p.classoid, p.objoid, p.objsubid) || ' ' || pg_temp.acl(p.initprivs)
+      FROM member JOIN pg_init_privs AS p ON p.classoid = member.classid AND p.objoid = member.objid
+    UNION ALL
     -- Where CREATE EXTENSION recorded it, and who owns its schemas.
     SELECT 'extension schema ' || e.extnamespace::regnamespace::text FROM pg_extension AS e WHERE e.extname = 'm365_usernames'
     UNION ALL
     SELECT 'schema owner ' || n.nspname || ' ' || n.nspowner::regrole::text
-      FROM pg_namespace AS n WHERE n.nspname IN ('m365', 'm365_sds')
+      FROM pg_namespace AS n WHERE n.nspname IN ('m365', 'm365_sds', 'm365_work')
 
 )
 SELECT fact FROM facts ORDER BY fact;
