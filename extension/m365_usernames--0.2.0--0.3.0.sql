@@ -171,8 +171,11 @@ BEGIN
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'role % cannot be given access: %', role_id, problem USING ERRCODE = 'invalid_grant_operation';
     END IF;
-    IF EXISTS (SELECT FROM m365.sds_reader AS r WHERE r.role_id OPERATOR(pg_catalog.=) grant_access.role_id) THEN
-        RAISE EXCEPTION 'role % is an SDS reader: it sees one configuration and cannot be given access', role_id
+    -- Nor to a group an SDS reader belongs to: the reader would get the level.
+    IF EXISTS (SELECT FROM m365.sds_reader AS r
+                WHERE pg_catalog.pg_has_role(r.role_id::oid, grant_access.role_id::oid, 'MEMBER')) THEN
+        RAISE EXCEPTION 'role % is, or has as a member, an SDS reader: a reader sees one configuration and cannot be given access',
+                        role_id
             USING ERRCODE = 'invalid_grant_operation';
     END IF;
     -- A change of level takes the other level's rights away first.
@@ -318,6 +321,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.staff_before_write() FROM PUBLIC;
 -- Linking a location or school to a configuration later queues its people:
 -- students with an enrolment there that has not ended, active staff.
 CREATE OR REPLACE FUNCTION m365.location_queue()
@@ -336,6 +340,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.location_queue() FROM PUBLIC;
 -- Queues everyone who should have a username and has none: students with an
 -- enrolment that has not ended in a linked location, active staff of linked
 -- schools. For after a restore, or after loading data with triggers disabled.
@@ -360,7 +365,9 @@ COMMENT ON FUNCTION m365.queue_missing_usernames() IS
 REVOKE ALL ON FUNCTION m365.queue_missing_usernames() FROM PUBLIC;
 
 --------------------------------------------------------------------------------
--- 0.3.0: the ledger check runs for every write (no setting turns it off).
+-- 0.3.0: the ledger check runs for every write (no setting turns it off), and
+-- no trigger function can be put on a caller's own table (EXECUTE is what
+-- CREATE TRIGGER checks).
 --------------------------------------------------------------------------------
 -- Keeps the ledger and the reserved list authoritative for every write to
 -- m365.username, whoever makes it. AFTER, so that NOT NULL, CHECK and the
@@ -435,6 +442,9 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.touch_updated_at(), m365.enrolment_queue_students(), m365.staff_queue(),
+                       m365.staff_school_queue(), m365.school_queue(), m365.person_name_changed(),
+                       m365.username_audit(), m365.username_check_ledger() FROM PUBLIC;
 
 --------------------------------------------------------------------------------
 -- 0.3.0: the job works in tables of its own, not in the caller's temporary
@@ -1560,8 +1570,10 @@ SELECT c.id AS configuration_id,
                 m365.local_date(c.time_zone)) AS on_date
   FROM m365.configuration AS c
  WHERE c.id OPERATOR(pg_catalog.=) coalesce(
+           -- By OID: to_regrole() would read the name as an identifier and fold its case.
            (SELECT r.configuration_id FROM m365.sds_reader AS r
-             WHERE r.role_id::oid OPERATOR(pg_catalog.=) pg_catalog.to_regrole(CURRENT_USER::text)::oid),
+             WHERE r.role_id::oid OPERATOR(pg_catalog.=) (SELECT o.oid FROM pg_catalog.pg_roles AS o
+                                                          WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER)),
            CASE WHEN (SELECT o.rolsuper FROM pg_catalog.pg_roles AS o WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
                    OR EXISTS (SELECT FROM m365.access_role AS a
                                WHERE a.level OPERATOR(pg_catalog.=) 'admin'
@@ -1630,7 +1642,11 @@ CREATE VIEW m365_sds.left_out WITH (security_barrier) AS
 SELECT c.sourced_id AS "sourcedId", c.person_kind AS "kind",
        m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) AS "reason"
   FROM m365.sds_user_candidate AS c
- WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NOT NULL;
+ WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NOT NULL
+-- A fence: no condition of the reader's, not even a leakproof one (text =, <,
+-- ^@), is pushed below it into the scans of every configuration's people,
+-- whose row counts EXPLAIN ANALYZE would show.
+OFFSET 0;
 COMMENT ON VIEW m365_sds.left_out IS 'Synced users that SDS would reject, left out of users.csv, with the reason (not an SDS file)';
 CREATE VIEW m365.sds_user AS
 SELECT c.* FROM m365.sds_user_candidate AS c WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NULL;
@@ -1638,7 +1654,9 @@ CREATE VIEW m365_sds.users WITH (security_barrier) AS
 SELECT u.sourced_id AS "sourcedId", u.username AS "username", u.first_name AS "givenName", u.last_name AS "familyName",
        NULL::text AS "password", NULL::text AS "activeDirectoryMatchId", NULL::text AS "email", NULL::text AS "phone",
        NULL::text AS "sms"
-  FROM m365.sds_user AS u;
+  FROM m365.sds_user AS u
+-- A fence (see m365_sds.left_out).
+OFFSET 0;
 COMMENT ON VIEW m365_sds.users IS 'users.csv: every synced, active user with a full local@domain username';
 -- Roles: students per active enrolment, teachers in each location of their schools.
 CREATE VIEW m365.sds_role AS
@@ -1670,7 +1688,9 @@ SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||)
        CASE WHEN r.is_primary THEN 'true' ELSE 'false' END AS "isPrimary",
        pg_catalog.to_char(r.start_date, 'YYYY-MM-DD') AS "roleStartDate",
        pg_catalog.to_char(r.end_date, 'YYYY-MM-DD') AS "roleEndDate"
-  FROM m365.sds_role AS r;
+  FROM m365.sds_role AS r
+-- A fence (see m365_sds.left_out).
+OFFSET 0;
 COMMENT ON VIEW m365_sds.roles IS 'roles.csv: a student role per active enrolment, a teacher role per location of the staff member''s schools';
 -- Orgs: each location with at least one synced user (one security group each),
 -- i.e. with a role in m365.sds_role; asked of its joins without the roles'
@@ -1698,7 +1718,9 @@ SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId", l.name AS "name"
                                      AND sl.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
              JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff'
                                     AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id)
-   AND l.name OPERATOR(pg_catalog.!~) '[\r\n]';
+   AND l.name OPERATOR(pg_catalog.!~) '[\r\n]'
+-- A fence (see m365_sds.left_out).
+OFFSET 0;
 COMMENT ON VIEW m365_sds.orgs IS 'orgs.csv: one org (type school) per location with at least one synced user';
 -- Class members: students by active enrolment, assigned teachers.
 CREATE VIEW m365.sds_class_member AS
@@ -1726,13 +1748,17 @@ SELECT DISTINCT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "sourcedId",
        'location-' OPERATOR(pg_catalog.||) m.location_id AS "orgSourcedId", m.name AS "title",
        'sy-' OPERATOR(pg_catalog.||) m.school_year AS "sessionSourcedIds", NULL::text AS "courseSourcedId"
   FROM m365.sds_class_member AS m
- WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]';
+ WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]'
+-- A fence (see m365_sds.left_out).
+OFFSET 0;
 COMMENT ON VIEW m365_sds.classes IS 'classes.csv: one class per class of the current school year with a synced member';
 CREATE VIEW m365_sds.enrollments WITH (security_barrier) AS
 SELECT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "classSourcedId", m.user_sourced_id AS "userSourcedId",
        m.role AS "role"
   FROM m365.sds_class_member AS m
- WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]';
+ WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]'
+-- A fence (see m365_sds.left_out).
+OFFSET 0;
 COMMENT ON VIEW m365_sds.enrollments IS 'enrollments.csv: students as student, assigned teachers as teacher';
 -- Roles and classes only ever use the school year of the day, so that is the
 -- one in use (when the configuration has a synced username at all); deriving
@@ -1748,7 +1774,9 @@ SELECT 'sy-' OPERATOR(pg_catalog.||) y AS "sourcedId",
   FROM (SELECT m365.school_year(s.on_date) AS y
           FROM m365.sds_scope AS s
          WHERE EXISTS (SELECT FROM m365.username AS u
-                        WHERE u.configuration_id OPERATOR(pg_catalog.=) s.configuration_id AND u.sync)) AS years;
+                        WHERE u.configuration_id OPERATOR(pg_catalog.=) s.configuration_id AND u.sync)) AS years
+-- A fence (see m365_sds.left_out).
+OFFSET 0;
 COMMENT ON VIEW m365_sds."academicSessions" IS 'academicSessions.csv: the school years in use (1 September - 30 June)';
 CREATE OR REPLACE FUNCTION m365.create_sds_reader(role_name name, configuration_id bigint)
 RETURNS void
@@ -1790,7 +1818,21 @@ BEGIN
                              AND d.refobjid OPERATOR(pg_catalog.=) reader::oid
                              AND d.deptype OPERATOR(pg_catalog.=) 'o')
                OR EXISTS (SELECT FROM pg_catalog.pg_database AS db WHERE db.datdba OPERATOR(pg_catalog.=) reader::oid)
-             THEN 'it owns objects' END);
+             THEN 'it owns objects' END,
+        -- Rights of its own, in any database, but the feed's here (which a
+        -- reader made before has).
+        CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_shdepend AS d
+                           WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+                             AND d.refobjid OPERATOR(pg_catalog.=) reader::oid
+                             AND d.deptype OPERATOR(pg_catalog.=) 'a'
+                             AND NOT (d.dbid OPERATOR(pg_catalog.=) (SELECT db.oid FROM pg_catalog.pg_database AS db
+                                                                      WHERE db.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+                                      AND ((d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                                            AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.oid FROM pg_catalog.pg_class AS c
+                                                                                          WHERE c.relnamespace OPERATOR(pg_catalog.=) 'm365_sds'::pg_catalog.regnamespace)))
+                                           OR (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                                               AND d.objid OPERATOR(pg_catalog.=) 'm365_sds'::pg_catalog.regnamespace::oid))))
+             THEN 'it has been granted rights of its own (GRANT ... TO it); a reader has the feed''s only' END);
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'role "%" cannot be an SDS reader: %', role_name, problem
             USING ERRCODE = 'invalid_grant_operation',

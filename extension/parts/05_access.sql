@@ -189,8 +189,11 @@ BEGIN
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'role % cannot be given access: %', role_id, problem USING ERRCODE = 'invalid_grant_operation';
     END IF;
-    IF EXISTS (SELECT FROM m365.sds_reader AS r WHERE r.role_id OPERATOR(pg_catalog.=) grant_access.role_id) THEN
-        RAISE EXCEPTION 'role % is an SDS reader: it sees one configuration and cannot be given access', role_id
+    -- Nor to a group an SDS reader belongs to: the reader would get the level.
+    IF EXISTS (SELECT FROM m365.sds_reader AS r
+                WHERE pg_catalog.pg_has_role(r.role_id::oid, grant_access.role_id::oid, 'MEMBER')) THEN
+        RAISE EXCEPTION 'role % is, or has as a member, an SDS reader: a reader sees one configuration and cannot be given access',
+                        role_id
             USING ERRCODE = 'invalid_grant_operation';
     END IF;
     -- A change of level takes the other level's rights away first.

@@ -186,6 +186,11 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- A trigger function runs for whoever may create a trigger with it: EXECUTE
+-- is checked at CREATE TRIGGER. Left to PUBLIC, a caller could put this one on
+-- a temporary table of its own and have it write, as the owner, rows it chose.
+-- Every trigger function of the extension is revoked the same way.
+REVOKE ALL ON FUNCTION m365.username_check_ledger() FROM PUBLIC;
 
 CREATE TRIGGER username_check_ledger_insert
     AFTER INSERT ON m365.username
@@ -206,6 +211,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.touch_updated_at() FROM PUBLIC;
 
 CREATE TRIGGER username_touch_updated_at
     BEFORE UPDATE ON m365.username

@@ -124,6 +124,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.staff_before_write() FROM PUBLIC;
 
 CREATE TRIGGER staff_before_write
     BEFORE INSERT OR UPDATE OF active, inactive_since ON m365.staff

@@ -124,6 +124,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.enrolment_queue_students() FROM PUBLIC;
 
 CREATE TRIGGER enrolment_queue_students_insert
     AFTER INSERT ON m365.enrolment
@@ -162,6 +163,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.staff_queue() FROM PUBLIC;
 
 CREATE TRIGGER staff_queue_insert
     AFTER INSERT ON m365.staff
@@ -183,6 +185,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.staff_school_queue() FROM PUBLIC;
 
 CREATE TRIGGER staff_school_queue_insert
     AFTER INSERT ON m365.staff_school
@@ -211,6 +214,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.location_queue() FROM PUBLIC;
 
 CREATE TRIGGER location_queue_update
     AFTER UPDATE ON m365.location
@@ -231,6 +235,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.school_queue() FROM PUBLIC;
 
 CREATE TRIGGER school_queue_update
     AFTER UPDATE ON m365.school
@@ -254,6 +259,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.person_name_changed() FROM PUBLIC;
 
 CREATE TRIGGER student_name_changed
     AFTER UPDATE ON m365.student

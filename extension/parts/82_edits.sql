@@ -41,6 +41,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.username_audit() FROM PUBLIC;
 
 CREATE TRIGGER username_audit
     AFTER UPDATE ON m365.username

@@ -43,7 +43,21 @@ BEGIN
                              AND d.refobjid OPERATOR(pg_catalog.=) reader::oid
                              AND d.deptype OPERATOR(pg_catalog.=) 'o')
                OR EXISTS (SELECT FROM pg_catalog.pg_database AS db WHERE db.datdba OPERATOR(pg_catalog.=) reader::oid)
-             THEN 'it owns objects' END);
+             THEN 'it owns objects' END,
+        -- Rights of its own, in any database, but the feed's here (which a
+        -- reader made before has).
+        CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_shdepend AS d
+                           WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+                             AND d.refobjid OPERATOR(pg_catalog.=) reader::oid
+                             AND d.deptype OPERATOR(pg_catalog.=) 'a'
+                             AND NOT (d.dbid OPERATOR(pg_catalog.=) (SELECT db.oid FROM pg_catalog.pg_database AS db
+                                                                      WHERE db.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+                                      AND ((d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                                            AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.oid FROM pg_catalog.pg_class AS c
+                                                                                          WHERE c.relnamespace OPERATOR(pg_catalog.=) 'm365_sds'::pg_catalog.regnamespace)))
+                                           OR (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                                               AND d.objid OPERATOR(pg_catalog.=) 'm365_sds'::pg_catalog.regnamespace::oid))))
+             THEN 'it has been granted rights of its own (GRANT ... TO it); a reader has the feed''s only' END);
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'role "%" cannot be an SDS reader: %', role_name, problem
             USING ERRCODE = 'invalid_grant_operation',

@@ -34,9 +34,9 @@ SELECT is_empty($$ SELECT signature FROM ext_function
                       AND (prosecdef OR has_function_privilege('public', oid, 'EXECUTE')) $$,
                 'the two that do run as their caller, and only the owner may call them');
 SELECT is_empty($$ SELECT signature FROM ext_function
-                    WHERE prosecdef AND prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)
+                    WHERE (prosecdef OR prorettype IN ('trigger'::regtype, 'event_trigger'::regtype))
                       AND has_function_privilege('public', oid, 'EXECUTE') $$,
-                'no SECURITY DEFINER function is callable by PUBLIC');
+                'no SECURITY DEFINER function, and no trigger function, is callable by PUBLIC (EXECUTE is what CREATE TRIGGER checks)');
 SELECT is_empty($$ SELECT signature FROM ext_function
                     WHERE proconfig IS NULL AND lanname IN ('sql', 'plpgsql') AND prosqlbody IS NULL $$,
                 'the functions without a pinned search_path (inlined on purpose) have SQL-standard bodies, bound at CREATE');

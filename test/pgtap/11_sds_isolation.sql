@@ -37,7 +37,7 @@
 -- The roles view leaks nothing even without a barrier (its window functions
 -- keep the conditions above them); the test would see it if that changed.
 BEGIN;
-SELECT plan(18);
+SELECT plan(21);
 \ir lib/session.psql
 -- The disabled plan types cost 1e10 and would JIT-compile every attack (minutes).
 SET LOCAL jit = off;
@@ -289,6 +289,49 @@ SELECT set_eq($$ SELECT a.view, a.col, a.setting FROM attack AS a JOIN setting A
 SELECT set_eq($$ SELECT view, col FROM attack WHERE attack = 'zero own' AND sqlstate = '22012' $$,
               $$ SELECT DISTINCT view, col FROM feed WHERE reader = 'a' AND val ~* 'alfa|911[0-9]{3}' $$,
               'control: a division by zero on tenant A''s marker happens in exactly the columns that hold it');
+
+-- EXPLAIN ANALYZE counts rows. A leakproof condition (text =, <, ^@) may pass
+-- a security barrier; pushed into the base scans it would count tenant B's
+-- rows there (a red-team finding against the first 0.3.0: "Seq Scan on student
+-- (actual rows=1)" for one of B's names, enough to recover them all). For
+-- every view and column holding a value only B has, that value and a value
+-- nobody has must give plans with the same actual row counts.
+CREATE FUNCTION pg_temp.explain_rows(role name, query text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    plan jsonb;
+BEGIN
+    EXECUTE format('SET LOCAL ROLE %I', role);
+    EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, FORMAT JSON) ' || query INTO plan;
+    RESET ROLE;
+    RETURN (SELECT string_agg(m[1], ',') FROM regexp_matches(plan::text, '"Actual Rows": ([0-9]+)', 'g') AS m);
+END
+$$;
+CREATE TEMP TABLE b_only AS
+SELECT f.view, f.col, min(f.val) AS val
+  FROM feed AS f
+ WHERE f.reader = 'b' AND f.val IS NOT NULL
+   AND f.val NOT IN (SELECT a.val FROM feed AS a WHERE a.reader = 'a' AND a.val IS NOT NULL)
+ GROUP BY f.view, f.col;
+CREATE FUNCTION pg_temp.explain_leaks() RETURNS SETOF text LANGUAGE sql AS $$
+    SELECT b.view || '.' || b.col
+      FROM b_only AS b
+     WHERE pg_temp.explain_rows('sds_iso_reader_a', format('SELECT * FROM m365_sds.%I WHERE %I = %L', b.view, b.col, b.val))
+           IS DISTINCT FROM
+           pg_temp.explain_rows('sds_iso_reader_a', format('SELECT * FROM m365_sds.%I WHERE %I = %L', b.view, b.col, 'nobody at all'))
+$$;
+SELECT cmp_ok((SELECT count(*)::int FROM b_only), '>=', 10, 'the EXPLAIN probe has tenant B''s values in many columns');
+SELECT is_empty('SELECT * FROM pg_temp.explain_leaks()',
+                'EXPLAIN ANALYZE counts no row of tenant B (every view and column, default plans)');
+SET LOCAL enable_nestloop = off;
+SET LOCAL enable_mergejoin = off;
+SET LOCAL enable_indexscan = off;
+SET LOCAL enable_bitmapscan = off;
+SELECT is_empty('SELECT * FROM pg_temp.explain_leaks()',
+                'nor with sequential scans and hash joins only');
+RESET enable_nestloop;
+RESET enable_mergejoin;
+RESET enable_indexscan;
+RESET enable_bitmapscan;
 
 -- Bound by role OID, not by name: the reader's role is dropped and a role of
 -- the same name made, to which the DBA grants by hand exactly the rights the

@@ -10,7 +10,7 @@
 --   * dates follow the configuration's time zone, not the session's TimeZone
 --     (0.2.0 listed by CURRENT_DATE in the caller's zone).
 BEGIN;
-SELECT plan(25);
+SELECT plan(31);
 \ir lib/session.psql
 
 INSERT INTO m365.configuration (id, name, time_zone) VALUES (913001, 'promises A', 'Pacific/Kiritimati'), (913002, 'promises B', 'Europe/Brussels');
@@ -53,6 +53,21 @@ SELECT is_empty($$ SELECT role_id FROM m365.sds_reader WHERE role_id::text LIKE 
 SELECT is(has_table_privilege('promises_group', 'm365_sds.users', 'SELECT'), false, 'nor given the feed');
 SELECT lives_ok($$ SELECT m365.create_sds_reader('promises_reader', 913001) $$, 'a new role is made a reader');
 SELECT throws_ok($$ SELECT m365.grant_access('promises_reader', 'app') $$, '0LP01', NULL, 'and cannot be given an access level');
+-- Red-team findings against the first 0.3.0:
+CREATE ROLE promises_readers_group NOLOGIN;
+GRANT promises_readers_group TO promises_reader;
+SELECT throws_ok($$ SELECT m365.grant_access('promises_readers_group', 'app') $$, '0LP01', NULL,
+                 'nor can a group a reader belongs to (the reader would read every configuration)');
+CREATE ROLE promises_granted LOGIN;
+GRANT SELECT ON m365.username TO promises_granted;
+SELECT throws_ok($$ SELECT m365.create_sds_reader('promises_granted', 913001) $$, '0LP01', NULL,
+                 'a role granted rights of its own cannot be a reader');
+-- Bound by OID, not by a name folded to lower case: "Promises_Upper" reads A,
+-- though promises_upper reads B.
+SELECT lives_ok($$ SELECT m365.create_sds_reader('Promises_Upper', 913001), m365.create_sds_reader('promises_upper', 913002) $$,
+                'readers "Promises_Upper" (A) and promises_upper (B)');
+SELECT cmp_ok(pg_temp.count_as('Promises_Upper', 'SELECT count(*) FROM m365_sds.users'), '>', 0::bigint,
+              '"Promises_Upper" reads its own configuration (the first 0.3.0 read promises_upper''s)');
 
 -- 2. Teachers only in the configuration's locations (read as the admin may).
 SET LOCAL m365.sds_configuration = '913001';
@@ -67,6 +82,30 @@ SELECT results_eq($$ SELECT reason FROM m365_sds.left_out WHERE "sourcedId" = 's
                   $$ VALUES ('no location of the staff member''s schools belongs to this configuration') $$,
                   'it is in left_out, with the reason');
 RESET m365.sds_configuration;
+
+-- 2b. No trigger function of the extension can be put on a table of the
+--     caller's own (a red-team finding against the first 0.3.0: the app put
+--     username_check_ledger on a temp table and wrote the ledger as the owner).
+CREATE FUNCTION pg_temp.hijackable() RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_proc AS p
+               JOIN pg_depend AS d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+               JOIN pg_extension AS e ON e.oid = d.refobjid AND e.extname = 'm365_usernames'
+              WHERE p.prorettype = 'trigger'::regtype LOOP
+        IF pg_temp.as_role('m365_app', format('CREATE TEMP TABLE IF NOT EXISTS hijack (x int); '
+                                              'CREATE TRIGGER hijack AFTER INSERT ON pg_temp.hijack '
+                                              'FOR EACH STATEMENT EXECUTE FUNCTION %s()', f::oid::regproc)) <> '42501' THEN
+            RETURN NEXT f::text;
+        END IF;
+    END LOOP;
+END
+$$;
+SELECT cmp_ok((SELECT count(*)::int FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+                WHERE p.prorettype = 'trigger'::regtype AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'm365_usernames')),
+              '>=', 10, 'the extension has its trigger functions');
+SELECT is_empty('SELECT * FROM pg_temp.hijackable()', 'm365_app can put none of them on a table of its own');
 
 -- 3. Diagnostics for the application, with pg_cron in this database.
 INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (913002, 913002, 913001, m365.configuration_today(913001));
