@@ -678,6 +678,10 @@ BEGIN
     -- cost a few windows, not 10,000 searches from base2. A window holds one
     -- candidate per waiting person and two spare: above the cursor only edited
     -- or reserved names can be taken (16 spare probed 12 names per person).
+    -- A base still waiting after a round doubles its window: thousands of
+    -- names taken by edits (whose ledger rows carry no suffix for the cursor)
+    -- cost a dozen rounds. Whoever has no name after 40 rounds fails alone,
+    -- with the reason; the run goes on.
     LOOP
         TRUNCATE m365_work.waiting;
         INSERT INTO m365_work.waiting
@@ -692,9 +696,14 @@ BEGIN
                               AND g.person_id OPERATOR(pg_catalog.=) b.person_id);
         EXIT WHEN NOT FOUND;
         round := round OPERATOR(pg_catalog.+) 1;
-        IF round OPERATOR(pg_catalog.>) 1000 THEN
-            RAISE EXCEPTION 'm365.generate_usernames: no free suffix found after 1000 rounds'
-                USING ERRCODE = 'internal_error';
+        IF round OPERATOR(pg_catalog.>) 40 THEN
+            UPDATE m365_work.batch AS b
+               SET outcome = 'failed', error = pg_catalog.format('no free numeric suffix found for "%s"', b.base)
+              FROM m365_work.waiting AS w
+             WHERE b.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
+               AND b.person_kind OPERATOR(pg_catalog.=) w.person_kind
+               AND b.person_id OPERATOR(pg_catalog.=) w.person_id;
+            EXIT;
         END IF;
 
         INSERT INTO m365_work.suffix_cursor (configuration_id, base, next_suffix)
@@ -707,7 +716,8 @@ BEGIN
 
         WITH window_ AS (
             SELECT n.configuration_id, n.base, cur.next_suffix AS lo,
-                   cur.next_suffix OPERATOR(pg_catalog.+) n.k OPERATOR(pg_catalog.+) 2 AS hi
+                   cur.next_suffix OPERATOR(pg_catalog.+)
+                   (n.k OPERATOR(pg_catalog.+) 2) OPERATOR(pg_catalog.*) (1::bigint OPERATOR(pg_catalog.<<) pg_catalog.int4smaller(round OPERATOR(pg_catalog.-) 1, 20)) AS hi
               FROM (SELECT w.configuration_id, w.base, pg_catalog.count(*) AS k
                       FROM m365_work.waiting AS w GROUP BY w.configuration_id, w.base) AS n
               JOIN m365_work.suffix_cursor AS cur
@@ -834,16 +844,28 @@ BEGIN
 
     IF NOT from_queue THEN
         -- Failed entries stay queued, with the reason, as if they had been.
-        INSERT INTO m365.username_queue AS q
-               (configuration_id, person_kind, person_id, queued_at, attempts, last_attempt_at, last_error)
-        SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at, 1, pg_catalog.now(), b.error
-          FROM m365_work.batch AS b
-         WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
-        ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
-           SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(),
-               last_error = excluded.last_error
-         -- Unless the queue part of this run tried it already.
-         WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now();
+        BEGIN
+            INSERT INTO m365.username_queue AS q
+                   (configuration_id, person_kind, person_id, queued_at, attempts, last_attempt_at, last_error)
+            SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at, 1, pg_catalog.now(), b.error
+              FROM m365_work.batch AS b
+             WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+            ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
+               SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(),
+                   last_error = excluded.last_error
+             -- Unless the queue part of this run tried it already.
+             WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now();
+        EXCEPTION WHEN lock_not_available THEN
+            -- A session is queueing one of them right now and has not committed
+            -- (an application's open transaction): rather than wait for it,
+            -- they stay a deferred call, which the next run serves.
+            INSERT INTO m365.username_queue_deferred (person_kind, configuration_ids, person_ids, deferred_at)
+            SELECT b.person_kind, pg_catalog.array_agg(b.configuration_id), pg_catalog.array_agg(b.person_id),
+                   pg_catalog.min(b.queued_at)
+              FROM m365_work.batch AS b
+             WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+             GROUP BY b.person_kind;
+        END;
         RETURN created;
     END IF;
     DELETE FROM m365.username_queue AS q
@@ -877,8 +899,9 @@ CREATE TABLE m365.job_run (
     started_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     finished_at  timestamptz,
     -- done; skipped (another run held the lease); blocked (a lock on the
-    -- extension's tables was not granted within the job's lock_timeout)
-    outcome      text NOT NULL CONSTRAINT job_run_outcome_known CHECK (outcome OPERATOR(pg_catalog.=) ANY ('{done,skipped,blocked}'::text[])),
+    -- extension's tables was not granted within the job's lock_timeout);
+    -- failed (an error: the run's work is rolled back, detail says why)
+    outcome      text NOT NULL CONSTRAINT job_run_outcome_known CHECK (outcome OPERATOR(pg_catalog.=) ANY ('{done,skipped,blocked,failed}'::text[])),
     created      integer,
     run_by       name NOT NULL DEFAULT SESSION_USER,
     blocker_pid  integer,
@@ -886,7 +909,7 @@ CREATE TABLE m365.job_run (
     detail       text
 );
 CREATE INDEX job_run_job ON m365.job_run (job, started_at);
-COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, and who held up a run that did nothing (kept 90 days)';
+COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, and why a run did nothing (who held it up, or the error; kept 90 days)';
 -- Who holds the lease of a job now: the transaction whose id is in the
 -- locked row's xmax, found in pg_locks and pg_stat_activity.
 CREATE OR REPLACE FUNCTION m365.lease_holder(job text, OUT pid integer, OUT role name)
@@ -946,6 +969,7 @@ DECLARE
     first     integer;
     holder    record;
     started   timestamptz := pg_catalog.clock_timestamp();
+    last_deferred bigint;
 BEGIN
     IF max_count OPERATOR(pg_catalog.<) 0 THEN
         RAISE EXCEPTION 'max_count must not be negative, got %', max_count USING ERRCODE = 'invalid_parameter_value';
@@ -984,6 +1008,9 @@ BEGIN
             USING DETAIL = pg_catalog.format('%s on %s', holder.mode, holder.relation);
         RETURN 0;
     END;
+    -- A run that fails rolls its work back but is recorded, with the error:
+    -- an application's lock or data must never make runs fail unseen.
+    BEGIN
     -- A bounded run counts queue entries: the people of bulk statements
     -- (m365.queue_or_defer) join the queue first, as any other.
     IF max_count IS NOT NULL THEN
@@ -1001,11 +1028,14 @@ BEGIN
     -- A whole run takes the people of bulk statements straight from their
     -- deferred calls, after the queue: queue_deferred would have queued them
     -- now, behind every entry already there. A call still being written
-    -- (uncommitted) is not seen and waits for the next run.
+    -- (uncommitted) is not seen and waits for the next run, and so does a call
+    -- this run writes itself (m365.generation_store).
+    last_deferred := (SELECT pg_catalog.max(d.id) FROM m365.username_queue_deferred AS d);
     LOOP
         EXIT WHEN max_count IS NOT NULL;
         DELETE FROM m365.username_queue_deferred AS d
          WHERE d.id OPERATOR(pg_catalog.=) (SELECT pg_catalog.min(d2.id) FROM m365.username_queue_deferred AS d2)
+           AND d.id OPERATOR(pg_catalog.<=) last_deferred
         RETURNING * INTO deferred;
         EXIT WHEN NOT FOUND;
         first := 1;
@@ -1016,6 +1046,13 @@ BEGIN
             first := first OPERATOR(pg_catalog.+) chunk_size;
         END LOOP;
     END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, detail)
+        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'failed', 0,
+                SQLSTATE OPERATOR(pg_catalog.||) ': ' OPERATOR(pg_catalog.||) SQLERRM);
+        RAISE WARNING 'm365.generate_usernames failed; nothing done: %', SQLERRM USING DETAIL = SQLSTATE;
+        RETURN 0;
+    END;
     -- After a bulk run (1 September) the planner would otherwise plan the
     -- lists and the SDS feed with the statistics of a nearly empty table until
     -- autovacuum comes by.
@@ -1856,6 +1893,17 @@ REVOKE ALL ON FUNCTION m365.create_sds_reader(name, bigint) FROM PUBLIC;
 --------------------------------------------------------------------------------
 -- 0.3.0: monitoring shows who held up a run, and stale jobs.
 --------------------------------------------------------------------------------
+-- Why a run of the job did nothing; NULL when it ran.
+CREATE OR REPLACE FUNCTION m365.run_problem(run m365.job_run)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE run.outcome
+           WHEN 'done' THEN NULL
+           WHEN 'failed' THEN pg_catalog.format('failed at %s: %s', run.started_at, run.detail)
+           ELSE pg_catalog.format('%s at %s: pid %s (%s): %s', run.outcome, run.started_at, run.blocker_pid,
+                                  run.blocker_role, run.detail)
+       END;
 CREATE OR REPLACE VIEW m365.status AS
 SELECT c.id AS configuration_id,
        c.name AS configuration_name,
@@ -1867,9 +1915,9 @@ SELECT c.id AS configuration_id,
        u.last_created_at,
        -- People of bulk statements the next run queues first (m365.queue_or_defer).
        coalesce(d.deferred, 0) AS deferred,
-       -- When the latest run of the job did nothing because a session held it
-       -- up: who (pid and role) and how; NULL when it ran.
-       r.held_up_by
+       -- When the latest run of the job did nothing: why (who held it up, with
+       -- pid and role, or the error); NULL when it ran.
+       r.run_problem
   FROM m365.configuration AS c
   LEFT JOIN (SELECT configuration_id,
                     pg_catalog.count(*) AS usernames,
@@ -1886,15 +1934,13 @@ SELECT c.id AS configuration_id,
   LEFT JOIN (SELECT x.configuration_id, pg_catalog.count(*) AS deferred
                FROM m365.username_queue_deferred AS dq, pg_catalog.unnest(dq.configuration_ids) AS x(configuration_id)
               GROUP BY x.configuration_id) AS d ON d.configuration_id OPERATOR(pg_catalog.=) c.id
-  LEFT JOIN (SELECT CASE WHEN j.outcome OPERATOR(pg_catalog.<>) 'done'
-                         THEN pg_catalog.format('%s at %s: pid %s (%s)', j.outcome, j.started_at, j.blocker_pid, j.blocker_role)
-                    END AS held_up_by
+  LEFT JOIN (SELECT m365.run_problem(j) AS run_problem
                FROM m365.job_run AS j
               WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
               ORDER BY j.id DESC
               LIMIT 1) AS r ON true;
 COMMENT ON VIEW m365.status IS
-'Per configuration: usernames, synced, queued, failing (kept with last_error), the oldest waiting entry, people of bulk statements not queued yet (deferred), and who held up the latest run of the job';
+'Per configuration: usernames, synced, queued, failing (kept with last_error), the oldest waiting entry, people of bulk statements not queued yet (deferred), and why the latest run of the job did nothing';
 DROP FUNCTION m365.job_status();
 -- pg_cron's jobs of this database with their last run (none without pg_cron here).
 CREATE OR REPLACE FUNCTION m365.cron_jobs_here()
@@ -1928,7 +1974,7 @@ REVOKE ALL ON FUNCTION m365.cron_jobs_here() FROM PUBLIC;
 CREATE FUNCTION m365.job_status()
 RETURNS TABLE (job_name text, schedule text, scheduled boolean, active boolean,
                last_start timestamptz, last_end timestamptz, last_status text, last_message text,
-               last_outcome text, held_up_by text, stale boolean)
+               last_outcome text, run_problem text, stale boolean)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1938,9 +1984,7 @@ BEGIN
     WITH cron_job AS (
         SELECT * FROM m365.cron_jobs_here()
     ), own_run AS (
-        SELECT r.outcome,
-               CASE WHEN r.outcome OPERATOR(pg_catalog.<>) 'done'
-                    THEN pg_catalog.format('pid %s (%s): %s', r.blocker_pid, r.blocker_role, r.detail) END AS held_up_by
+        SELECT r.outcome, m365.run_problem(r) AS run_problem
           FROM m365.job_run AS r
          WHERE r.job OPERATOR(pg_catalog.=) 'generate_usernames'
          ORDER BY r.id DESC
@@ -1949,7 +1993,7 @@ BEGIN
     SELECT d.job_name, coalesce(j.schedule, d.schedule), j.jobid IS NOT NULL, j.active,
            j.last_start, j.last_end, j.last_status, j.last_message,
            CASE WHEN d.old_name OPERATOR(pg_catalog.=) 'm365_generate_usernames' THEN (SELECT o.outcome FROM own_run AS o) END,
-           CASE WHEN d.old_name OPERATOR(pg_catalog.=) 'm365_generate_usernames' THEN (SELECT o.held_up_by FROM own_run AS o) END,
+           CASE WHEN d.old_name OPERATOR(pg_catalog.=) 'm365_generate_usernames' THEN (SELECT o.run_problem FROM own_run AS o) END,
            false
       FROM m365.job_definitions() AS d
       LEFT JOIN cron_job AS j ON j.jobname OPERATOR(pg_catalog.=) d.job_name
@@ -1963,7 +2007,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION m365.job_status() IS
-'The pg_cron jobs of m365_usernames in this database: scheduled, active, how pg_cron''s last run ended, how the job''s own last run ended and who held it up, and stale jobs under an old name';
+'The pg_cron jobs of m365_usernames in this database: scheduled, active, how pg_cron''s last run ended, how the job''s own last run ended and why it did nothing, and stale jobs under an old name';
 REVOKE ALL ON FUNCTION m365.job_status() FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_reader', '');

@@ -27,8 +27,8 @@ SELECT has_table_privilege('regress_monitor_app', 'm365.status', 'SELECT') AS ap
        has_table_privilege('regress_monitor_admin', 'm365.job_run', 'SELECT') AS admin_reads_runs;
 -- Without pg_cron in this database: the definitions, nothing scheduled; the
 -- job's own record of its last run.
-SELECT job_name, schedule, scheduled, active, last_status, last_outcome, held_up_by, stale FROM m365.job_status();
+SELECT job_name, schedule, scheduled, active, last_status, last_outcome, run_problem, stale FROM m365.job_status();
 SELECT job, outcome, created, run_by = session_user AS run_by_me, finished_at >= started_at AS timed
   FROM m365.job_run ORDER BY id DESC LIMIT 1;
-SELECT DISTINCT held_up_by FROM m365.status;
+SELECT DISTINCT run_problem FROM m365.status;
 ROLLBACK;

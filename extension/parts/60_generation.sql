@@ -242,6 +242,10 @@ BEGIN
     -- cost a few windows, not 10,000 searches from base2. A window holds one
     -- candidate per waiting person and two spare: above the cursor only edited
     -- or reserved names can be taken (16 spare probed 12 names per person).
+    -- A base still waiting after a round doubles its window: thousands of
+    -- names taken by edits (whose ledger rows carry no suffix for the cursor)
+    -- cost a dozen rounds. Whoever has no name after 40 rounds fails alone,
+    -- with the reason; the run goes on.
     LOOP
         TRUNCATE m365_work.waiting;
         INSERT INTO m365_work.waiting
@@ -256,9 +260,14 @@ BEGIN
                               AND g.person_id OPERATOR(pg_catalog.=) b.person_id);
         EXIT WHEN NOT FOUND;
         round := round OPERATOR(pg_catalog.+) 1;
-        IF round OPERATOR(pg_catalog.>) 1000 THEN
-            RAISE EXCEPTION 'm365.generate_usernames: no free suffix found after 1000 rounds'
-                USING ERRCODE = 'internal_error';
+        IF round OPERATOR(pg_catalog.>) 40 THEN
+            UPDATE m365_work.batch AS b
+               SET outcome = 'failed', error = pg_catalog.format('no free numeric suffix found for "%s"', b.base)
+              FROM m365_work.waiting AS w
+             WHERE b.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
+               AND b.person_kind OPERATOR(pg_catalog.=) w.person_kind
+               AND b.person_id OPERATOR(pg_catalog.=) w.person_id;
+            EXIT;
         END IF;
 
         INSERT INTO m365_work.suffix_cursor (configuration_id, base, next_suffix)
@@ -271,7 +280,8 @@ BEGIN
 
         WITH window_ AS (
             SELECT n.configuration_id, n.base, cur.next_suffix AS lo,
-                   cur.next_suffix OPERATOR(pg_catalog.+) n.k OPERATOR(pg_catalog.+) 2 AS hi
+                   cur.next_suffix OPERATOR(pg_catalog.+)
+                   (n.k OPERATOR(pg_catalog.+) 2) OPERATOR(pg_catalog.*) (1::bigint OPERATOR(pg_catalog.<<) pg_catalog.int4smaller(round OPERATOR(pg_catalog.-) 1, 20)) AS hi
               FROM (SELECT w.configuration_id, w.base, pg_catalog.count(*) AS k
                       FROM m365_work.waiting AS w GROUP BY w.configuration_id, w.base) AS n
               JOIN m365_work.suffix_cursor AS cur
@@ -400,16 +410,28 @@ BEGIN
 
     IF NOT from_queue THEN
         -- Failed entries stay queued, with the reason, as if they had been.
-        INSERT INTO m365.username_queue AS q
-               (configuration_id, person_kind, person_id, queued_at, attempts, last_attempt_at, last_error)
-        SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at, 1, pg_catalog.now(), b.error
-          FROM m365_work.batch AS b
-         WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
-        ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
-           SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(),
-               last_error = excluded.last_error
-         -- Unless the queue part of this run tried it already.
-         WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now();
+        BEGIN
+            INSERT INTO m365.username_queue AS q
+                   (configuration_id, person_kind, person_id, queued_at, attempts, last_attempt_at, last_error)
+            SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at, 1, pg_catalog.now(), b.error
+              FROM m365_work.batch AS b
+             WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+            ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
+               SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(),
+                   last_error = excluded.last_error
+             -- Unless the queue part of this run tried it already.
+             WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now();
+        EXCEPTION WHEN lock_not_available THEN
+            -- A session is queueing one of them right now and has not committed
+            -- (an application's open transaction): rather than wait for it,
+            -- they stay a deferred call, which the next run serves.
+            INSERT INTO m365.username_queue_deferred (person_kind, configuration_ids, person_ids, deferred_at)
+            SELECT b.person_kind, pg_catalog.array_agg(b.configuration_id), pg_catalog.array_agg(b.person_id),
+                   pg_catalog.min(b.queued_at)
+              FROM m365_work.batch AS b
+             WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+             GROUP BY b.person_kind;
+        END;
         RETURN created;
     END IF;
     DELETE FROM m365.username_queue AS q
@@ -445,8 +467,9 @@ CREATE TABLE m365.job_run (
     started_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     finished_at  timestamptz,
     -- done; skipped (another run held the lease); blocked (a lock on the
-    -- extension's tables was not granted within the job's lock_timeout)
-    outcome      text NOT NULL CONSTRAINT job_run_outcome_known CHECK (outcome OPERATOR(pg_catalog.=) ANY ('{done,skipped,blocked}'::text[])),
+    -- extension's tables was not granted within the job's lock_timeout);
+    -- failed (an error: the run's work is rolled back, detail says why)
+    outcome      text NOT NULL CONSTRAINT job_run_outcome_known CHECK (outcome OPERATOR(pg_catalog.=) ANY ('{done,skipped,blocked,failed}'::text[])),
     created      integer,
     run_by       name NOT NULL DEFAULT SESSION_USER,
     blocker_pid  integer,
@@ -454,7 +477,7 @@ CREATE TABLE m365.job_run (
     detail       text
 );
 CREATE INDEX job_run_job ON m365.job_run (job, started_at);
-COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, and who held up a run that did nothing (kept 90 days)';
+COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, and why a run did nothing (who held it up, or the error; kept 90 days)';
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.job_run');
 
 -- Who holds the lease of a job now: the transaction whose id is in the
@@ -518,6 +541,7 @@ DECLARE
     first     integer;
     holder    record;
     started   timestamptz := pg_catalog.clock_timestamp();
+    last_deferred bigint;
 BEGIN
     IF max_count OPERATOR(pg_catalog.<) 0 THEN
         RAISE EXCEPTION 'max_count must not be negative, got %', max_count USING ERRCODE = 'invalid_parameter_value';
@@ -556,6 +580,9 @@ BEGIN
             USING DETAIL = pg_catalog.format('%s on %s', holder.mode, holder.relation);
         RETURN 0;
     END;
+    -- A run that fails rolls its work back but is recorded, with the error:
+    -- an application's lock or data must never make runs fail unseen.
+    BEGIN
     -- A bounded run counts queue entries: the people of bulk statements
     -- (m365.queue_or_defer) join the queue first, as any other.
     IF max_count IS NOT NULL THEN
@@ -573,11 +600,14 @@ BEGIN
     -- A whole run takes the people of bulk statements straight from their
     -- deferred calls, after the queue: queue_deferred would have queued them
     -- now, behind every entry already there. A call still being written
-    -- (uncommitted) is not seen and waits for the next run.
+    -- (uncommitted) is not seen and waits for the next run, and so does a call
+    -- this run writes itself (m365.generation_store).
+    last_deferred := (SELECT pg_catalog.max(d.id) FROM m365.username_queue_deferred AS d);
     LOOP
         EXIT WHEN max_count IS NOT NULL;
         DELETE FROM m365.username_queue_deferred AS d
          WHERE d.id OPERATOR(pg_catalog.=) (SELECT pg_catalog.min(d2.id) FROM m365.username_queue_deferred AS d2)
+           AND d.id OPERATOR(pg_catalog.<=) last_deferred
         RETURNING * INTO deferred;
         EXIT WHEN NOT FOUND;
         first := 1;
@@ -588,6 +618,13 @@ BEGIN
             first := first OPERATOR(pg_catalog.+) chunk_size;
         END LOOP;
     END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, detail)
+        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'failed', 0,
+                SQLSTATE OPERATOR(pg_catalog.||) ': ' OPERATOR(pg_catalog.||) SQLERRM);
+        RAISE WARNING 'm365.generate_usernames failed; nothing done: %', SQLERRM USING DETAIL = SQLSTATE;
+        RETURN 0;
+    END;
     -- After a bulk run (1 September) the planner would otherwise plan the
     -- lists and the SDS feed with the statistics of a nearly empty table until
     -- autovacuum comes by.

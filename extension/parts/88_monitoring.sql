@@ -4,6 +4,18 @@
 -- run our jobs, and how did the last run end?".
 --------------------------------------------------------------------------------
 
+-- Why a run of the job did nothing; NULL when it ran.
+CREATE FUNCTION m365.run_problem(run m365.job_run)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE run.outcome
+           WHEN 'done' THEN NULL
+           WHEN 'failed' THEN pg_catalog.format('failed at %s: %s', run.started_at, run.detail)
+           ELSE pg_catalog.format('%s at %s: pid %s (%s): %s', run.outcome, run.started_at, run.blocker_pid,
+                                  run.blocker_role, run.detail)
+       END;
+
 CREATE VIEW m365.status AS
 SELECT c.id AS configuration_id,
        c.name AS configuration_name,
@@ -15,9 +27,9 @@ SELECT c.id AS configuration_id,
        u.last_created_at,
        -- People of bulk statements the next run queues first (m365.queue_or_defer).
        coalesce(d.deferred, 0) AS deferred,
-       -- When the latest run of the job did nothing because a session held it
-       -- up: who (pid and role) and how; NULL when it ran.
-       r.held_up_by
+       -- When the latest run of the job did nothing: why (who held it up, with
+       -- pid and role, or the error); NULL when it ran.
+       r.run_problem
   FROM m365.configuration AS c
   LEFT JOIN (SELECT configuration_id,
                     pg_catalog.count(*) AS usernames,
@@ -34,15 +46,13 @@ SELECT c.id AS configuration_id,
   LEFT JOIN (SELECT x.configuration_id, pg_catalog.count(*) AS deferred
                FROM m365.username_queue_deferred AS dq, pg_catalog.unnest(dq.configuration_ids) AS x(configuration_id)
               GROUP BY x.configuration_id) AS d ON d.configuration_id OPERATOR(pg_catalog.=) c.id
-  LEFT JOIN (SELECT CASE WHEN j.outcome OPERATOR(pg_catalog.<>) 'done'
-                         THEN pg_catalog.format('%s at %s: pid %s (%s)', j.outcome, j.started_at, j.blocker_pid, j.blocker_role)
-                    END AS held_up_by
+  LEFT JOIN (SELECT m365.run_problem(j) AS run_problem
                FROM m365.job_run AS j
               WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
               ORDER BY j.id DESC
               LIMIT 1) AS r ON true;
 COMMENT ON VIEW m365.status IS
-'Per configuration: usernames, synced, queued, failing (kept with last_error), the oldest waiting entry, people of bulk statements not queued yet (deferred), and who held up the latest run of the job';
+'Per configuration: usernames, synced, queued, failing (kept with last_error), the oldest waiting entry, people of bulk statements not queued yet (deferred), and why the latest run of the job did nothing';
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.status');
 
 -- pg_cron's jobs of this database with their last run (none without pg_cron here).
@@ -78,7 +88,7 @@ REVOKE ALL ON FUNCTION m365.cron_jobs_here() FROM PUBLIC;
 CREATE FUNCTION m365.job_status()
 RETURNS TABLE (job_name text, schedule text, scheduled boolean, active boolean,
                last_start timestamptz, last_end timestamptz, last_status text, last_message text,
-               last_outcome text, held_up_by text, stale boolean)
+               last_outcome text, run_problem text, stale boolean)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -88,9 +98,7 @@ BEGIN
     WITH cron_job AS (
         SELECT * FROM m365.cron_jobs_here()
     ), own_run AS (
-        SELECT r.outcome,
-               CASE WHEN r.outcome OPERATOR(pg_catalog.<>) 'done'
-                    THEN pg_catalog.format('pid %s (%s): %s', r.blocker_pid, r.blocker_role, r.detail) END AS held_up_by
+        SELECT r.outcome, m365.run_problem(r) AS run_problem
           FROM m365.job_run AS r
          WHERE r.job OPERATOR(pg_catalog.=) 'generate_usernames'
          ORDER BY r.id DESC
@@ -99,7 +107,7 @@ BEGIN
     SELECT d.job_name, coalesce(j.schedule, d.schedule), j.jobid IS NOT NULL, j.active,
            j.last_start, j.last_end, j.last_status, j.last_message,
            CASE WHEN d.old_name OPERATOR(pg_catalog.=) 'm365_generate_usernames' THEN (SELECT o.outcome FROM own_run AS o) END,
-           CASE WHEN d.old_name OPERATOR(pg_catalog.=) 'm365_generate_usernames' THEN (SELECT o.held_up_by FROM own_run AS o) END,
+           CASE WHEN d.old_name OPERATOR(pg_catalog.=) 'm365_generate_usernames' THEN (SELECT o.run_problem FROM own_run AS o) END,
            false
       FROM m365.job_definitions() AS d
       LEFT JOIN cron_job AS j ON j.jobname OPERATOR(pg_catalog.=) d.job_name
@@ -113,6 +121,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION m365.job_status() IS
-'The pg_cron jobs of m365_usernames in this database: scheduled, active, how pg_cron''s last run ended, how the job''s own last run ended and who held it up, and stale jobs under an old name';
+'The pg_cron jobs of m365_usernames in this database: scheduled, active, how pg_cron''s last run ended, how the job''s own last run ended and why it did nothing, and stale jobs under an old name';
 REVOKE ALL ON FUNCTION m365.job_status() FROM PUBLIC;
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.job_status()');

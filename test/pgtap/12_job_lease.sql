@@ -8,7 +8,7 @@
 -- Now one run at a time is a lease row only the job can lock; a run that has
 -- to give way is recorded with the pid and role that held it up.
 BEGIN;
-SELECT plan(19);
+SELECT plan(26);
 \ir lib/session.psql
 
 SELECT dblink_connect('job', (SELECT info FROM conn));
@@ -76,7 +76,7 @@ SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(
 SELECT is((pg_temp.last_run()).outcome || ' ' || (pg_temp.last_run()).blocker_pid, 'blocked ' || (SELECT pid FROM other_pid),
           'it is recorded as blocked, with the pid that held the lock');
 SELECT dblink_exec('other', 'ROLLBACK');
-SELECT matches((SELECT held_up_by FROM m365.status WHERE configuration_id = (SELECT id FROM cfg)),
+SELECT matches((SELECT run_problem FROM m365.status WHERE configuration_id = (SELECT id FROM cfg)),
                '^blocked at .*: pid [0-9]+ \(', 'm365.status shows who held up the latest run');
 SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 1, 'the next run makes the waiting username');
 
@@ -113,6 +113,49 @@ SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(
 SELECT is((pg_temp.last_run()).blocker_pid, (SELECT pid FROM other_pid), 'and names the session that holds it');
 SELECT dblink_exec('other', 'ROLLBACK');
 SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 1, 'the next run makes the waiting username');
+
+-- 7. Names taken by edits (ledger rows without a suffix: the suffix cursor
+--    does not see them) must not stop the job: the second red team renamed one
+--    person 3,000 times as the app, and every later run failed on "no free
+--    suffix found after 1000 rounds", unrecorded. (Ledger rows written here
+--    directly: what 5,000 renames by set_username leave.)
+SELECT dblink_exec('other', format($$
+    INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
+    SELECT %1$s, 'suffix.attack' || n, 'student', %2$s FROM generate_series(2, 5002) AS n;
+    INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id) VALUES (%1$s, 'suffix.attack', 'student', %2$s);
+    INSERT INTO m365.student (id, first_name, last_name) VALUES (%2$s + 5, 'Attack', 'Suffix');
+    INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (%2$s + 5, %2$s + 5, %2$s, DATE '2026-09-01');
+$$, (SELECT id FROM cfg), (SELECT base FROM run)));
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 1,
+          'a base with 5,000 names taken by edits still gets its next free name');
+SELECT is((SELECT username FROM m365.username WHERE person_id = (SELECT base FROM run) + 5), 'suffix.attack5003',
+          'the first free one (windows that double each round)');
+
+-- 8. A queue entry another session is writing and has not committed must not
+--    make a run fail: the second red team held one open (as the app) against a
+--    bulk statement's person whose name yields nothing, and every run died on
+--    lock_timeout, unrecorded. The person stays deferred for the next run.
+SELECT dblink_exec('other', format($$
+    INSERT INTO m365.student (id, first_name, last_name)
+    SELECT %1$s + 1000 + i, 'Bulk', 'Nr' || i FROM generate_series(1, 10000) AS i;
+    UPDATE m365.student SET first_name = '!!!', last_name = '???' WHERE id = %1$s + 1001;
+    INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+    SELECT %1$s + 1000 + i, %1$s + 1000 + i, %1$s, DATE '2026-09-01' FROM generate_series(1, 10000) AS i;
+$$, (SELECT base FROM run)));
+SELECT dblink_exec('other', 'BEGIN');
+SELECT dblink_exec('other', format($$ INSERT INTO m365.username_queue (configuration_id, person_kind, person_id)
+                                        VALUES (%s, 'student', %s) $$, (SELECT id FROM cfg), (SELECT base FROM run) + 1001));
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames(10)') AS t(n int)), 0,
+          'a bounded run that has to wait on that entry (queueing the bulk call) gives up');
+SELECT is((pg_temp.last_run()).outcome, 'failed', 'and is recorded as failed, with the error (not left to pg_cron''s log)');
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 9999,
+          'a whole run serves the bulk call without waiting: 9,999 usernames');
+SELECT is((SELECT count(*)::int FROM m365.username_queue_deferred AS d, unnest(d.person_ids) AS p
+            WHERE p = (SELECT base FROM run) + 1001), 1, 'the person it could not queue stays deferred');
+SELECT dblink_exec('other', 'ROLLBACK');
+SELECT * FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int);
+SELECT is((SELECT last_error IS NOT NULL FROM m365.username_queue WHERE person_id = (SELECT base FROM run) + 1001), true,
+          'the next run queues that person, with the reason its name gives nothing');
 
 SELECT count(*) AS rescheduled FROM dblink('job', 'SELECT m365.schedule_jobs()') AS t(jobid bigint);
 SELECT dblink_disconnect('job');
