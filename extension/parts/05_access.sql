@@ -196,6 +196,7 @@ BEGIN
                         role_id
             USING ERRCODE = 'invalid_grant_operation';
     END IF;
+    PERFORM m365.forget_dropped_roles();
     -- A change of level takes the other level's rights away first.
     PERFORM m365.apply_access(role_id, '{app,admin}', false);
     INSERT INTO m365.access_role AS a (role_id, level) VALUES (grant_access.role_id, grant_access.level)

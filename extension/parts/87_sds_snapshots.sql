@@ -48,6 +48,7 @@ DECLARE
     snapshot bigint;
     taken    integer := 0;
 BEGIN
+    PERFORM m365.forget_dropped_roles();
     FOR config IN SELECT c.id FROM m365.configuration AS c ORDER BY c.id LOOP
         PERFORM pg_catalog.set_config('m365.sds_configuration', config::text, true);
         INSERT INTO m365.sds_snapshot (configuration_id, on_date, counts, digest)

@@ -10,7 +10,7 @@
 --   * dates follow the configuration's time zone, not the session's TimeZone
 --     (0.2.0 listed by CURRENT_DATE in the caller's zone).
 BEGIN;
-SELECT plan(31);
+SELECT plan(32);
 \ir lib/session.psql
 
 INSERT INTO m365.configuration (id, name, time_zone) VALUES (913001, 'promises A', 'Pacific/Kiritimati'), (913002, 'promises B', 'Europe/Brussels');
@@ -68,6 +68,17 @@ SELECT lives_ok($$ SELECT m365.create_sds_reader('Promises_Upper', 913001), m365
                 'readers "Promises_Upper" (A) and promises_upper (B)');
 SELECT cmp_ok(pg_temp.count_as('Promises_Upper', 'SELECT count(*) FROM m365_sds.users'), '>', 0::bigint,
               '"Promises_Upper" reads its own configuration (the first 0.3.0 read promises_upper''s)');
+
+-- A dropped reader leaves no row behind for long: pg_dump would write its OID
+-- as a bare number, which a restore binds to whatever role has that OID (a
+-- red-team find). The next change of readers or levels forgets it.
+CREATE ROLE promises_dropped LOGIN;
+SELECT m365.create_sds_reader('promises_dropped', 913001);
+DROP OWNED BY promises_dropped;
+DROP ROLE promises_dropped;
+SELECT m365.create_sds_reader('promises_after_drop', 913001);
+SELECT is_empty($$ SELECT role_id FROM m365.sds_reader WHERE NOT EXISTS (SELECT FROM pg_roles AS o WHERE o.oid = role_id::oid) $$,
+                'a dropped reader''s binding is forgotten');
 
 -- 2. Teachers only in the configuration's locations (read as the admin may).
 SET LOCAL m365.sds_configuration = '913001';

@@ -11,7 +11,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-echo "1..17"
+echo "1..19"
 base=$(( $(date +%s) % 100000 * 1000 + 930000000 ))
 sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name) VALUES ($base, 'export test $base');
@@ -105,5 +105,17 @@ ok $? "--one-session exports with one connection"
 diff -r "$out/sds" "$out/one" >/dev/null
 ok $? "and writes the very same six files"
 PGUSER=postgres sql -c "ALTER ROLE sds_export_$base CONNECTION LIMIT -1" >/dev/null
+
+# A folder whose name carries a quote, SQL and a line break with a psql shell
+# command (a red-team find: the path went into \copy ... TO '<path>', so the
+# export overwrote "$out/x", ran the command and, as an admin, committed SQL).
+echo victim >"$out/x"
+evil="$out/x' (FORMAT csv); COMMIT; --"$'\n''\! touch '"$out/SHELL_RAN"' #'
+bin/m365-sds-export -d "dbname=$db" "$evil/feed" 2>"$out/evil.err" && [ "$(($(wc -l <"$evil/feed/users.csv") - 1))" = 54 ]
+status=$?
+[ $status = 0 ] || sed 's/^/# /' "$out/evil.err" | head -3
+ok $status "an export into a folder whose name holds a quote, SQL and a line break writes its files there"
+[ "$(cat "$out/x")" = victim ] && [ ! -e "$out/SHELL_RAN" ]
+ok $? "and the name is only a name: no file outside it overwritten, no command run"
 
 [ "$failed" = 0 ]

@@ -19,7 +19,7 @@ sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 queue_digest() { sql -d "$1" -c "SELECT md5(string_agg(q::text, '|' ORDER BY configuration_id, person_kind, person_id)) FROM m365.username_queue AS q"; }
 
 [ -n "$released" ] || { echo "1..0 # SKIP no released version before $current"; exit 0; }
-echo "1..$((1 + 9 * $(echo "$released" | wc -l)))"
+echo "1..$((2 + 9 * $(echo "$released" | wc -l)))"
 
 # The fresh install gets what an updated 0.2.0 database has kept: its roles'
 # access levels and its SDS reader.
@@ -74,5 +74,26 @@ for old in $released; do
 	[ "$(sql -d "$db" -c "SET ROLE sds_backup_test" -c "SELECT count(*) > 0 FROM m365_sds.users")" = t ]
 	ok $? "the SDS reader created before the update still reads its feed"
 done
+
+# A reader 0.2.0 accepted and 0.3.0 refuses (a role with members: each could
+# SET ROLE to it) reads no more after the update, and the update says so (a
+# red-team find: the first 0.3.0 kept it).
+db="upgrade_reader_$$"
+dbs+=("$db")
+sql -d postgres -c "CREATE DATABASE $db" -c "CREATE ROLE team_$$ LOGIN" -c "CREATE ROLE member_$$ LOGIN IN ROLE team_$$" >/dev/null &&
+	sql -d "$db" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames VERSION '0.2.0'" -f demo/load.sql \
+		-c "SELECT m365.generate_usernames()" -c "SELECT m365.set_location_sync(11, true)" \
+		-c "SELECT m365.create_sds_reader('team_$$', 1)" >/dev/null 2>&1 &&
+	[ "$(sql -d "$db" -c "SET ROLE team_$$" -c "SELECT count(*) > 0 FROM m365_sds.users")" = t ] &&
+	sql -d "$db" -c "ALTER EXTENSION m365_usernames UPDATE" 2>"$work/refused.err" >/dev/null &&
+	grep -q "team_$$ no longer reads the SDS feed: other roles are members of it" "$work/refused.err" &&
+	[ "$(sql -d "$db" -c "SET ROLE team_$$" -c "SELECT count(*) FROM m365_sds.users" 2>/dev/null)" != "$(sql -d "$db" -c "SELECT 1")" ] &&
+	[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.sds_reader")" = 0 ]
+status=$?
+[ $status = 0 ] && sql -d "$db" -c "SET ROLE team_$$" -c "SELECT count(*) FROM m365_sds.users" >/dev/null 2>&1 &&
+	[ "$(sql -d "$db" -c "SET ROLE team_$$" -c "SELECT count(*) FROM m365_sds.users")" != 0 ] && status=1
+[ $status = 0 ] || sed 's/^/# /' "$work/refused.err" | head -3
+ok $status "a 0.2.0 reader with members reads nothing after the update, which names it and says why"
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "DROP ROLE IF EXISTS member_$$" -c "DROP OWNED BY team_$$" -c "DROP ROLE IF EXISTS team_$$" >/dev/null 2>&1
 
 [ "$failed" = 0 ]
