@@ -74,13 +74,16 @@ DECLARE
 BEGIN
     INSERT INTO m365.access_rule (level, privilege, object) VALUES (allow.level, allow.privilege, allow.object)
     ON CONFLICT DO NOTHING;
+    -- (Roles dropped since are skipped: m365.forget_dropped_roles forgets them.)
     IF level OPERATOR(pg_catalog.=) 'reader' THEN
-        FOR holder IN SELECT r.role_id FROM m365.sds_reader AS r LOOP
+        FOR holder IN SELECT r.role_id FROM m365.sds_reader AS r
+                        JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) r.role_id::oid LOOP
             EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', allow.privilege, allow.object, holder);
         END LOOP;
         RETURN;
     END IF;
     FOR holder IN SELECT a.role_id FROM m365.access_role AS a
+                    JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) a.role_id::oid
                    WHERE allow.level OPERATOR(pg_catalog.=) ANY (m365.access_levels(a.level)) LOOP
         EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', allow.privilege, allow.object, holder);
     END LOOP;
