@@ -1952,6 +1952,10 @@ SET jit = off
 -- Whole-feed reads want hash joins: right after a bulk load, before autovacuum
 -- has analyzed, a nested loop over the views took 32 s for 2,000 students.
 SET enable_nestloop = off
+-- What SDS reads today, whatever the caller's session says (the caller's day
+-- or configuration would otherwise be recorded as history).
+SET m365.sds_on_date = ''
+SET m365.sds_configuration = ''
 AS $$
 DECLARE
     config   bigint;
