@@ -1942,8 +1942,11 @@ $$;
 COMMENT ON FUNCTION m365.create_sds_reader(name, bigint) IS
 'Creates (or adopts) a read-only role for School Data Sync that sees only m365_sds, for one configuration';
 REVOKE ALL ON FUNCTION m365.create_sds_reader(name, bigint) FROM PUBLIC;
+DROP FUNCTION m365.take_sds_snapshots();
 -- Records the feed of every configuration; returns the number of snapshots.
-CREATE OR REPLACE FUNCTION m365.take_sds_snapshots()
+-- The day is today in each configuration's time zone, or the one given here
+-- (recorded with each snapshot): never one a session has set.
+CREATE FUNCTION m365.take_sds_snapshots(on_date date DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -1952,8 +1955,8 @@ SET jit = off
 -- Whole-feed reads want hash joins: right after a bulk load, before autovacuum
 -- has analyzed, a nested loop over the views took 32 s for 2,000 students.
 SET enable_nestloop = off
--- What SDS reads today, whatever the caller's session says (the caller's day
--- or configuration would otherwise be recorded as history).
+-- Whatever the caller's session says: its day or configuration would
+-- otherwise be recorded as history.
 SET m365.sds_on_date = ''
 SET m365.sds_configuration = ''
 AS $$
@@ -1963,6 +1966,9 @@ DECLARE
     taken    integer := 0;
 BEGIN
     PERFORM m365.forget_dropped_roles();
+    IF take_sds_snapshots.on_date IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('m365.sds_on_date', pg_catalog.to_char(take_sds_snapshots.on_date, 'YYYY-MM-DD'), true);
+    END IF;
     FOR config IN SELECT c.id FROM m365.configuration AS c ORDER BY c.id LOOP
         PERFORM pg_catalog.set_config('m365.sds_configuration', config::text, true);
         INSERT INTO m365.sds_snapshot (configuration_id, on_date, counts, digest)
@@ -1991,13 +1997,12 @@ BEGIN
         SELECT snapshot, e."classSourcedId", e."userSourcedId", e.role FROM m365_sds.enrollments AS e;
         taken := taken OPERATOR(pg_catalog.+) 1;
     END LOOP;
-    PERFORM pg_catalog.set_config('m365.sds_configuration', '', true);
     RETURN taken;
 END
 $$;
-COMMENT ON FUNCTION m365.take_sds_snapshots() IS
-'Records what the SDS feed of every configuration holds now (pg_cron runs it every 12 hours)';
-REVOKE ALL ON FUNCTION m365.take_sds_snapshots() FROM PUBLIC;
+COMMENT ON FUNCTION m365.take_sds_snapshots(date) IS
+'Records what the SDS feed of every configuration holds today (or on the day given) (pg_cron runs it every 12 hours)';
+REVOKE ALL ON FUNCTION m365.take_sds_snapshots(date) FROM PUBLIC;
 
 --------------------------------------------------------------------------------
 -- 0.3.0: monitoring shows who held up a run, and stale jobs.
@@ -2185,7 +2190,7 @@ SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.create_sds_reader(name, big
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot');
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_user');
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_membership');
-SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.take_sds_snapshots()');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.take_sds_snapshots(date)');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.status');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.job_status()');
 

@@ -33,7 +33,9 @@ CREATE TABLE m365.sds_snapshot_membership (
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_membership');
 
 -- Records the feed of every configuration; returns the number of snapshots.
-CREATE FUNCTION m365.take_sds_snapshots()
+-- The day is today in each configuration's time zone, or the one given here
+-- (recorded with each snapshot): never one a session has set.
+CREATE FUNCTION m365.take_sds_snapshots(on_date date DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -42,8 +44,8 @@ SET jit = off
 -- Whole-feed reads want hash joins: right after a bulk load, before autovacuum
 -- has analyzed, a nested loop over the views took 32 s for 2,000 students.
 SET enable_nestloop = off
--- What SDS reads today, whatever the caller's session says (the caller's day
--- or configuration would otherwise be recorded as history).
+-- Whatever the caller's session says: its day or configuration would
+-- otherwise be recorded as history.
 SET m365.sds_on_date = ''
 SET m365.sds_configuration = ''
 AS $$
@@ -53,6 +55,9 @@ DECLARE
     taken    integer := 0;
 BEGIN
     PERFORM m365.forget_dropped_roles();
+    IF take_sds_snapshots.on_date IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('m365.sds_on_date', pg_catalog.to_char(take_sds_snapshots.on_date, 'YYYY-MM-DD'), true);
+    END IF;
     FOR config IN SELECT c.id FROM m365.configuration AS c ORDER BY c.id LOOP
         PERFORM pg_catalog.set_config('m365.sds_configuration', config::text, true);
         INSERT INTO m365.sds_snapshot (configuration_id, on_date, counts, digest)
@@ -81,14 +86,13 @@ BEGIN
         SELECT snapshot, e."classSourcedId", e."userSourcedId", e.role FROM m365_sds.enrollments AS e;
         taken := taken OPERATOR(pg_catalog.+) 1;
     END LOOP;
-    PERFORM pg_catalog.set_config('m365.sds_configuration', '', true);
     RETURN taken;
 END
 $$;
-COMMENT ON FUNCTION m365.take_sds_snapshots() IS
-'Records what the SDS feed of every configuration holds now (pg_cron runs it every 12 hours)';
-REVOKE ALL ON FUNCTION m365.take_sds_snapshots() FROM PUBLIC;
-SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.take_sds_snapshots()');
+COMMENT ON FUNCTION m365.take_sds_snapshots(date) IS
+'Records what the SDS feed of every configuration holds today (or on the day given) (pg_cron runs it every 12 hours)';
+REVOKE ALL ON FUNCTION m365.take_sds_snapshots(date) FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.take_sds_snapshots(date)');
 
 -- What changed between two snapshots of one configuration.
 CREATE FUNCTION m365.sds_changes(from_snapshot bigint, to_snapshot bigint)
