@@ -362,7 +362,8 @@ AS $$
                         AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) m365.configuration_today(l.configuration_id))
                      HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0), 0)
          OPERATOR(pg_catalog.+)
-           m365.queue_staff((SELECT pg_catalog.array_agg(s.id) FROM m365.staff AS s WHERE s.active))
+           -- (queue_staff answers NULL when no staff member qualifies.)
+           coalesce(m365.queue_staff((SELECT pg_catalog.array_agg(s.id) FROM m365.staff AS s WHERE s.active)), 0)
 $$;
 COMMENT ON FUNCTION m365.queue_missing_usernames() IS
 'Queues everyone who should have a username and has none (after a restore, or a load with triggers disabled); returns how many';

@@ -98,3 +98,8 @@ SELECT count(*) AS queued_before FROM m365.username_queue;
 SELECT m365.queue_missing_usernames() AS queued;
 SELECT configuration_id, person_kind, person_id FROM m365.username_queue ORDER BY 1, 2, 3;
 SELECT m365.queue_missing_usernames() AS queued_again;
+-- With no active staff member it still answers a count (0.2.0: NULL).
+BEGIN;
+UPDATE m365.staff SET active = false;
+SELECT m365.queue_missing_usernames() IS NOT NULL AS a_count, m365.queue_missing_usernames() AS queued_without_staff;
+ROLLBACK;
