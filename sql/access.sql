@@ -28,20 +28,20 @@ SELECT m365.grant_access('regress_access_app', 'app');
 SELECT has_table_privilege('regress_access_app', 'm365.student', 'INSERT') AS writes_students,
        has_table_privilege('regress_access_app', 'm365.username', 'UPDATE') AS writes_usernames,
        has_function_privilege('regress_access_app', 'm365.set_username(bigint, text)', 'EXECUTE') AS edits,
-       has_function_privilege('regress_access_app', 'm365.generate_usernames(integer)', 'EXECUTE') AS runs_job,
+       has_function_privilege('regress_access_app', 'm365.generate_usernames_in_transaction()', 'EXECUTE') AS runs_job,
        has_table_privilege('regress_access_app', 'm365_sds.users', 'SELECT') AS reads_feed,
        has_table_privilege('regress_access_app', 'm365.configuration', 'UPDATE') AS writes_configurations;
 -- admin: app, plus configurations, reserved names, the job and the feed.
 SELECT m365.grant_access('regress_access_admin', 'admin');
 SELECT has_table_privilege('regress_access_admin', 'm365.student', 'INSERT') AS writes_students,
-       has_function_privilege('regress_access_admin', 'm365.generate_usernames(integer)', 'EXECUTE') AS runs_job,
+       has_function_privilege('regress_access_admin', 'm365.generate_usernames_in_transaction()', 'EXECUTE') AS runs_job,
        has_table_privilege('regress_access_admin', 'm365_sds.users', 'SELECT') AS reads_feed,
        has_table_privilege('regress_access_admin', 'm365.configuration', 'UPDATE') AS writes_configurations,
        has_function_privilege('regress_access_admin', 'm365.grant_access(regrole, text)', 'EXECUTE') AS grants_access;
 SELECT role_id, level FROM m365.access_role ORDER BY role_id::text;
 -- A lower level takes the higher level's rights away; revoke_access takes all.
 SELECT m365.grant_access('regress_access_admin', 'app');
-SELECT has_function_privilege('regress_access_admin', 'm365.generate_usernames(integer)', 'EXECUTE') AS runs_job,
+SELECT has_function_privilege('regress_access_admin', 'm365.generate_usernames_in_transaction()', 'EXECUTE') AS runs_job,
        has_table_privilege('regress_access_admin', 'm365.student', 'INSERT') AS writes_students;
 SELECT m365.revoke_access('regress_access_admin') AS had_a_level, m365.revoke_access('regress_access_admin') AS again;
 SELECT count(*) AS rights_left

@@ -3,7 +3,7 @@
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
-TRUNCATE m365.configuration, m365.school, m365.student, m365.staff RESTART IDENTITY CASCADE;
+TRUNCATE m365.configuration, m365.school, m365.student, m365.staff, m365.username_request RESTART IDENTITY CASCADE;
 RESET client_min_messages;
 SET datestyle = ISO;
 
@@ -33,7 +33,7 @@ INSERT INTO m365.enrolment (id, student_id, location_id, start_date, end_date) V
     (7, 7, 30, '2026-09-01', NULL);
 INSERT INTO m365.staff (id, first_name, last_name) VALUES (1, 'Els', 'Maes'), (2, 'Tom', 'Dierckx'), (3, 'Kris', 'Kaal');
 INSERT INTO m365.staff_school (staff_id, school_id) VALUES (1, 1), (2, 1), (3, 3);
-SELECT m365.generate_usernames();
+SELECT m365.generate_usernames_in_transaction();
 UPDATE m365.staff SET active = false, inactive_since = '2026-11-15' WHERE id = 2;
 
 -- Lists. Future enrolments from their start date; in August also those that
@@ -126,8 +126,9 @@ SELECT * FROM m365.diagnose_student(1, 11, '2027-05-01');
 SELECT * FROM m365.diagnose_student(6, 11, '2027-05-01');
 SELECT * FROM m365.diagnose_student(1, 20, '2027-05-01');
 INSERT INTO m365.student (id, first_name, last_name) VALUES (8, '😀', '🎉'), (9, 'Nieuw', 'Kind');
-INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (8, 8, 10, '2026-09-01'), (9, 9, 10, '2026-09-01');
-SELECT m365.generate_usernames(1);
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (8, 8, 10, '2026-09-01');
+SELECT m365.generate_usernames_in_transaction();
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (9, 9, 10, '2026-09-01');
 SELECT code, message FROM m365.diagnose_student(8, 10, '2027-05-01');
 SELECT code, left(message, 54) AS message FROM m365.diagnose_student(9, 10, '2027-05-01');
 SET m365.language = 'en';

@@ -1,7 +1,7 @@
 -- School data refuses bad rows with a clear message.
 \set VERBOSITY terse
 SET client_min_messages = warning;
-TRUNCATE m365.configuration, m365.school, m365.student, m365.staff RESTART IDENTITY CASCADE;
+TRUNCATE m365.configuration, m365.school, m365.student, m365.staff, m365.username_request RESTART IDENTITY CASCADE;
 RESET client_min_messages;
 SET datestyle = ISO;
 

@@ -1,7 +1,7 @@
 -- The SDS v2.1 feed: exact headers, and the rows of a realistic data set.
 \set VERBOSITY terse
 SET client_min_messages = warning;
-TRUNCATE m365.configuration, m365.school, m365.student, m365.staff RESTART IDENTITY CASCADE;
+TRUNCATE m365.configuration, m365.school, m365.student, m365.staff, m365.username_request RESTART IDENTITY CASCADE;
 RESET client_min_messages;
 SET datestyle = ISO;
 
@@ -42,7 +42,7 @@ INSERT INTO m365.staff (id, first_name, last_name) VALUES (1, 'Els', 'Maes'), (2
 INSERT INTO m365.staff_school (staff_id, school_id) VALUES (1, 1);
 INSERT INTO m365.staff_school (staff_id, school_id) VALUES (1, 2), (2, 1), (3, 2), (4, 3);
 INSERT INTO m365.class_teacher (class_id, staff_id) VALUES (101, 1), (102, 1), (101, 2), (105, 4);
-SELECT m365.generate_usernames();
+SELECT m365.generate_usernames_in_transaction();
 SELECT username FROM m365.set_username((SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 4),
                                        'lotte.claes@sintjan.be');
 UPDATE m365.staff SET active = false, inactive_since = '2027-02-01' WHERE id = 2;

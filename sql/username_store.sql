@@ -49,11 +49,13 @@ INSERT INTO m365.username (configuration_id, person_kind, person_id, username) V
 \echo :LAST_ERROR_SQLSTATE
 INSERT INTO m365.username (configuration_id, person_kind, person_id, username) VALUES (:noord, 'student', 4, NULL);
 \echo :LAST_ERROR_SQLSTATE
--- A failed statement leaves nothing behind, in the ledger neither.
+-- A failed statement leaves nothing behind. The ledger holds only names that
+-- left their owner: none yet.
 SELECT count(*) AS usernames FROM m365.username;
 SELECT count(*) AS issued FROM m365.issued_username;
 
--- An edited name stays issued: nobody else gets it, its owner may take it back.
+-- An edited name goes to the ledger: nobody else gets it, its owner may take
+-- it back (and then it leaves the ledger).
 UPDATE m365.username SET username = 'jan.peeters' WHERE configuration_id = :noord AND person_kind = 'student' AND person_id = 1;
 SELECT configuration_id = :noord AS noord, local_part, person_kind, person_id FROM m365.issued_username ORDER BY 1 DESC, 2;
 INSERT INTO m365.username (configuration_id, person_kind, person_id, username) VALUES (:noord, 'student', 5, 'peeters.jan');

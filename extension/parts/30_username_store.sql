@@ -17,15 +17,25 @@ CREATE TABLE m365.username (
     sync             boolean NOT NULL DEFAULT false,
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- How the job made it (NULL for a name typed by hand): the name the format
+    -- gave, the numeric suffix added to it (NULL: none), the format used.
+    base             text,
+    suffix           integer CONSTRAINT username_suffix_from_two CHECK (suffix OPERATOR(pg_catalog.>=) 2),
+    format           text,
     CONSTRAINT username_one_per_person UNIQUE (configuration_id, person_kind, person_id),
-    CONSTRAINT username_unique_in_configuration UNIQUE (configuration_id, local_part)
+    CONSTRAINT username_unique_in_configuration UNIQUE (configuration_id, local_part),
+    CONSTRAINT username_suffix_with_base CHECK (suffix IS NULL OR base IS NOT NULL)
 );
 COMMENT ON TABLE m365.username IS
-'The Microsoft 365 username of each student and staff member, one per person and configuration';
+'The Microsoft 365 username of each student and staff member, one per person and configuration (with the base, suffix and format the job made it from)';
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.username');
+-- The highest suffix of a base: where the job's suffix search starts.
+CREATE INDEX username_suffix ON m365.username (configuration_id, base, suffix) WHERE suffix IS NOT NULL;
 
--- Every local part ever stored in a configuration, so that none is handed to
--- another person later: in the tenant the old account still exists.
+-- The ledger: names no longer held by the person they were issued to (edited
+-- away, or the username deleted), so that none is handed to another person
+-- later: in the tenant the old account still exists. A name in use is in
+-- m365.username only: a new name costs one row.
 CREATE TABLE m365.issued_username (
     configuration_id bigint NOT NULL REFERENCES m365.configuration (id),
     local_part       text NOT NULL,
@@ -34,15 +44,16 @@ CREATE TABLE m365.issued_username (
     -- Set when the generator issued it: local_part is base, or base + suffix.
     base             text,
     suffix           integer,
+    -- When it left its owner's username.
     issued_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (configuration_id, local_part),
-    CONSTRAINT issued_username_suffix_with_base CHECK ((base IS NULL) OPERATOR(pg_catalog.=) (suffix IS NULL))
+    CONSTRAINT issued_username_suffix_with_base CHECK (suffix IS NULL OR base IS NOT NULL)
 );
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.issued_username');
 CREATE INDEX issued_username_base ON m365.issued_username (configuration_id, base, suffix)
-    WHERE base IS NOT NULL;
+    WHERE suffix IS NOT NULL;
 COMMENT ON TABLE m365.issued_username IS
-'Every username ever stored per configuration, with its first owner: never handed to anyone else';
+'Names no longer held by the person they were issued to (renamed away, deleted): never handed to anyone else';
 
 -- Names that exist in the tenant outside this database (admin accounts,
 -- accounts of people from before), e.g. \copy-ed from a tenant export.
@@ -61,18 +72,51 @@ COMMENT ON TABLE m365.reserved_username IS
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.reserved_username');
 SELECT m365.allow('admin', 'INSERT, UPDATE, DELETE', 'TABLE m365.reserved_username');
 
+-- "Never reused", written once: a local part (lower case) is free for a
+-- person when nobody else holds it, it was not issued to anyone else before,
+-- and it is not reserved. The job, set_username, the preview and the
+-- username triggers all ask this. Plain SQL without SET, fully qualified, so
+-- that it is inlined into the job's set queries; scalar subqueries, so that
+-- each candidate is an index probe (as NOT EXISTS the planner turned it into
+-- an anti-join that hashed all usernames for every chunk). NULL person: free
+-- for anyone.
+CREATE FUNCTION m365.username_is_free(configuration_id bigint, local_part text, person_kind text, person_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT true FROM m365.username AS u
+         WHERE u.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
+           AND u.local_part OPERATOR(pg_catalog.=) username_is_free.local_part
+           AND (u.person_kind IS DISTINCT FROM username_is_free.person_kind
+                OR u.person_id IS DISTINCT FROM username_is_free.person_id)) IS NULL
+   AND (SELECT true FROM m365.issued_username AS i
+         WHERE i.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
+           AND i.local_part OPERATOR(pg_catalog.=) username_is_free.local_part
+           AND (i.person_kind IS DISTINCT FROM username_is_free.person_kind
+                OR i.person_id IS DISTINCT FROM username_is_free.person_id)) IS NULL
+   AND (SELECT true FROM m365.reserved_username AS r
+         WHERE r.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
+           AND r.local_part OPERATOR(pg_catalog.=) username_is_free.local_part) IS NULL;
+COMMENT ON FUNCTION m365.username_is_free(bigint, text, text, bigint) IS
+'Whether a local part (lower case) is free for the person: held by nobody else, never issued to anyone else, not reserved (NULL person: free for anyone)';
+
 CREATE FUNCTION m365.username_is_taken(configuration_id bigint, local_part text)
 RETURNS boolean
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-RETURN EXISTS (SELECT FROM m365.issued_username AS i
-                WHERE i.configuration_id OPERATOR(pg_catalog.=) username_is_taken.configuration_id
-                  AND i.local_part OPERATOR(pg_catalog.=) pg_catalog.lower(username_is_taken.local_part))
-    OR EXISTS (SELECT FROM m365.reserved_username AS r
-                WHERE r.configuration_id OPERATOR(pg_catalog.=) username_is_taken.configuration_id
-                  AND r.local_part OPERATOR(pg_catalog.=) pg_catalog.lower(username_is_taken.local_part));
+RETURN NOT m365.username_is_free(configuration_id, pg_catalog.lower(local_part), NULL, NULL);
 COMMENT ON FUNCTION m365.username_is_taken(bigint, text) IS
-'Whether a local part was ever issued, or is reserved, in the configuration (case-insensitive)';
+'Whether a local part is in use, was issued before, or is reserved in the configuration (case-insensitive)';
+
+-- The highest numeric suffix generated for a base, in use or in the ledger.
+CREATE FUNCTION m365.highest_suffix(configuration_id bigint, base text)
+RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.int4larger(
+    (SELECT pg_catalog.max(u.suffix) FROM m365.username AS u
+      WHERE u.configuration_id OPERATOR(pg_catalog.=) highest_suffix.configuration_id
+        AND u.base OPERATOR(pg_catalog.=) highest_suffix.base AND u.suffix IS NOT NULL),
+    (SELECT pg_catalog.max(i.suffix) FROM m365.issued_username AS i
+      WHERE i.configuration_id OPERATOR(pg_catalog.=) highest_suffix.configuration_id
+        AND i.base OPERATOR(pg_catalog.=) highest_suffix.base AND i.suffix IS NOT NULL));
 
 -- The first free name for a base: base, else base + n from just above the
 -- highest suffix the generator already issued for that base. One probe for
@@ -93,31 +137,34 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = coalesce(m365.username_problem(wanted), 'a base is a local part, without "@"');
     END IF;
-    IF NOT m365.username_is_taken(configuration_id, wanted) THEN
+    IF m365.username_is_free(configuration_id, wanted, NULL, NULL) THEN
         RETURN wanted;
     END IF;
-    SELECT pg_catalog.max(i.suffix) INTO n
-      FROM m365.issued_username AS i
-     WHERE i.configuration_id OPERATOR(pg_catalog.=) first_free_username.configuration_id
-       AND i.base OPERATOR(pg_catalog.=) wanted;
-    n := coalesce(n, 1);
+    n := coalesce(m365.highest_suffix(configuration_id, wanted), 1);
     LOOP
         n := n OPERATOR(pg_catalog.+) 1;
         candidate := m365.username_with_suffix(wanted, n);
-        IF NOT m365.username_is_taken(configuration_id, candidate) THEN
+        IF m365.username_is_free(configuration_id, candidate, NULL, NULL) THEN
             RETURN candidate;
         END IF;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION m365.first_free_username(bigint, text) IS
-'The first name not issued or reserved in the configuration: base, base2, base3, ... (from above the highest suffix already generated for base)';
+'The first name not in use, issued or reserved in the configuration: base, base2, base3, ... (from above the highest suffix already generated for base)';
 
--- Keeps the ledger and the reserved list authoritative for every write to
--- m365.username, whoever makes it. AFTER, so that NOT NULL, CHECK and the
--- unique indexes have spoken already; per statement, with transition tables,
--- so that a bulk insert of 200,000 usernames is checked as one set.
-CREATE FUNCTION m365.username_check_ledger()
+-- Keeps "never reused" for every write to m365.username, whoever makes it.
+-- A name that leaves its owner (renamed away, deleted) goes to the ledger; a
+-- new name must be free for its person. AFTER, so that NOT NULL, CHECK and
+-- the unique indexes have spoken already; per statement, with transition
+-- tables, so that the job's 50,000 usernames are checked as one set.
+--
+-- Race-proof: a session renaming A away from x writes the ledger row in the
+-- transaction that frees x in username_unique_in_configuration. Whoever
+-- inserts x for B meanwhile waits on that index entry until the rename
+-- commits, and this check, run after the insert with a new snapshot, then
+-- sees A's ledger row and refuses.
+CREATE FUNCTION m365.username_keep_ledger()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -125,64 +172,64 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off  -- bulk statements would JIT-compile these small set queries
 AS $$
 DECLARE
-    -- The rows whose name is new: all on INSERT, the renamed ones on UPDATE.
-    cfg   bigint[];
-    local text[];
-    shown text[];
-    kind  text[];
-    pid   bigint[];
     clash record;
 BEGIN
-    -- Runs for every write, the job's included (it has written its ledger rows
-    -- with base and suffix already, so the insert below finds them): no
-    -- setting a session can set turns the check off.
-    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-        SELECT pg_catalog.array_agg(n.configuration_id), pg_catalog.array_agg(n.local_part), pg_catalog.array_agg(n.username),
-               pg_catalog.array_agg(n.person_kind), pg_catalog.array_agg(n.person_id)
-          INTO cfg, local, shown, kind, pid
-          FROM new_rows AS n;
-    ELSE
-        SELECT pg_catalog.array_agg(n.configuration_id), pg_catalog.array_agg(n.local_part), pg_catalog.array_agg(n.username),
-               pg_catalog.array_agg(n.person_kind), pg_catalog.array_agg(n.person_id)
-          INTO cfg, local, shown, kind, pid
-          FROM new_rows AS n JOIN old_rows AS o ON o.id OPERATOR(pg_catalog.=) n.id
-         WHERE n.local_part OPERATOR(pg_catalog.<>) o.local_part
-            OR n.configuration_id OPERATOR(pg_catalog.<>) o.configuration_id;
-    END IF;
-    IF cfg IS NULL THEN
+    -- Names that left their owner: deleted rows' names, renamed rows' old names.
+    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        INSERT INTO m365.issued_username AS i (configuration_id, local_part, person_kind, person_id, base, suffix)
+        SELECT o.configuration_id, o.local_part, o.person_kind, o.person_id, o.base, o.suffix
+          FROM old_rows AS o
+        ON CONFLICT (configuration_id, local_part) DO NOTHING;
         RETURN NULL;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+        INSERT INTO m365.issued_username AS i (configuration_id, local_part, person_kind, person_id, base, suffix)
+        SELECT o.configuration_id, o.local_part, o.person_kind, o.person_id, o.base, o.suffix
+          FROM old_rows AS o
+         WHERE NOT EXISTS (SELECT FROM new_rows AS n
+                            WHERE n.id OPERATOR(pg_catalog.=) o.id
+                              AND n.configuration_id OPERATOR(pg_catalog.=) o.configuration_id
+                              AND n.local_part OPERATOR(pg_catalog.=) o.local_part
+                              AND n.person_kind OPERATOR(pg_catalog.=) o.person_kind
+                              AND n.person_id OPERATOR(pg_catalog.=) o.person_id)
+        ON CONFLICT (configuration_id, local_part) DO NOTHING;
     END IF;
 
-    SELECT w.username, w.configuration_id INTO clash
-      FROM unnest(cfg, local, shown) AS w(configuration_id, local_part, username)
-      JOIN m365.reserved_username AS r
-        ON r.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
-       AND r.local_part OPERATOR(pg_catalog.=) w.local_part
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'username "%" is reserved in configuration %', clash.username, clash.configuration_id
-            USING ERRCODE = 'unique_violation', CONSTRAINT = 'reserved_username_pkey';
+    -- New names (all on INSERT, the renamed ones on UPDATE) must be free for their person.
+    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+        SELECT n.username, n.configuration_id, n.person_kind, n.person_id INTO clash
+          FROM new_rows AS n
+         WHERE NOT m365.username_is_free(n.configuration_id, n.local_part, n.person_kind, n.person_id)
+         LIMIT 1;
+    ELSE
+        SELECT n.username, n.configuration_id, n.person_kind, n.person_id INTO clash
+          FROM new_rows AS n
+         WHERE NOT EXISTS (SELECT FROM old_rows AS o
+                            WHERE o.id OPERATOR(pg_catalog.=) n.id
+                              AND o.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+                              AND o.local_part OPERATOR(pg_catalog.=) n.local_part
+                              AND o.person_kind OPERATOR(pg_catalog.=) n.person_kind
+                              AND o.person_id OPERATOR(pg_catalog.=) n.person_id)
+           AND NOT m365.username_is_free(n.configuration_id, n.local_part, n.person_kind, n.person_id)
+         LIMIT 1;
     END IF;
-
-    INSERT INTO m365.issued_username AS i (configuration_id, local_part, person_kind, person_id)
-    SELECT w.configuration_id, w.local_part, w.person_kind, w.person_id
-      FROM unnest(cfg, local, kind, pid) AS w(configuration_id, local_part, person_kind, person_id)
-    ON CONFLICT (configuration_id, local_part) DO NOTHING;
-
-    SELECT w.username, w.configuration_id, i.person_kind, i.person_id INTO clash
-      FROM unnest(cfg, local, shown, kind, pid) AS w(configuration_id, local_part, username, person_kind, person_id)
-      JOIN m365.issued_username AS i
-        ON i.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
-       AND i.local_part OPERATOR(pg_catalog.=) w.local_part
-     WHERE i.person_kind OPERATOR(pg_catalog.<>) w.person_kind
-        OR i.person_id OPERATOR(pg_catalog.<>) w.person_id
-     LIMIT 1;
     IF FOUND THEN
+        IF EXISTS (SELECT FROM m365.reserved_username AS r
+                    WHERE r.configuration_id OPERATOR(pg_catalog.=) clash.configuration_id
+                      AND r.local_part OPERATOR(pg_catalog.=) pg_catalog.lower(pg_catalog.split_part(clash.username, '@', 1))) THEN
+            RAISE EXCEPTION 'username "%" is reserved in configuration %', clash.username, clash.configuration_id
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'reserved_username_pkey';
+        END IF;
         RAISE EXCEPTION 'username "%" was issued before in configuration %', clash.username, clash.configuration_id
             USING ERRCODE = 'unique_violation', CONSTRAINT = 'issued_username_pkey',
-                  DETAIL = pg_catalog.format('It belongs to %s %s; an issued name is never reused.',
-                                             clash.person_kind, clash.person_id);
+                  DETAIL = 'An issued name is never given to anyone else.';
     END IF;
+    -- A name taken back by the person it was issued to is theirs again, not retired.
+    DELETE FROM m365.issued_username AS i
+     USING new_rows AS n
+     WHERE i.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+       AND i.local_part OPERATOR(pg_catalog.=) n.local_part
+       AND i.person_kind OPERATOR(pg_catalog.=) n.person_kind
+       AND i.person_id OPERATOR(pg_catalog.=) n.person_id;
     RETURN NULL;
 END
 $$;
@@ -190,16 +237,20 @@ $$;
 -- is checked at CREATE TRIGGER. Left to PUBLIC, a caller could put this one on
 -- a temporary table of its own and have it write, as the owner, rows it chose.
 -- Every trigger function of the extension is revoked the same way.
-REVOKE ALL ON FUNCTION m365.username_check_ledger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION m365.username_keep_ledger() FROM PUBLIC;
 
-CREATE TRIGGER username_check_ledger_insert
+CREATE TRIGGER username_keep_ledger_insert
     AFTER INSERT ON m365.username
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION m365.username_check_ledger();
-CREATE TRIGGER username_check_ledger_update
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.username_keep_ledger();
+CREATE TRIGGER username_keep_ledger_update
     AFTER UPDATE ON m365.username
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION m365.username_check_ledger();
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.username_keep_ledger();
+CREATE TRIGGER username_keep_ledger_delete
+    AFTER DELETE ON m365.username
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.username_keep_ledger();
 
 CREATE FUNCTION m365.touch_updated_at()
 RETURNS trigger

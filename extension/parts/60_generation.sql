@@ -1,12 +1,20 @@
 --------------------------------------------------------------------------------
--- The generation job: m365.generate_usernames().
+-- The generation job: CALL m365.generate_usernames().
 --
--- One run is one transaction: a crash or a cancel rolls it back and every
--- queued person is still queued. Within the run the queue is taken in chunks
--- (FOR UPDATE SKIP LOCKED), and each chunk is worked as a set in the job's
--- working tables: names from the format, then from the fallback formats, then with
--- numeric suffixes, all checked against the issued and reserved names by
--- joins, not one query per person.
+-- A run serves the log (m365.username_request) in chunks of 50,000 rows, one
+-- transaction each: it reads a chunk's rows, decides with the one rule who
+-- needs a username, makes the names as a set in the job's working tables
+-- (the format, the fallback formats, then numeric suffixes, all checked
+-- against the names in use, issued and reserved by index probes), stores
+-- them (one row per new name), records failures, and deletes exactly the log
+-- rows it read. A crash or cancel loses the chunk in flight only, whose rows
+-- are still in the log. What is appended during a run is served next time.
+--
+-- Who waits for whom: the application appends to the log and never waits
+-- for a run. A run holds, per chunk, the lease row, its working tables and
+-- a SHARE lock on reserved_username (an administrator reserving a name
+-- waits for at most one chunk); a session taking the very name the chunk
+-- stores waits on that name's index entry for at most one chunk.
 --------------------------------------------------------------------------------
 
 -- The job's working tables, in a schema of their own that nobody but the
@@ -15,23 +23,29 @@
 -- the job would fire with the owner's rights. Not in schema m365 either: a
 -- role that can name a table can hold a lock on it without any right on it
 -- (PREPARE parses, and locks, before rights are checked), and the TRUNCATE of
--- each chunk would wait for it. One run at a time (the lease in
+-- each chunk would wait for it. One chunk at a time (the lease in
 -- m365.job_lease), so one set of tables serves every run; UNLOGGED, as their
--- rows never outlive the run's transaction.
+-- rows never outlive the chunk's transaction.
 CREATE SCHEMA m365_work;
 COMMENT ON SCHEMA m365_work IS 'm365_usernames: the generation job''s working tables (the extension''s owner only)';
+-- The log rows of this chunk.
+CREATE UNLOGGED TABLE m365_work.claimed (
+    request_id   bigint NOT NULL,
+    person_kind  text NOT NULL,
+    person_id    bigint NOT NULL
+);
+-- Who of them needs a username now, and what to make it from.
 CREATE UNLOGGED TABLE m365_work.batch (
     configuration_id bigint NOT NULL,
     person_kind      text NOT NULL,
     person_id        bigint NOT NULL,
-    queued_at        timestamptz NOT NULL,
+    first_request    bigint NOT NULL,  -- first come, first served
     first_name       text,
     last_name        text,
     domain           text,
     formats          text[] NOT NULL,
     base             text,     -- the name in the configuration's format
-    -- pending, had_username, not_needed, failed; after the slow path also created
-    outcome          text NOT NULL,
+    outcome          text NOT NULL,    -- pending, created, had_username, failed
     error            text,
     PRIMARY KEY (configuration_id, person_kind, person_id)
 );
@@ -42,7 +56,8 @@ CREATE UNLOGGED TABLE m365_work.given_name (
     person_id        bigint NOT NULL,
     local_part       text NOT NULL,
     issued_base      text NOT NULL,
-    suffix           integer NOT NULL,
+    suffix           integer,
+    format           text,     -- NULL: the configuration's format (suffixed names)
     PRIMARY KEY (configuration_id, person_kind, person_id),
     UNIQUE (configuration_id, local_part)
 );
@@ -56,68 +71,10 @@ CREATE UNLOGGED TABLE m365_work.suffix_cursor (
     next_suffix      bigint NOT NULL,
     PRIMARY KEY (configuration_id, base)
 );
--- Who this chunk is about: queue entries, or people of a deferred call.
-CREATE UNLOGGED TABLE m365_work.claimed (
-    configuration_id bigint NOT NULL,
-    person_kind      text NOT NULL,
-    person_id        bigint NOT NULL,
-    queued_at        timestamptz NOT NULL
-);
 
--- Step 1: claim the people of one chunk into m365_work.claimed
--- (m365.generation_claim: queue entries; m365.generation_claim_deferred: the
--- people of a bulk statement, who never pass through the queue), then work out
--- into m365_work.batch what each needs.
-CREATE FUNCTION m365.generation_begin_chunk()
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    TRUNCATE m365_work.batch, m365_work.given_name, m365_work.suffix_cursor, m365_work.claimed;
-END
-$$;
-
-CREATE FUNCTION m365.generation_claim(wanted integer)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-AS $$
-BEGIN
-    PERFORM m365.generation_begin_chunk();
-    INSERT INTO m365_work.claimed (configuration_id, person_kind, person_id, queued_at)
-    SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at
-      FROM m365.username_queue AS q
-     -- Not twice in one run: a failed entry is stamped with now().
-     WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now()
-     ORDER BY (q.last_error IS NOT NULL), q.queued_at, q.configuration_id, q.person_kind, q.person_id
-     LIMIT wanted
-       FOR UPDATE SKIP LOCKED;
-    RETURN m365.generation_fill_batch();
-END
-$$;
-
--- People first..last of a deferred call (m365.queue_or_defer), whose row the
--- job has deleted: the queue entries they would have had are skipped, writing
--- and then deleting 200,000 of them was a quarter of a 1 September run.
-CREATE FUNCTION m365.generation_claim_deferred(deferred m365.username_queue_deferred, first integer, last integer)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-AS $$
-BEGIN
-    PERFORM m365.generation_begin_chunk();
-    INSERT INTO m365_work.claimed (configuration_id, person_kind, person_id, queued_at)
-    SELECT DISTINCT p.configuration_id, deferred.person_kind, p.person_id, deferred.deferred_at
-      FROM unnest(deferred.configuration_ids[first:last], deferred.person_ids[first:last]) AS p(configuration_id, person_id)
-     WHERE p.configuration_id IS NOT NULL AND p.person_id IS NOT NULL;
-    RETURN m365.generation_fill_batch();
-END
-$$;
-
-CREATE FUNCTION m365.generation_fill_batch()
+-- Step 1: read a chunk of the log into m365_work.claimed, then work out into
+-- m365_work.batch who of them needs a username (the rule) and has none.
+CREATE FUNCTION m365.generation_claim(up_to bigint, wanted integer)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -126,73 +83,77 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    claimed integer;
+    served   integer;
+    students bigint[];
+    staff    bigint[];
 BEGIN
+    TRUNCATE m365_work.claimed, m365_work.batch, m365_work.given_name, m365_work.suffix_cursor;
+    INSERT INTO m365_work.claimed (request_id, person_kind, person_id)
+    SELECT r.id, r.person_kind, r.person_id
+      FROM m365.username_request AS r
+     WHERE up_to IS NULL OR r.id OPERATOR(pg_catalog.<=) up_to
+     ORDER BY r.id
+     LIMIT wanted;
+    GET DIAGNOSTICS served = ROW_COUNT;
+    IF served OPERATOR(pg_catalog.=) 0 THEN
+        RETURN 0;
+    END IF;
+    SELECT pg_catalog.array_agg(DISTINCT c.person_id) FILTER (WHERE c.person_kind OPERATOR(pg_catalog.=) 'student'),
+           pg_catalog.array_agg(DISTINCT c.person_id) FILTER (WHERE c.person_kind OPERATOR(pg_catalog.=) 'staff')
+      INTO students, staff
+      FROM m365_work.claimed AS c;
+
     INSERT INTO m365_work.batch
-           (configuration_id, person_kind, person_id, queued_at, first_name, last_name, domain, formats,
+           (configuration_id, person_kind, person_id, first_request, first_name, last_name, domain, formats,
             base, outcome, error)
-    SELECT c.configuration_id, c.person_kind, c.person_id, c.queued_at, c.first_name, c.last_name, c.domain,
+    SELECT c.configuration_id, c.person_kind, c.person_id, c.first_request, c.first_name, c.last_name, c.domain,
            c.formats, c.base,
-           CASE WHEN c.has_username THEN 'had_username'
-                WHEN NOT c.eligible THEN 'not_needed'
-                WHEN c.base IS NULL THEN 'failed'
-                ELSE 'pending' END,
-           CASE WHEN NOT c.has_username AND c.eligible AND c.base IS NULL THEN
+           CASE WHEN c.base IS NULL THEN 'failed' ELSE 'pending' END,
+           CASE WHEN c.base IS NULL THEN
                'the official first and last name yield no username (nothing is left after transliteration to a-z, 0-9 and -)'
            END
       FROM (
-    SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at,
+    SELECT n.configuration_id, n.person_kind, n.person_id,
+           q.first_request,
            coalesce(st.first_name, sf.first_name) AS first_name, coalesce(st.last_name, sf.last_name) AS last_name,
            -- Staff: the domain of the school they were linked to first.
-           CASE WHEN q.person_kind OPERATOR(pg_catalog.=) 'staff' THEN
+           CASE WHEN n.person_kind OPERATOR(pg_catalog.=) 'staff' THEN
                (SELECT sc.staff_domain
                   FROM m365.staff_school AS ss
                   JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
-                 WHERE ss.staff_id OPERATOR(pg_catalog.=) q.person_id
-                   AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
+                 WHERE ss.staff_id OPERATOR(pg_catalog.=) n.person_id
+                   AND sc.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
                  ORDER BY ss.linked_at, ss.school_id
                  LIMIT 1)
            END AS domain,
            ARRAY[cf.username_format] OPERATOR(pg_catalog.||) cf.fallback_formats AS formats,
            m365.make_username(cf.username_format, coalesce(st.first_name, sf.first_name),
-                              coalesce(st.last_name, sf.last_name)) AS base,
-           CASE q.person_kind
-               WHEN 'student' THEN EXISTS (
-                   SELECT FROM m365.enrolment AS e
-                     JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
-                    WHERE e.student_id OPERATOR(pg_catalog.=) q.person_id
-                      AND l.configuration_id OPERATOR(pg_catalog.=) q.configuration_id)
-               ELSE coalesce(sf.active, false) AND EXISTS (
-                   SELECT FROM m365.staff_school AS ss
-                     JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
-                    WHERE ss.staff_id OPERATOR(pg_catalog.=) q.person_id
-                      AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id)
-           END AS eligible,
-           EXISTS (SELECT FROM m365.username AS u
-                    WHERE u.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
-                      AND u.person_kind OPERATOR(pg_catalog.=) q.person_kind
-                      AND u.person_id OPERATOR(pg_catalog.=) q.person_id) AS has_username
-      FROM m365_work.claimed AS q
-      JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) q.configuration_id
+                              coalesce(st.last_name, sf.last_name)) AS base
+      FROM m365.people_needing_username(students, staff) AS n
+      JOIN (SELECT c.person_kind, c.person_id, pg_catalog.min(c.request_id) AS first_request
+              FROM m365_work.claimed AS c GROUP BY c.person_kind, c.person_id) AS q
+        ON q.person_kind OPERATOR(pg_catalog.=) n.person_kind AND q.person_id OPERATOR(pg_catalog.=) n.person_id
+      JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) n.configuration_id
       LEFT JOIN m365.student AS st
-             ON q.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) q.person_id
+             ON n.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) n.person_id
       LEFT JOIN m365.staff AS sf
-             ON q.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) q.person_id
-    -- A fence: the outer CASEs name base, eligible and has_username more than
-    -- once, and flattened each mention ran make_username or its subplan again.
+             ON n.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) n.person_id
+     WHERE (SELECT true FROM m365.username AS u
+             WHERE u.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+               AND u.person_kind OPERATOR(pg_catalog.=) n.person_kind
+               AND u.person_id OPERATOR(pg_catalog.=) n.person_id) IS NULL
+    -- A fence: the outer CASEs name base twice, and flattened each mention
+    -- ran make_username again.
     OFFSET 0
     ) AS c;
-    GET DIAGNOSTICS claimed = ROW_COUNT;
-    IF claimed OPERATOR(pg_catalog.>) 0 THEN
-        -- Temporary tables are never analysed by autovacuum.
-        ANALYZE m365_work.batch;
-    END IF;
-    RETURN claimed;
+    -- Never analysed by autovacuum within the chunk.
+    ANALYZE m365_work.batch;
+    RETURN served;
 END
 $$;
 
--- Step 2: give every pending person of the batch a free name, into
--- m365_work.given_name.
+-- Step 2: give every pending person of the batch without a name a free one,
+-- into m365_work.given_name.
 CREATE FUNCTION m365.generation_assign()
 RETURNS void
 LANGUAGE plpgsql
@@ -203,15 +164,16 @@ DECLARE
     levels integer;
     round  integer := 0;
 BEGIN
-    -- The format, then each fallback format: a name nobody has, one winner per name.
+    -- The format, then each fallback format: a name free for the person
+    -- (their own old name included), one winner per name.
     SELECT pg_catalog.max(pg_catalog.cardinality(formats)) INTO levels
       FROM m365_work.batch WHERE outcome OPERATOR(pg_catalog.=) 'pending';
     FOR level IN 1 .. coalesce(levels, 0) LOOP
         INSERT INTO m365_work.given_name
-               (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
+               (configuration_id, person_kind, person_id, local_part, issued_base, suffix, format)
         SELECT DISTINCT ON (c.configuration_id, c.name)
-               c.configuration_id, c.person_kind, c.person_id, c.name, c.name, 1
-          FROM (SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at,
+               c.configuration_id, c.person_kind, c.person_id, c.name, c.name, NULL, c.format
+          FROM (SELECT b.configuration_id, b.person_kind, b.person_id, b.first_request, b.formats[level] AS format,
                        CASE WHEN level OPERATOR(pg_catalog.=) 1 THEN b.base
                             ELSE m365.make_username(b.formats[level], b.first_name, b.last_name) END AS name
                   FROM m365_work.batch AS b
@@ -222,18 +184,11 @@ BEGIN
                                       AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
                                       AND g.person_id OPERATOR(pg_catalog.=) b.person_id)) AS c
          WHERE c.name IS NOT NULL
-           -- A probe of the ledger's index per candidate: as an anti-join the
-           -- planner hashes the whole ledger, which grows with every chunk.
-           AND (SELECT true FROM m365.issued_username AS i
-                 WHERE i.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
-                   AND i.local_part OPERATOR(pg_catalog.=) c.name) IS NULL
-           AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
-                            WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
-                              AND r.local_part OPERATOR(pg_catalog.=) c.name)
+           AND m365.username_is_free(c.configuration_id, c.name, c.person_kind, c.person_id)
            AND NOT EXISTS (SELECT FROM m365_work.given_name AS o
                             WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                               AND o.local_part OPERATOR(pg_catalog.=) c.name)
-         ORDER BY c.configuration_id, c.name, c.queued_at, c.person_kind, c.person_id;
+         ORDER BY c.configuration_id, c.name, c.first_request, c.person_kind, c.person_id;
     END LOOP;
 
     -- Numeric suffixes on the format's name: base2, base3, ... Each base has a
@@ -243,7 +198,7 @@ BEGIN
     -- candidate per waiting person and two spare: above the cursor only edited
     -- or reserved names can be taken (16 spare probed 12 names per person).
     -- A base still waiting after a round doubles its window: thousands of
-    -- names taken by edits (whose ledger rows carry no suffix for the cursor)
+    -- names taken by edits (which carry no suffix for the cursor)
     -- cost a dozen rounds. Whoever has no name after 40 rounds fails alone,
     -- with the reason; the run goes on.
     LOOP
@@ -251,7 +206,7 @@ BEGIN
         INSERT INTO m365_work.waiting
         SELECT b.configuration_id, b.person_kind, b.person_id, b.base,
                pg_catalog.row_number() OVER (PARTITION BY b.configuration_id, b.base
-                                             ORDER BY b.queued_at, b.person_kind, b.person_id)
+                                             ORDER BY b.first_request, b.person_kind, b.person_id)
           FROM m365_work.batch AS b
          WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
            AND NOT EXISTS (SELECT FROM m365_work.given_name AS g
@@ -272,9 +227,7 @@ BEGIN
 
         INSERT INTO m365_work.suffix_cursor (configuration_id, base, next_suffix)
         SELECT g.configuration_id, g.base,
-               coalesce((SELECT pg_catalog.max(i.suffix) FROM m365.issued_username AS i
-                          WHERE i.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
-                            AND i.base OPERATOR(pg_catalog.=) g.base), 1) OPERATOR(pg_catalog.+) 1
+               coalesce(m365.highest_suffix(g.configuration_id, g.base), 1) OPERATOR(pg_catalog.+) 1
           FROM (SELECT DISTINCT w.configuration_id, w.base FROM m365_work.waiting AS w) AS g
         ON CONFLICT DO NOTHING;
 
@@ -297,12 +250,7 @@ BEGIN
             SELECT DISTINCT ON (c.configuration_id, c.name) c.*
               FROM (SELECT w.configuration_id, w.base, s AS suffix, m365.username_with_suffix(w.base, s) AS name
                       FROM window_ AS w, pg_catalog.generate_series(w.lo, w.hi OPERATOR(pg_catalog.-) 1) AS s) AS c
-             WHERE (SELECT true FROM m365.issued_username AS i
-                     WHERE i.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
-                       AND i.local_part OPERATOR(pg_catalog.=) c.name) IS NULL
-               AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
-                                WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
-                                  AND r.local_part OPERATOR(pg_catalog.=) c.name)
+             WHERE m365.username_is_free(c.configuration_id, c.name, NULL, NULL)
                AND NOT EXISTS (SELECT FROM m365_work.given_name AS o
                                 WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                                   AND o.local_part OPERATOR(pg_catalog.=) c.name)
@@ -318,8 +266,8 @@ BEGIN
              GROUP BY f.configuration_id, f.base
         )
         INSERT INTO m365_work.given_name
-               (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
-        SELECT w.configuration_id, w.person_kind, w.person_id, fb.names[w.rn], w.base, fb.suffixes[w.rn]
+               (configuration_id, person_kind, person_id, local_part, issued_base, suffix, format)
+        SELECT w.configuration_id, w.person_kind, w.person_id, fb.names[w.rn], w.base, fb.suffixes[w.rn], NULL
           FROM m365_work.waiting AS w
           JOIN free_by_base AS fb
             ON fb.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
@@ -329,136 +277,129 @@ BEGIN
 END
 $$;
 
--- Step 3, the slow path: one person at a time, each in its own
--- subtransaction, when storing the batch as a set failed (a name taken by a
--- concurrent edit, say). A person that still fails keeps the reason.
-CREATE FUNCTION m365.generation_store_one_by_one()
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-AS $$
-DECLARE
-    person record;
-    format text;
-    candidate text;
-    chosen text;
-BEGIN
-    FOR person IN
-        SELECT * FROM m365_work.batch
-         WHERE outcome OPERATOR(pg_catalog.=) 'pending'
-         ORDER BY queued_at, person_kind, person_id
-    LOOP
-        BEGIN
-            chosen := NULL;
-            FOREACH format IN ARRAY person.formats LOOP
-                candidate := m365.make_username(format, person.first_name, person.last_name);
-                IF candidate IS NOT NULL AND NOT m365.username_is_taken(person.configuration_id, candidate) THEN
-                    chosen := candidate;
-                    EXIT;
-                END IF;
-            END LOOP;
-            chosen := coalesce(chosen, m365.first_free_username(person.configuration_id, person.base));
-            INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
-            VALUES (person.configuration_id, person.person_kind, person.person_id,
-                    CASE WHEN person.domain IS NULL THEN chosen ELSE chosen OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) person.domain END);
-            UPDATE m365_work.batch SET outcome = 'created'
-             WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
-               AND person_kind OPERATOR(pg_catalog.=) person.person_kind
-               AND person_id OPERATOR(pg_catalog.=) person.person_id;
-        EXCEPTION WHEN OTHERS THEN
-            UPDATE m365_work.batch SET outcome = 'failed', error = SQLERRM
-             WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
-               AND person_kind OPERATOR(pg_catalog.=) person.person_kind
-               AND person_id OPERATOR(pg_catalog.=) person.person_id;
-        END;
-    END LOOP;
-END
-$$;
-
--- Step 3: store the batch, then settle its queue entries (from_queue), or
--- queue the people of a deferred call it failed for. Returns how many
--- usernames were created.
-CREATE FUNCTION m365.generation_store(from_queue boolean)
+-- Step 3: store the given names, one row each in m365.username. A name
+-- another session took since step 2 (an edit, a reserved name) is not
+-- stored: ON CONFLICT skips a name in use, and the ledger check of
+-- m365.username_keep_ledger refuses one retired meanwhile (then the chunk's
+-- store is undone, in one subtransaction, not one per person). Only those
+-- people are given a name again; what collided is counted. Returns how many
+-- collisions it met.
+CREATE FUNCTION m365.generation_store()
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    created integer;
+    collisions integer := 0;
+    lost       integer;
 BEGIN
-    BEGIN
-        INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id, base, suffix)
-        SELECT g.configuration_id, g.local_part, g.person_kind, g.person_id, g.issued_base, g.suffix
-          FROM m365_work.given_name AS g;
-        INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
-        SELECT g.configuration_id, g.person_kind, g.person_id,
-               CASE WHEN b.domain IS NULL THEN g.local_part
-                    ELSE g.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END
-          FROM m365_work.given_name AS g
-          JOIN m365_work.batch AS b
-            ON b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
+    FOR attempt IN 1 .. 10 LOOP
+        PERFORM m365.generation_assign();
+        BEGIN
+            WITH stored AS (
+                INSERT INTO m365.username (configuration_id, person_kind, person_id, username, base, suffix, format)
+                SELECT g.configuration_id, g.person_kind, g.person_id,
+                       CASE WHEN b.domain IS NULL THEN g.local_part
+                            ELSE g.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END,
+                       g.issued_base, g.suffix, coalesce(g.format, b.formats[1])
+                  FROM m365_work.given_name AS g
+                  JOIN m365_work.batch AS b
+                    ON b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
+                   AND b.person_kind OPERATOR(pg_catalog.=) g.person_kind
+                   AND b.person_id OPERATOR(pg_catalog.=) g.person_id
+                 WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
+                ON CONFLICT DO NOTHING
+                RETURNING configuration_id, person_kind, person_id
+            )
+            UPDATE m365_work.batch AS b SET outcome = 'created'
+              FROM stored AS s
+             WHERE b.configuration_id OPERATOR(pg_catalog.=) s.configuration_id
+               AND b.person_kind OPERATOR(pg_catalog.=) s.person_kind
+               AND b.person_id OPERATOR(pg_catalog.=) s.person_id;
+        EXCEPTION WHEN unique_violation THEN
+            -- A name of the chunk was retired by a rename that committed while
+            -- the store waited for it: nothing of this attempt is stored.
+            NULL;
+        END;
+        -- Whoever got a username elsewhere meanwhile needs none now.
+        UPDATE m365_work.batch AS b SET outcome = 'had_username'
+         WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
+           AND EXISTS (SELECT FROM m365.username AS u
+                        WHERE u.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
+                          AND u.person_kind OPERATOR(pg_catalog.=) b.person_kind
+                          AND u.person_id OPERATOR(pg_catalog.=) b.person_id);
+        -- The names of those still pending are no longer free: forget them.
+        DELETE FROM m365_work.given_name AS g
+         USING m365_work.batch AS b
+         WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
+           AND b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
            AND b.person_kind OPERATOR(pg_catalog.=) g.person_kind
            AND b.person_id OPERATOR(pg_catalog.=) g.person_id;
-        GET DIAGNOSTICS created = ROW_COUNT;
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM m365.generation_store_one_by_one();
-        SELECT pg_catalog.count(*) INTO created
-          FROM m365_work.batch WHERE outcome OPERATOR(pg_catalog.=) 'created';
-    END;
-
-    IF NOT from_queue THEN
-        -- Failed entries stay queued, with the reason, as if they had been.
-        BEGIN
-            INSERT INTO m365.username_queue AS q
-                   (configuration_id, person_kind, person_id, queued_at, attempts, last_attempt_at, last_error)
-            SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at, 1, pg_catalog.now(), b.error
-              FROM m365_work.batch AS b
-             WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
-            ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
-               SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(),
-                   last_error = excluded.last_error
-             -- Unless the queue part of this run tried it already.
-             WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now();
-        EXCEPTION WHEN lock_not_available THEN
-            -- A session is queueing one of them right now and has not committed
-            -- (an application's open transaction): rather than wait for it,
-            -- they stay a deferred call, which the next run serves.
-            INSERT INTO m365.username_queue_deferred (person_kind, configuration_ids, person_ids, deferred_at)
-            SELECT b.person_kind, pg_catalog.array_agg(b.configuration_id), pg_catalog.array_agg(b.person_id),
-                   pg_catalog.min(b.queued_at)
-              FROM m365_work.batch AS b
-             WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
-             GROUP BY b.person_kind;
-        END;
-        RETURN created;
-    END IF;
-    DELETE FROM m365.username_queue AS q
-     USING m365_work.batch AS b
-     WHERE b.outcome OPERATOR(pg_catalog.<>) 'failed'
-       AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
-       AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
-       AND q.person_id OPERATOR(pg_catalog.=) b.person_id;
-    UPDATE m365.username_queue AS q
-       SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(), last_error = b.error
-      FROM m365_work.batch AS b
-     WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
-       AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
-       AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
-       AND q.person_id OPERATOR(pg_catalog.=) b.person_id;
-    RETURN created;
+        GET DIAGNOSTICS lost = ROW_COUNT;
+        collisions := collisions OPERATOR(pg_catalog.+) lost;
+        IF NOT EXISTS (SELECT FROM m365_work.batch AS b WHERE b.outcome OPERATOR(pg_catalog.=) 'pending') THEN
+            RETURN collisions;
+        END IF;
+    END LOOP;
+    UPDATE m365_work.batch AS b
+       SET outcome = 'failed', error = 'the names found were taken by other sessions ten times in a row'
+     WHERE b.outcome OPERATOR(pg_catalog.=) 'pending';
+    RETURN collisions;
 END
 $$;
 
--- One run at a time, by a lease row that only the job (the extension's owner)
--- can lock: an advisory lock can be taken by any session, which could make
--- every run quietly do nothing. Every run is recorded, and a run that had to
--- give way says who held it up (m365.job_status(), m365.status).
+-- Step 4: the failures of the chunk's people, and the log rows it read.
+CREATE FUNCTION m365.generation_settle()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    -- Failures of the people read that are over (a username, or none needed).
+    DELETE FROM m365.username_failure AS f
+     USING (SELECT DISTINCT c.person_kind, c.person_id FROM m365_work.claimed AS c) AS c
+     WHERE f.person_kind OPERATOR(pg_catalog.=) c.person_kind
+       AND f.person_id OPERATOR(pg_catalog.=) c.person_id
+       AND NOT EXISTS (SELECT FROM m365_work.batch AS b
+                        WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+                          AND b.configuration_id OPERATOR(pg_catalog.=) f.configuration_id
+                          AND b.person_kind OPERATOR(pg_catalog.=) f.person_kind
+                          AND b.person_id OPERATOR(pg_catalog.=) f.person_id);
+    INSERT INTO m365.username_failure AS f (configuration_id, person_kind, person_id, reason)
+    SELECT b.configuration_id, b.person_kind, b.person_id, b.error
+      FROM m365_work.batch AS b
+     WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+    ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
+       SET reason = excluded.reason, attempts = f.attempts OPERATOR(pg_catalog.+) 1,
+           last_failed_at = pg_catalog.now();
+    -- Exactly the rows read: a row appended meanwhile, even with a lower id
+    -- (committed after this chunk read the log), stays for the next run.
+    DELETE FROM m365.username_request AS r
+     USING m365_work.claimed AS c
+     WHERE r.id OPERATOR(pg_catalog.=) c.request_id;
+END
+$$;
+
+-- One run at a time, by a lease row only the job (the extension's owner) can
+-- lock or write: an advisory lock can be taken by any session, which could
+-- make every run quietly do nothing. A chunk holds the row locked; between
+-- chunks (committed) the row names the run, and another run gives way while
+-- that run's session is still running the statement that started it.
 CREATE TABLE m365.job_lease (
-    job text PRIMARY KEY
+    job                 text PRIMARY KEY,
+    run_id              bigint,
+    run_pid             integer,
+    run_backend_start   timestamptz,
+    run_statement_start timestamptz,
+    -- The last log row of the run: what is appended later is the next run's.
+    run_up_to           bigint,
+    -- A test hook only the owner can set: each chunk sleeps this long before
+    -- it commits (holding what a chunk holds), to show that nobody waits.
+    pause_in_chunk      interval
 );
-COMMENT ON TABLE m365.job_lease IS 'One row per job: a run holds its row locked (FOR UPDATE) while it runs';
+COMMENT ON TABLE m365.job_lease IS 'One row per job: the run that holds it, and its chunk holds the row locked (FOR UPDATE) while it works';
 INSERT INTO m365.job_lease (job) VALUES ('generate_usernames');
 
 CREATE TABLE m365.job_run (
@@ -466,19 +407,38 @@ CREATE TABLE m365.job_run (
     job          text NOT NULL,
     started_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     finished_at  timestamptz,
-    -- done; skipped (another run held the lease); blocked (a lock on the
-    -- extension's tables was not granted within the job's lock_timeout);
-    -- failed (an error: the run's work is rolled back, detail says why)
-    outcome      text NOT NULL CONSTRAINT job_run_outcome_known CHECK (outcome OPERATOR(pg_catalog.=) ANY ('{done,skipped,blocked,failed}'::text[])),
+    -- running; done; skipped (another run held the lease); blocked (a lock on
+    -- the extension's tables was not granted within the job's lock_timeout);
+    -- failed (an error: the chunk in flight is rolled back, detail says why);
+    -- interrupted (the session ended or was cancelled mid-run)
+    outcome      text NOT NULL CONSTRAINT job_run_outcome_known CHECK (outcome OPERATOR(pg_catalog.=) ANY ('{running,done,skipped,blocked,failed,interrupted}'::text[])),
     created      integer,
     run_by       name NOT NULL DEFAULT SESSION_USER,
     blocker_pid  integer,
     blocker_role name,
-    detail       text
+    detail       text,
+    -- Log rows served, and names found taken by another session at store time.
+    served       integer,
+    collisions   integer
 );
 CREATE INDEX job_run_job ON m365.job_run (job, started_at);
-COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, and why a run did nothing (who held it up, or the error; kept 90 days)';
+COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, what it served and created, and why a run did nothing (who held it up, or the error; kept 90 days)';
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.job_run');
+
+-- Whether the run named in a lease row is still going: its session is
+-- running the statement that started it (pid, backend and statement start
+-- all match; a cancelled run's session has moved on).
+CREATE FUNCTION m365.lease_run_is_alive(lease m365.job_lease)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN lease.run_id IS NOT NULL
+   AND EXISTS (SELECT FROM pg_catalog.pg_stat_activity AS a
+                WHERE a.pid OPERATOR(pg_catalog.=) lease.run_pid
+                  AND a.backend_start OPERATOR(pg_catalog.=) lease.run_backend_start
+                  AND a.query_start OPERATOR(pg_catalog.=) lease.run_statement_start
+                  AND a.state OPERATOR(pg_catalog.=) 'active');
+REVOKE ALL ON FUNCTION m365.lease_run_is_alive(m365.job_lease) FROM PUBLIC;
 
 -- Who holds the lease of a job now: the transaction whose id is in the
 -- locked row's xmax, found in pg_locks and pg_stat_activity.
@@ -521,8 +481,61 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION m365.table_lock_holder() FROM PUBLIC;
 
-CREATE FUNCTION m365.generate_usernames(max_count integer DEFAULT NULL)
-RETURNS integer
+
+-- Starts a run: takes the lease, or records why not (skipped) and answers
+-- NULL. A run whose session is gone is recorded as interrupted.
+CREATE FUNCTION m365.generation_begin(OUT run_id bigint, OUT up_to bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lease  m365.job_lease;
+    holder record;
+BEGIN
+    DELETE FROM m365.job_run AS r
+     WHERE r.started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) '90 days'::interval);
+    -- SKIP LOCKED, not a wait: a second run returns at once. (Not a
+    -- subtransaction either: the lease then carries this transaction's id,
+    -- which m365.lease_holder finds in pg_locks.)
+    SELECT * INTO lease FROM m365.job_lease AS j WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
+       FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND OR m365.lease_run_is_alive(lease) THEN
+        IF FOUND THEN
+            SELECT lease.run_pid AS pid, a.usename AS role INTO holder
+              FROM pg_catalog.pg_stat_activity AS a WHERE a.pid OPERATOR(pg_catalog.=) lease.run_pid;
+        ELSE
+            SELECT * INTO holder FROM m365.lease_holder('generate_usernames');
+        END IF;
+        INSERT INTO m365.job_run (job, finished_at, outcome, created, served, blocker_pid, blocker_role, detail)
+        VALUES ('generate_usernames', pg_catalog.clock_timestamp(), 'skipped', 0, 0, holder.pid, holder.role,
+                'another run of the job was running');
+        RAISE NOTICE 'm365.generate_usernames is already running (pid %, role %); nothing done', holder.pid, holder.role;
+        RETURN;
+    END IF;
+    UPDATE m365.job_run AS r SET outcome = 'interrupted', finished_at = pg_catalog.clock_timestamp(),
+                                 detail = 'the run''s session ended or cancelled it; its last chunk was rolled back'
+     WHERE r.id OPERATOR(pg_catalog.=) lease.run_id AND r.outcome OPERATOR(pg_catalog.=) 'running';
+    INSERT INTO m365.job_run (job, outcome, created, served, collisions)
+    VALUES ('generate_usernames', 'running', 0, 0, 0)
+    RETURNING id INTO run_id;
+    up_to := (SELECT pg_catalog.max(r.id) FROM m365.username_request AS r);
+    UPDATE m365.job_lease AS j
+       SET run_id = generation_begin.run_id, run_pid = pg_catalog.pg_backend_pid(),
+           run_backend_start = (SELECT a.backend_start FROM pg_catalog.pg_stat_activity AS a
+                                 WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()),
+           run_statement_start = pg_catalog.statement_timestamp(),
+           run_up_to = generation_begin.up_to
+     WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames';
+END
+$$;
+REVOKE ALL ON FUNCTION m365.generation_begin() FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generation_begin()');
+
+-- One chunk of a run, in the caller's transaction: served is the number of
+-- log rows read (0: the run is over), or NULL when the run must stop
+-- (the lease is another's now, or a lock was not granted: recorded).
+CREATE FUNCTION m365.generation_chunk(run_id bigint, OUT served integer, OUT created integer)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -534,118 +547,172 @@ SET lock_timeout = '5s'
 AS $$
 DECLARE
     chunk_size constant integer := 50000;
-    processed integer := 0;
-    created   integer := 0;
-    claimed   integer;
-    deferred  m365.username_queue_deferred;
-    first     integer;
-    holder    record;
-    started   timestamptz := pg_catalog.clock_timestamp();
-    last_deferred bigint;
+    lease  m365.job_lease;
+    holder record;
+    chunk_collisions integer;
 BEGIN
-    IF max_count OPERATOR(pg_catalog.<) 0 THEN
-        RAISE EXCEPTION 'max_count must not be negative, got %', max_count USING ERRCODE = 'invalid_parameter_value';
+    SELECT * INTO lease FROM m365.job_lease AS j WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
+       FOR UPDATE SKIP LOCKED;
+    -- Only the session that began the run works for it.
+    IF NOT FOUND OR lease.run_id IS DISTINCT FROM generation_chunk.run_id
+       OR lease.run_pid IS DISTINCT FROM pg_catalog.pg_backend_pid() THEN
+        UPDATE m365.job_run AS r SET outcome = 'skipped', finished_at = pg_catalog.clock_timestamp(),
+                                     detail = 'another run took the lease'
+         WHERE r.id OPERATOR(pg_catalog.=) generation_chunk.run_id AND r.outcome OPERATOR(pg_catalog.=) 'running';
+        RETURN;
     END IF;
-    DELETE FROM m365.job_run AS r
-     WHERE r.started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) '90 days'::interval);
-    -- One run at a time; a second one returns at once instead of waiting.
-    -- (SKIP LOCKED, not a subtransaction: the lease then carries the run's
-    -- own transaction id, which m365.lease_holder finds in pg_locks.)
-    PERFORM FROM m365.job_lease AS j WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames' FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        SELECT * INTO holder FROM m365.lease_holder('generate_usernames');
-        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, blocker_pid, blocker_role, detail)
-        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'skipped', 0, holder.pid, holder.role,
-                'another run of the job was running');
-        RAISE NOTICE 'm365.generate_usernames is already running (pid %, role %); nothing done', holder.pid, holder.role;
-        RETURN 0;
-    END IF;
-    -- Every lock the run needs, up front and within lock_timeout: whoever
+    -- Every lock the chunk needs, up front and within lock_timeout: whoever
     -- holds one up is recorded instead of the run failing somewhere later.
-    -- Names reserved while the job runs wait for it: what it checked stays true.
+    -- Names reserved while a chunk runs wait for it: what it checked stays true.
     BEGIN
         LOCK TABLE m365.reserved_username IN SHARE MODE;
-        LOCK TABLE m365.username, m365.issued_username, m365.username_queue, m365.username_queue_deferred
+        LOCK TABLE m365.username, m365.issued_username, m365.username_request, m365.username_failure
             IN ROW EXCLUSIVE MODE;
         LOCK TABLE m365.configuration, m365.school, m365.location, m365.student, m365.enrolment, m365.staff,
                    m365.staff_school IN ACCESS SHARE MODE;
     EXCEPTION WHEN lock_not_available THEN
         SELECT * INTO holder FROM m365.table_lock_holder();
-        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, blocker_pid, blocker_role, detail)
-        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'blocked', 0, holder.pid, holder.role,
-                pg_catalog.format('%s held %s on %s for longer than lock_timeout (%s)',
-                                  coalesce(holder.role::text, 'a session'), holder.mode, holder.relation,
-                                  pg_catalog.current_setting('lock_timeout')));
-        RAISE WARNING 'm365.generate_usernames was held up by pid % (role %); nothing done', holder.pid, holder.role
+        UPDATE m365.job_run AS r
+           SET outcome = 'blocked', finished_at = pg_catalog.clock_timestamp(),
+               blocker_pid = holder.pid, blocker_role = holder.role,
+               detail = pg_catalog.format('%s held %s on %s for longer than lock_timeout (%s)',
+                                          coalesce(holder.role::text, 'a session'), holder.mode, holder.relation,
+                                          pg_catalog.current_setting('lock_timeout'))
+         WHERE r.id OPERATOR(pg_catalog.=) generation_chunk.run_id;
+        RAISE WARNING 'm365.generate_usernames was held up by pid % (role %); it stops here', holder.pid, holder.role
             USING DETAIL = pg_catalog.format('%s on %s', holder.mode, holder.relation);
-        RETURN 0;
+        RETURN;
     END;
-    -- A run that fails rolls its work back but is recorded, with the error:
-    -- an application's lock or data must never make runs fail unseen.
-    BEGIN
-    -- A bounded run counts queue entries: the people of bulk statements
-    -- (m365.queue_or_defer) join the queue first, as any other.
-    IF max_count IS NOT NULL THEN
-        PERFORM m365.queue_deferred();
+    served := m365.generation_claim(lease.run_up_to, chunk_size);
+    created := 0;
+    IF served OPERATOR(pg_catalog.=) 0 THEN
+        RETURN;
     END IF;
-    LOOP
-        EXIT WHEN max_count IS NOT NULL AND processed OPERATOR(pg_catalog.>=) max_count;
-        claimed := m365.generation_claim(CASE WHEN max_count IS NULL THEN chunk_size
-                                              ELSE pg_catalog.int4smaller(chunk_size, max_count OPERATOR(pg_catalog.-) processed) END);
-        EXIT WHEN claimed OPERATOR(pg_catalog.=) 0;
-        processed := processed OPERATOR(pg_catalog.+) claimed;
-        PERFORM m365.generation_assign();
-        created := created OPERATOR(pg_catalog.+) m365.generation_store(true);
-    END LOOP;
-    -- A whole run takes the people of bulk statements straight from their
-    -- deferred calls, after the queue: queue_deferred would have queued them
-    -- now, behind every entry already there. A call still being written
-    -- (uncommitted) is not seen and waits for the next run, and so does a call
-    -- this run writes itself (m365.generation_store).
-    last_deferred := (SELECT pg_catalog.max(d.id) FROM m365.username_queue_deferred AS d);
-    LOOP
-        EXIT WHEN max_count IS NOT NULL;
-        DELETE FROM m365.username_queue_deferred AS d
-         WHERE d.id OPERATOR(pg_catalog.=) (SELECT pg_catalog.min(d2.id) FROM m365.username_queue_deferred AS d2)
-           AND d.id OPERATOR(pg_catalog.<=) last_deferred
-        RETURNING * INTO deferred;
-        EXIT WHEN NOT FOUND;
-        first := 1;
-        WHILE first OPERATOR(pg_catalog.<=) pg_catalog.cardinality(deferred.person_ids) LOOP
-            PERFORM m365.generation_claim_deferred(deferred, first, first OPERATOR(pg_catalog.+) chunk_size OPERATOR(pg_catalog.-) 1);
-            PERFORM m365.generation_assign();
-            created := created OPERATOR(pg_catalog.+) m365.generation_store(false);
-            first := first OPERATOR(pg_catalog.+) chunk_size;
-        END LOOP;
-    END LOOP;
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, detail)
-        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'failed', 0,
-                SQLSTATE OPERATOR(pg_catalog.||) ': ' OPERATOR(pg_catalog.||) SQLERRM);
-        RAISE WARNING 'm365.generate_usernames failed; nothing done: %', SQLERRM USING DETAIL = SQLSTATE;
+    chunk_collisions := m365.generation_store();
+    PERFORM m365.generation_settle();
+    created := (SELECT pg_catalog.count(*) FROM m365_work.batch AS b WHERE b.outcome OPERATOR(pg_catalog.=) 'created');
+    UPDATE m365.job_run AS r
+       SET served = r.served OPERATOR(pg_catalog.+) generation_chunk.served,
+           created = r.created OPERATOR(pg_catalog.+) generation_chunk.created,
+           collisions = r.collisions OPERATOR(pg_catalog.+) chunk_collisions
+     WHERE r.id OPERATOR(pg_catalog.=) generation_chunk.run_id;
+    IF lease.pause_in_chunk IS NOT NULL THEN
+        PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', lease.pause_in_chunk));
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.generation_chunk(bigint) FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generation_chunk(bigint)');
+
+-- Ends a run: done, or failed with the error of the chunk that failed.
+CREATE FUNCTION m365.generation_end(run_id bigint, error text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run m365.job_run;
+BEGIN
+    -- Only the session that began the run ends it.
+    PERFORM FROM m365.job_lease AS j
+      WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
+        AND j.run_id OPERATOR(pg_catalog.=) generation_end.run_id
+        AND j.run_pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
+        FOR UPDATE;
+    IF NOT FOUND THEN
         RETURN 0;
-    END;
+    END IF;
+    UPDATE m365.job_run AS r
+       SET outcome = CASE WHEN error IS NULL THEN 'done' ELSE 'failed' END,
+           finished_at = pg_catalog.clock_timestamp(), detail = error
+     WHERE r.id OPERATOR(pg_catalog.=) generation_end.run_id AND r.outcome OPERATOR(pg_catalog.=) 'running'
+    RETURNING * INTO run;
+    UPDATE m365.job_lease AS j
+       SET run_id = NULL, run_pid = NULL, run_backend_start = NULL, run_statement_start = NULL, run_up_to = NULL
+     WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames' AND j.run_id OPERATOR(pg_catalog.=) generation_end.run_id;
+    IF error IS NOT NULL THEN
+        RAISE WARNING 'm365.generate_usernames failed; its last chunk was rolled back: %', error;
+    END IF;
     -- After a bulk run (1 September) the planner would otherwise plan the
     -- lists and the SDS feed with the statistics of a nearly empty table until
     -- autovacuum comes by.
-    IF created OPERATOR(pg_catalog.>=) 1000 THEN
-        ANALYZE m365.username, m365.issued_username;
+    IF run.created OPERATOR(pg_catalog.>=) 1000 THEN
+        ANALYZE m365.username;
     END IF;
     -- Nothing of the run stays behind in the working tables.
-    TRUNCATE m365_work.batch, m365_work.given_name, m365_work.waiting, m365_work.suffix_cursor,
-             m365_work.claimed;
-    INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created)
-    VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'done', created);
-    RETURN created;
+    TRUNCATE m365_work.claimed, m365_work.batch, m365_work.given_name, m365_work.waiting, m365_work.suffix_cursor;
+    RETURN coalesce(run.created, 0);
 END
 $$;
-COMMENT ON FUNCTION m365.generate_usernames(integer) IS
-'The job: makes the usernames of queued people (at most max_count queue entries; NULL: all); returns how many were created';
-REVOKE ALL ON FUNCTION m365.generate_usernames(integer) FROM PUBLIC;
-SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generate_usernames(integer)');
+REVOKE ALL ON FUNCTION m365.generation_end(bigint, text) FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generation_end(bigint, text)');
 
-REVOKE ALL ON FUNCTION m365.generation_begin_chunk(), m365.generation_claim(integer),
-                       m365.generation_claim_deferred(m365.username_queue_deferred, integer, integer),
-                       m365.generation_fill_batch(), m365.generation_assign(), m365.generation_store(boolean),
-                       m365.generation_store_one_by_one() FROM PUBLIC;
+-- The job. A procedure, so that each chunk commits: it cannot be SECURITY
+-- DEFINER nor carry SET clauses (those forbid COMMIT), so it runs as its
+-- caller, names everything in full, and leaves the work to the owner's
+-- functions above, which carry the settings. Call it on its own, outside a
+-- transaction block (pg_cron's command is this CALL alone).
+CREATE PROCEDURE m365.generate_usernames()
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run    record;
+    served integer;
+    error  text;
+BEGIN
+    SELECT * INTO run FROM m365.generation_begin();
+    IF run.run_id IS NULL THEN
+        RETURN;
+    END IF;
+    COMMIT;
+    LOOP
+        served := NULL;
+        BEGIN
+            SELECT c.served INTO served FROM m365.generation_chunk(run.run_id) AS c;
+        EXCEPTION WHEN OTHERS THEN
+            error := SQLSTATE OPERATOR(pg_catalog.||) ': ' OPERATOR(pg_catalog.||) SQLERRM;
+        END;
+        -- served NULL: the chunk stopped the run and recorded why.
+        EXIT WHEN error IS NOT NULL OR served IS NULL OR served OPERATOR(pg_catalog.=) 0;
+        COMMIT;
+    END LOOP;
+    PERFORM m365.generation_end(run.run_id, error);
+    COMMIT;
+END
+$$;
+COMMENT ON PROCEDURE m365.generate_usernames() IS
+'The job: makes the usernames of the people in the log, committing per chunk of 50,000 (CALL it outside a transaction block)';
+REVOKE ALL ON PROCEDURE m365.generate_usernames() FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'PROCEDURE m365.generate_usernames()');
 
+-- The same run inside the caller's transaction, all chunks in it (tests,
+-- and whoever must see the names in their own transaction). Returns how
+-- many usernames were created.
+CREATE FUNCTION m365.generate_usernames_in_transaction()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run    record;
+    served integer;
+BEGIN
+    SELECT * INTO run FROM m365.generation_begin();
+    IF run.run_id IS NULL THEN
+        RETURN 0;
+    END IF;
+    LOOP
+        SELECT c.served INTO served FROM m365.generation_chunk(run.run_id) AS c;
+        EXIT WHEN served IS NULL OR served OPERATOR(pg_catalog.=) 0;
+    END LOOP;
+    RETURN m365.generation_end(run.run_id);
+END
+$$;
+COMMENT ON FUNCTION m365.generate_usernames_in_transaction() IS
+'The job in the caller''s transaction (no commit per chunk); returns how many usernames were created';
+REVOKE ALL ON FUNCTION m365.generate_usernames_in_transaction() FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generate_usernames_in_transaction()');
+
+REVOKE ALL ON FUNCTION m365.generation_claim(bigint, integer), m365.generation_assign(),
+                       m365.generation_store(), m365.generation_settle() FROM PUBLIC;

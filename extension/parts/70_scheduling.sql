@@ -25,7 +25,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT m365.job_name(d.job), d.schedule, d.command, d.old_name
-      FROM (VALUES ('m365_generate_usernames', '*/15 * * * *', 'SELECT m365.generate_usernames()', 'm365_generate_usernames'),
+      FROM (VALUES ('m365_generate_usernames', '*/15 * * * *', 'CALL m365.generate_usernames()', 'm365_generate_usernames'),
                    ('m365_sds_snapshot', '0 */12 * * *', 'SELECT m365.take_sds_snapshots()', 'm365_sds_snapshot'))
            AS d(job, schedule, command, old_name)
 $$;

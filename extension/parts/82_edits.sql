@@ -118,27 +118,14 @@ BEGIN
     END IF;
 
     -- In use: by another username, issued before to someone else, or reserved.
-    IF EXISTS (SELECT FROM m365.username AS u
-                WHERE u.configuration_id OPERATOR(pg_catalog.=) config.id
-                  AND u.local_part OPERATOR(pg_catalog.=) local
-                  AND u.id OPERATOR(pg_catalog.<>) current.id)
-       OR EXISTS (SELECT FROM m365.issued_username AS i
-                   WHERE i.configuration_id OPERATOR(pg_catalog.=) config.id
-                     AND i.local_part OPERATOR(pg_catalog.=) local
-                     AND (i.person_kind, i.person_id) OPERATOR(pg_catalog.<>) (current.person_kind, current.person_id))
-       OR EXISTS (SELECT FROM m365.reserved_username AS r
-                   WHERE r.configuration_id OPERATOR(pg_catalog.=) config.id
-                     AND r.local_part OPERATOR(pg_catalog.=) local) THEN
+    IF NOT m365.username_is_free(config.id, local, current.person_kind, current.person_id) THEN
         PERFORM m365.raise_message('M3U03', 'username_in_use', wanted);
     END IF;
 
     BEGIN
-        -- Claim the name in the ledger before taking it, in the job's order
-        -- (ledger, then username): racing the job for a name then waits on
-        -- the ledger's key and ends in "in use", never in a deadlock.
-        INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
-        VALUES (config.id, local, current.person_kind, current.person_id)
-        ON CONFLICT (configuration_id, local_part) DO NOTHING;
+        -- The old name goes to the ledger and the new one is checked again
+        -- (m365.username_keep_ledger): a session or the job taking the same
+        -- name meanwhile waits on its index entry and ends in "in use".
         UPDATE m365.username AS u
            SET username = CASE WHEN domain IS NULL THEN local
                                ELSE local OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) domain END

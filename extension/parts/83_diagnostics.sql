@@ -33,16 +33,16 @@ $$;
 REVOKE ALL ON FUNCTION m365.next_generation_run() FROM PUBLIC;
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.next_generation_run()');
 
--- Shared by both diagnoses: a person's username and queue state.
+-- Shared by both diagnoses: a person's username, failure and log state.
 CREATE FUNCTION m365.diagnose_generation(configuration_id bigint, person_kind text, person_id bigint)
 RETURNS TABLE (code text, message text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    entry m365.username_queue;
-    next_run timestamptz;
-    deferred_at timestamptz;
+    failure   m365.username_failure;
+    logged_at timestamptz;
+    next_run  timestamptz;
 BEGIN
     IF EXISTS (SELECT FROM m365.username AS u
                 WHERE u.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
@@ -50,32 +50,29 @@ BEGIN
                   AND u.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id) THEN
         RETURN;
     END IF;
-    SELECT * INTO entry FROM m365.username_queue AS q
-     WHERE q.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
-       AND q.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
-       AND q.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id;
-    IF NOT FOUND THEN
-        -- Part of a bulk statement the job has not queued yet (m365.queue_or_defer)?
-        SELECT d.deferred_at INTO deferred_at
-          FROM m365.username_queue_deferred AS d, unnest(d.configuration_ids, d.person_ids) AS x(configuration_id, person_id)
-         WHERE d.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
-           AND x.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
-           AND x.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id
-         LIMIT 1;
-        IF deferred_at IS NOT NULL THEN
-            RETURN QUERY SELECT 'queued_in_bulk', m365.message('queued_in_bulk', NULL,
-                pg_catalog.to_char(deferred_at, 'YYYY-MM-DD HH24:MI'));
-        ELSE
-            RETURN QUERY SELECT 'not_queued', m365.message('not_queued');
-        END IF;
-    ELSIF entry.last_error IS NOT NULL THEN
-        RETURN QUERY SELECT 'generation_failed', m365.message('generation_failed', NULL, entry.last_error);
-    ELSE
+    SELECT pg_catalog.min(r.requested_at) INTO logged_at FROM m365.username_request AS r
+     WHERE r.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
+       AND r.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id;
+    SELECT * INTO failure FROM m365.username_failure AS f
+     WHERE f.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
+       AND f.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
+       AND f.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id;
+    IF logged_at IS NOT NULL THEN
         next_run := m365.next_generation_run();
         RETURN QUERY SELECT 'queued', m365.message('queued', NULL,
-            pg_catalog.to_char(entry.queued_at, 'YYYY-MM-DD HH24:MI')
+            pg_catalog.to_char(logged_at, 'YYYY-MM-DD HH24:MI')
             OPERATOR(pg_catalog.||) coalesce(' (' OPERATOR(pg_catalog.||) pg_catalog.to_char(next_run, 'HH24:MI')
                                              OPERATOR(pg_catalog.||) ')', ''));
+    ELSIF failure.reason IS NOT NULL THEN
+        RETURN QUERY SELECT 'generation_failed', m365.message('generation_failed', NULL, failure.reason);
+    ELSIF EXISTS (SELECT FROM m365.people_needing_username(
+                                  CASE WHEN diagnose_generation.person_kind OPERATOR(pg_catalog.=) 'student'
+                                       THEN ARRAY[diagnose_generation.person_id] END,
+                                  CASE WHEN diagnose_generation.person_kind OPERATOR(pg_catalog.=) 'staff'
+                                       THEN ARRAY[diagnose_generation.person_id] END) AS n
+                   WHERE n.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id) THEN
+        -- Needs one, and nothing tells the job (data loaded with triggers off).
+        RETURN QUERY SELECT 'not_queued', m365.message('not_queued');
     END IF;
 END
 $$;

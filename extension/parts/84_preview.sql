@@ -32,10 +32,7 @@ AS $$
                WHEN EXISTS (SELECT FROM m365.reserved_username AS r
                              WHERE r.configuration_id OPERATOR(pg_catalog.=) preview_format.configuration_id
                                AND r.local_part OPERATOR(pg_catalog.=) p.preview) THEN 'reserved'
-               WHEN EXISTS (SELECT FROM m365.issued_username AS i
-                             WHERE i.configuration_id OPERATOR(pg_catalog.=) preview_format.configuration_id
-                               AND i.local_part OPERATOR(pg_catalog.=) p.preview
-                               AND (i.person_kind, i.person_id) OPERATOR(pg_catalog.<>) (p.person_kind, p.person_id))
+               WHEN NOT m365.username_is_free(preview_format.configuration_id, p.preview, p.person_kind, p.person_id)
                     THEN 'issued before to someone else'
            END
       FROM previewed AS p

@@ -1,17 +1,19 @@
 --------------------------------------------------------------------------------
 -- Monitoring: what a DBA's monitoring polls. m365.status answers
--- "is every configuration's queue moving?", m365.job_status() "did pg_cron
+-- "is the job keeping up, and who is failing?", m365.job_status() "did pg_cron
 -- run our jobs, and how did the last run end?".
 --------------------------------------------------------------------------------
 
--- Why a run of the job did nothing; NULL when it ran.
+-- Why a run of the job did nothing or stopped; NULL when it ran (or runs).
 CREATE FUNCTION m365.run_problem(run m365.job_run)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 RETURN CASE run.outcome
            WHEN 'done' THEN NULL
+           WHEN 'running' THEN NULL
            WHEN 'failed' THEN pg_catalog.format('failed at %s: %s', run.started_at, run.detail)
+           WHEN 'interrupted' THEN pg_catalog.format('interrupted at %s: %s', run.started_at, run.detail)
            ELSE pg_catalog.format('%s at %s: pid %s (%s): %s', run.outcome, run.started_at, run.blocker_pid,
                                   run.blocker_role, run.detail)
        END;
@@ -21,12 +23,12 @@ SELECT c.id AS configuration_id,
        c.name AS configuration_name,
        coalesce(u.usernames, 0) AS usernames,
        coalesce(u.synced, 0) AS synced,
-       coalesce(q.queued, 0) AS queued,
-       coalesce(q.failing, 0) AS failing,
-       q.oldest_queued_at,
+       -- Log rows the next run reads (the whole database: a row names a
+       -- person, the run decides the configurations).
+       l.waiting,
+       coalesce(f.failing, 0) AS failing,
+       l.oldest_waiting_at,
        u.last_created_at,
-       -- People of bulk statements the next run queues first (m365.queue_or_defer).
-       coalesce(d.deferred, 0) AS deferred,
        -- When the latest run of the job did nothing: why (who held it up, with
        -- pid and role, or the error); NULL when it ran.
        r.run_problem
@@ -37,22 +39,18 @@ SELECT c.id AS configuration_id,
                     pg_catalog.max(created_at) AS last_created_at
                FROM m365.username
               GROUP BY configuration_id) AS u ON u.configuration_id OPERATOR(pg_catalog.=) c.id
-  LEFT JOIN (SELECT configuration_id,
-                    pg_catalog.count(*) AS queued,
-                    pg_catalog.count(*) FILTER (WHERE last_error IS NOT NULL) AS failing,
-                    pg_catalog.min(queued_at) FILTER (WHERE last_error IS NULL) AS oldest_queued_at
-               FROM m365.username_queue
-              GROUP BY configuration_id) AS q ON q.configuration_id OPERATOR(pg_catalog.=) c.id
-  LEFT JOIN (SELECT x.configuration_id, pg_catalog.count(*) AS deferred
-               FROM m365.username_queue_deferred AS dq, pg_catalog.unnest(dq.configuration_ids) AS x(configuration_id)
-              GROUP BY x.configuration_id) AS d ON d.configuration_id OPERATOR(pg_catalog.=) c.id
+  LEFT JOIN (SELECT configuration_id, pg_catalog.count(*) AS failing
+               FROM m365.username_failure
+              GROUP BY configuration_id) AS f ON f.configuration_id OPERATOR(pg_catalog.=) c.id
+  CROSS JOIN (SELECT pg_catalog.count(*) AS waiting, pg_catalog.min(requested_at) AS oldest_waiting_at
+                FROM m365.username_request) AS l
   LEFT JOIN (SELECT m365.run_problem(j) AS run_problem
                FROM m365.job_run AS j
               WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
               ORDER BY j.id DESC
               LIMIT 1) AS r ON true;
 COMMENT ON VIEW m365.status IS
-'Per configuration: usernames, synced, queued, failing (kept with last_error), the oldest waiting entry, people of bulk statements not queued yet (deferred), and why the latest run of the job did nothing';
+'Per configuration: usernames, synced, failing (with the reason in m365.username_failure); log rows waiting for the next run (database-wide) and the oldest; why the latest run of the job did nothing';
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.status');
 
 -- pg_cron's jobs of this database with their last run (none without pg_cron here).

@@ -27,7 +27,8 @@ SELECT pg_catalog.pg_extension_config_dump('m365.sds_snapshot', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_snapshot_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_snapshot_user', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_snapshot_membership', '');
--- Not m365.username_queue: it is derived state (who still needs a username),
--- and restoring table data fires the queueing triggers, so a dumped queue
--- would collide with the one the restore rebuilds. After a restore run
--- SELECT m365.queue_missing_usernames(); see docs/backup.md.
+-- Not m365.username_request nor m365.username_failure: they are derived
+-- state (whom the job still has to look at). Restoring the school data fires
+-- the logging triggers, so the restore logs everyone again; the next run
+-- drains those rows without creating or changing a username (a restored
+-- username is kept) and records the failures anew.

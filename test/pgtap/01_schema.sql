@@ -1,6 +1,6 @@
 -- The extension's objects: schema, tables, keys, functions and their properties.
 BEGIN;
-SELECT plan(82);
+SELECT plan(88);
 
 SELECT has_extension('m365_usernames');
 SELECT has_schema('m365');
@@ -8,9 +8,9 @@ SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'm365_usernam
 SELECT isnt(obj_description((SELECT oid FROM pg_extension WHERE extname = 'm365_usernames'), 'pg_extension'), NULL,
             'the extension has a comment for \dx');
 
-SELECT has_table('m365', t, 'table m365.' || t) FROM unnest('{configuration,username,issued_username,reserved_username,school,location,student,class,enrolment,staff,staff_school,class_teacher,username_queue,username_history,message}'::text[]) AS t;
+SELECT has_table('m365', t, 'table m365.' || t) FROM unnest('{configuration,username,issued_username,reserved_username,school,location,student,class,enrolment,staff,staff_school,class_teacher,username_request,username_failure,username_history,message}'::text[]) AS t;
 SELECT isnt(obj_description(('m365.' || t)::regclass, 'pg_class'), NULL, 'm365.' || t || ' has a comment')
-  FROM unnest('{configuration,username,issued_username,reserved_username,school,location,student,class,enrolment,staff,staff_school,class_teacher,username_queue,username_history,message}'::text[]) AS t;
+  FROM unnest('{configuration,username,issued_username,reserved_username,school,location,student,class,enrolment,staff,staff_school,class_teacher,username_request,username_failure,username_history,message}'::text[]) AS t;
 
 SELECT col_is_pk('m365', 'configuration', 'id', 'configuration.id is the key');
 SELECT col_is_pk('m365', 'username', 'id', 'username.id is the key');
@@ -46,8 +46,13 @@ SELECT is_empty($$
        AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)
        -- Inlined on purpose (a SET clause prevents inlining); schema-qualified bodies.
        AND p.oid NOT IN ('m365.sds_problem(text,text,text,boolean)'::regprocedure, 'm365.school_year(date)'::regprocedure,
-                         'm365.local_date(text)'::regprocedure, 'm365.configuration_today(bigint)'::regprocedure)
-$$, 'every SQL and PL/pgSQL function pins search_path, but the four inlined on purpose');
+                         'm365.local_date(text)'::regprocedure, 'm365.configuration_today(bigint)'::regprocedure,
+                         'm365.username_is_free(bigint,text,text,bigint)'::regprocedure,
+                         'm365.username_is_taken(bigint,text)'::regprocedure, 'm365.highest_suffix(bigint,text)'::regprocedure,
+                         'm365.people_needing_username(bigint[],bigint[])'::regprocedure,
+                         -- A procedure that commits cannot carry SET: it names everything in full.
+                         'm365.generate_usernames()'::regprocedure)
+$$, 'every SQL and PL/pgSQL function pins search_path, but the eight inlined on purpose and the job''s procedure');
 
 -- pg_dump keeps the user data.
 SELECT set_eq($$
@@ -63,12 +68,34 @@ $$, ARRAY['m365.configuration', 'm365.configuration_id_seq', 'm365.username', 'm
 -- School data keys and rules.
 SELECT col_is_pk('m365', t, 'id', 'm365.' || t || '.id is the application''s key')
   FROM unnest('{school,location,student,class,enrolment,staff}'::text[]) AS t;
-SELECT col_is_pk('m365', 'username_queue', ARRAY['configuration_id', 'person_kind', 'person_id'], 'one queue entry per person and configuration');
+SELECT col_is_pk('m365', 'username_request', 'id', 'log rows have an id: a run deletes exactly the rows it read');
+SELECT col_is_pk('m365', 'username_failure', ARRAY['configuration_id', 'person_kind', 'person_id'], 'one failure per person and configuration');
 SELECT fk_ok('m365', 'enrolment', ARRAY['class_id', 'location_id'], 'm365', 'class', ARRAY['id', 'location_id']);
 SELECT has_check('m365', 'enrolment', 'an enrolment''s end is checked against its start');
 
 -- The job and its schedule: explicit, never a side effect of CREATE EXTENSION.
-SELECT function_returns('m365', 'generate_usernames', ARRAY['integer'], 'integer');
+SELECT is((SELECT prokind FROM pg_proc WHERE oid = 'm365.generate_usernames()'::regprocedure), 'p',
+          'the job is a procedure (it commits per chunk)');
+SELECT is((SELECT prosecdef OR proconfig IS NOT NULL FROM pg_proc WHERE oid = 'm365.generate_usernames()'::regprocedure), false,
+          'the job''s procedure runs as its caller without SET (either would forbid COMMIT)');
+-- One rule for who needs a username: the end-date predicate ("has not ended
+-- by today in the configuration's time zone") lives in one function.
+SELECT is(ARRAY(SELECT p.oid::regprocedure::text
+                  FROM pg_proc p
+                  JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+                  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'm365_usernames'
+                 WHERE p.prokind <> 'a'
+                   AND pg_get_functiondef(p.oid) ~ 'end_date\s*(OPERATOR\(pg_catalog\.>=\)|>=)\s*\(?\s*m365\.(local_date|configuration_today)\('),
+          ARRAY['m365.people_needing_username(bigint[],bigint[])'],
+          'the end-date predicate of who needs a username is written in exactly one function');
+CREATE FUNCTION pg_temp.plan_of(query text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE line text; plan text := '';
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN ' || query LOOP plan := plan || line || E'\n'; END LOOP;
+    RETURN plan;
+END $$;
+SELECT doesnt_match(pg_temp.plan_of($$SELECT * FROM m365.people_needing_username(ARRAY[1::bigint], ARRAY[2::bigint])$$),
+              'Function Scan', 'the rule is inlined into its caller''s query (no call per row)');
 SELECT is_empty($$ SELECT evtname FROM pg_event_trigger WHERE evtfoid::regprocedure::text LIKE 'm365.%' $$,
                 'no event trigger: the extension never acts on someone else''s DDL');
 SELECT is_empty($$ SELECT p.oid::regprocedure FROM pg_proc p WHERE p.proname LIKE 'generation\_%'
@@ -84,7 +111,7 @@ SELECT is_empty($$ SELECT FROM cron.job WHERE jobname LIKE 'm365\_%' AND databas
                 'CREATE EXTENSION scheduled nothing');
 SELECT is((SELECT count(*)::int FROM m365.schedule_jobs()), 2, 'm365.schedule_jobs() schedules two jobs');
 SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_generate_usernames@' || current_database() AND database = current_database() $$,
-                  $$ VALUES ('*/15 * * * *'::text, 'SELECT m365.generate_usernames()'::text) $$,
+                  $$ VALUES ('*/15 * * * *'::text, 'CALL m365.generate_usernames()'::text) $$,
                   'the job every 15 minutes, named after the database');
 SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_sds_snapshot@' || current_database() AND database = current_database() $$,
                   $$ VALUES ('0 */12 * * *'::text, 'SELECT m365.take_sds_snapshots()'::text) $$,

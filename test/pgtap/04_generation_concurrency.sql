@@ -24,14 +24,19 @@ SELECT dblink_exec('a', format($$
     INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
     SELECT %1$s + i, %1$s + i, %1$s, DATE '2026-09-01' FROM generate_series(1, 1000) AS i;
 $$, (SELECT base FROM run), (SELECT id FROM cfg)));
-SELECT is((SELECT count(*)::int FROM m365.username_queue WHERE configuration_id = (SELECT id FROM cfg)), 1000,
-          'enrolling 1000 students queued 1000');
+-- The test's students with a row in the log.
+CREATE FUNCTION pg_temp.logged(first bigint, last bigint) RETURNS bigint[] LANGUAGE sql AS $$
+    SELECT coalesce(array_agg(DISTINCT person_id - (SELECT base FROM run) ORDER BY person_id - (SELECT base FROM run)), '{}')
+      FROM m365.username_request
+     WHERE person_kind = 'student' AND person_id BETWEEN (SELECT base FROM run) + first AND (SELECT base FROM run) + last
+$$;
+SELECT is(cardinality(pg_temp.logged(1, 1000)), 1000, 'enrolling 1000 students logged 1000');
 
 -- Run 1 holds the job; run 2 returns at once with nothing done.
 SELECT dblink_exec('a', 'BEGIN');
-SELECT cmp_ok((SELECT n FROM dblink('a', 'SELECT m365.generate_usernames()') AS t(n int)), '>=', 1000,
+SELECT cmp_ok((SELECT n FROM dblink('a', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), '>=', 1000,
               'run 1 makes the 1000 usernames');
-SELECT is((SELECT n FROM dblink('b', 'SELECT m365.generate_usernames()') AS t(n int)), 0,
+SELECT is((SELECT n FROM dblink('b', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 0,
           'run 2, while run 1 is open, does nothing and does not wait');
 
 -- Enrolling during the run never waits: a student being processed, and a new one.
@@ -51,9 +56,9 @@ SELECT dblink_exec('a', 'COMMIT');
 SELECT is((SELECT count(*)::int FROM m365.username WHERE configuration_id = (SELECT id FROM cfg)), 1000, '1000 usernames stored');
 SELECT is((SELECT count(DISTINCT local_part)::int FROM m365.username WHERE configuration_id = (SELECT id FROM cfg)), 1000,
           'all different');
-SELECT is((SELECT array_agg(person_id - (SELECT base FROM run)) FROM m365.username_queue WHERE configuration_id = (SELECT id FROM cfg)),
-          ARRAY[5000::bigint], 'only the student enrolled during the run is queued');
-SELECT is((SELECT n FROM dblink('b', 'SELECT m365.generate_usernames()') AS t(n int)), 1, 'the next run makes that one');
+SELECT is(pg_temp.logged(1, 9999), ARRAY[1, 5000::bigint],
+          'only the students enrolled during the run are logged: the run deleted exactly the rows it read');
+SELECT is((SELECT n FROM dblink('b', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 1, 'the next run makes that one');
 
 -- A run cancelled halfway loses nothing and half-does nothing.
 SELECT dblink_exec('a', format($$
@@ -62,26 +67,21 @@ SELECT dblink_exec('a', format($$
     INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
     SELECT %1$s + 10000 + i, %1$s + 10000 + i, %1$s, DATE '2026-09-01' FROM generate_series(1, 30000) AS i;
 $$, (SELECT base FROM run)));
--- 30,000 at once is a bulk statement: the queueing is deferred to the job.
-CREATE FUNCTION pg_temp.deferred_people(configuration bigint) RETURNS int LANGUAGE sql AS $$
-    SELECT count(*)::int FROM m365.username_queue_deferred AS d, unnest(d.configuration_ids) AS c WHERE c = configuration
-$$;
-SELECT is((SELECT count(*)::int FROM m365.username_queue WHERE configuration_id = (SELECT id FROM cfg))
-          + pg_temp.deferred_people((SELECT id FROM cfg)), 30000, '30000 waiting');
-SELECT is(pg_temp.deferred_people((SELECT id FROM cfg)), 30000, 'enrolled in one statement, they wait as one deferred call');
+SELECT is(cardinality(pg_temp.logged(10001, 40000)), 30000, '30000 waiting');
+SELECT is((SELECT count(*)::int FROM m365.username_request
+            WHERE person_id BETWEEN (SELECT base FROM run) + 10001 AND (SELECT base FROM run) + 40000), 30000,
+          'enrolled in one statement, one log row each');
 SELECT dblink_exec('a', 'SET statement_timeout = ''150ms''');
 -- PL/pgSQL cannot catch a cancel (57014), so read it as dblink's error message.
-SELECT dblink_send_query('a', 'SELECT m365.generate_usernames()');
+SELECT dblink_send_query('a', 'SELECT m365.generate_usernames_in_transaction()');
 SELECT * FROM dblink_get_result('a', false) AS t(n int);
 SELECT alike(dblink_error_message('a'), '%canceling statement due to statement timeout%', 'a run cancelled by statement_timeout');
 SELECT * FROM dblink_get_result('a', false) AS t(n int);
 SELECT dblink_exec('a', 'RESET statement_timeout');
-SELECT is((SELECT count(*)::int FROM m365.username_queue WHERE configuration_id = (SELECT id FROM cfg))
-          + pg_temp.deferred_people((SELECT id FROM cfg)), 30000,
-          'after the cancel every one of them is still waiting');
+SELECT is(cardinality(pg_temp.logged(10001, 40000)), 30000, 'after the cancel every one of them is still waiting');
 SELECT is((SELECT count(*)::int FROM m365.username WHERE configuration_id = (SELECT id FROM cfg)), 1001,
           'and no username of the cancelled run was stored');
-SELECT is((SELECT n FROM dblink('a', 'SELECT m365.generate_usernames()') AS t(n int)), 30000, 'the next run makes all 30000');
+SELECT is((SELECT n FROM dblink('a', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 30000, 'the next run makes all 30000');
 SELECT is((SELECT count(*)::int FROM m365.username WHERE configuration_id = (SELECT id FROM cfg) AND local_part ~ '^jan\.peeters[0-9]*$'),
           (SELECT count(*)::int FROM m365.student
             WHERE id BETWEEN (SELECT base FROM run) AND (SELECT base FROM run) + 99999

@@ -1,7 +1,7 @@
 -- Roles can do their job and nothing beyond it; bulk sync on 10,000 rows;
 -- two sessions racing for one name with set_username.
 BEGIN;
-SELECT plan(31);
+SELECT plan(34);
 \ir lib/session.psql
 
 
@@ -24,11 +24,10 @@ SELECT is(pg_temp.as_role('m365_app', $$
     INSERT INTO m365.staff (id, first_name, last_name) VALUES (900001, 'Ann', 'Leraar');
     INSERT INTO m365.staff_school (staff_id, school_id) VALUES (900001, 900001) $$), 'ok',
           'the application writes school data (and its triggers queue people)');
-SELECT is((SELECT count(*)::int FROM m365.username_queue WHERE configuration_id = 900001)
-          + (SELECT count(*)::int FROM m365.username_queue_deferred AS d, unnest(d.configuration_ids) AS c WHERE c = 900001),
-          10001, '10,001 people waiting (the 10,000 enrolled in one statement as one deferred call)');
-SELECT is(pg_temp.as_role('m365_app', 'SELECT m365.generate_usernames()'), '42501', 'the application cannot run the job');
-SELECT is(pg_temp.as_role('m365_admin', 'SELECT m365.generate_usernames()'), 'ok', 'admin runs the job');
+SELECT is((SELECT count(DISTINCT (person_kind, person_id))::int FROM m365.username_request WHERE person_id BETWEEN 900001 AND 910000),
+          10001, '10,001 people logged for the job');
+SELECT is(pg_temp.as_role('m365_app', 'SELECT m365.generate_usernames_in_transaction()'), '42501', 'the application cannot run the job');
+SELECT is(pg_temp.as_role('m365_admin', 'SELECT m365.generate_usernames_in_transaction()'), 'ok', 'admin runs the job');
 SELECT is((SELECT count(*)::int FROM m365.username WHERE configuration_id = 900001), 10001, '10,001 usernames');
 
 SELECT is(pg_temp.as_role('m365_app', 'SELECT count(*) FROM m365.student_usernames(900001)'), 'ok', 'the application reads the lists');
@@ -44,13 +43,18 @@ SELECT is(pg_temp.as_role('m365_app', $$ UPDATE m365.username SET username = 'x'
 SELECT is(pg_temp.as_role('m365_app', $$ UPDATE m365.username SET sync = true WHERE configuration_id = 900001 $$), '42501',
           'nor sync flags around set_sync');
 SELECT is(pg_temp.as_role('m365_app', $$ DELETE FROM m365.issued_username $$), '42501', 'nor forget issued names');
-SELECT is(pg_temp.as_role('m365_app', $$ INSERT INTO m365.username_queue (configuration_id, person_kind, person_id) VALUES (900001, 'student', 1) $$),
-          '42501', 'nor write the queue');
+SELECT is(pg_temp.as_role('m365_app', $$ INSERT INTO m365.username_request (person_kind, person_id) VALUES ('student', 1) $$),
+          '42501', 'nor write the log');
+SELECT is(pg_temp.as_role('m365_app', $$ DELETE FROM m365.username_request $$), '42501', 'nor empty it');
+SELECT is(pg_temp.as_role('m365_app', $$ UPDATE m365.job_lease SET pause_in_chunk = '1 hour' $$), '42501',
+          'nor set the job''s test hook');
+SELECT is(pg_temp.as_role('m365_admin', $$ UPDATE m365.job_lease SET pause_in_chunk = '1 hour' $$), '42501',
+          'an administrator neither: only the owner holds a run open');
 SELECT is(pg_temp.as_role('m365_app', $$ INSERT INTO m365.configuration (name) VALUES ('app made this') $$), '42501',
           'nor create configurations');
 SELECT is(pg_temp.as_role('m365_app', $$ DELETE FROM m365.reserved_username $$), '42501', 'nor release reserved names');
-SELECT is(pg_temp.as_role('m365_app', $$ SELECT m365.queue_people('{900001}', 'student', '{1}') $$), '42501',
-          'nor call the internal queue functions');
+SELECT is(pg_temp.as_role('m365_app', $$ SELECT m365.generation_begin() $$), '42501',
+          'nor call the job''s steps');
 SELECT is(pg_temp.as_role('m365_app', $$ CREATE TABLE m365.planted (x int) $$), '42501', 'nor create objects in schema m365');
 SELECT is(pg_temp.as_role('m365_app', $$ SELECT m365.schedule_jobs() $$), '42501', 'nor schedule jobs');
 SELECT is(pg_temp.as_role('m365_admin', $$ CREATE TABLE m365.planted (x int) $$), '42501', 'admin creates no objects in m365 either');

@@ -12,7 +12,7 @@ VALUES (910001, 910001, 'A', 910001, 'leerling.a.be'), (910002, 910002, 'B', 910
 INSERT INTO m365.student (id, first_name, last_name) SELECT 910000 + i, 'Kind', 'Nr' || i FROM generate_series(1, 30) AS i;
 INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
 SELECT 910000 + i, 910000 + i, CASE WHEN i <= 20 THEN 910001 ELSE 910002 END, CURRENT_DATE - 10 FROM generate_series(1, 30) AS i;
-SELECT m365.generate_usernames();
+SELECT m365.generate_usernames_in_transaction();
 SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id IN (910001, 910002);
 
 SELECT lives_ok($$ SELECT m365.create_sds_reader('sds_tenant_a', 910001) $$, 'a reader for tenant A');
@@ -43,7 +43,7 @@ SELECT is(pg_temp.as_role('sds_tenant_a', 'SELECT * FROM m365.student'), '42501'
 SELECT is(pg_temp.as_role('sds_tenant_a', 'SELECT * FROM m365.sds_user'), '42501', 'no internal view');
 SELECT is(pg_temp.as_role('sds_tenant_a', 'SELECT * FROM m365.sds_reader'), '42501', 'not the reader mapping');
 SELECT is(pg_temp.as_role('sds_tenant_a', 'SELECT m365.set_sync(''{1}'', true)'), '42501', 'no writing function');
-SELECT is(pg_temp.as_role('sds_tenant_a', 'SELECT m365.generate_usernames()'), '42501', 'not the job');
+SELECT is(pg_temp.as_role('sds_tenant_a', 'SELECT m365.generate_usernames_in_transaction()'), '42501', 'not the job');
 SELECT is(pg_temp.as_role('sds_tenant_a', 'SET search_path = m365, public; SELECT * FROM username'), '42P01',
           'not through another search_path either: without USAGE the schema is invisible');
 SELECT is(pg_temp.as_role('sds_tenant_a', 'CREATE VIEW m365_sds.mine AS SELECT 1'), '42501', 'cannot plant a view in m365_sds');

@@ -38,7 +38,9 @@ SELECT is_empty($$ SELECT signature FROM ext_function
                       AND has_function_privilege('public', oid, 'EXECUTE') $$,
                 'no SECURITY DEFINER function, and no trigger function, is callable by PUBLIC (EXECUTE is what CREATE TRIGGER checks)');
 SELECT is_empty($$ SELECT signature FROM ext_function
-                    WHERE proconfig IS NULL AND lanname IN ('sql', 'plpgsql') AND prosqlbody IS NULL $$,
+                    WHERE proconfig IS NULL AND lanname IN ('sql', 'plpgsql') AND prosqlbody IS NULL
+                      -- A procedure that commits cannot carry SET: it names everything in full.
+                      AND signature <> 'm365.generate_usernames()' $$,
                 'the functions without a pinned search_path (inlined on purpose) have SQL-standard bodies, bound at CREATE');
 SELECT is((SELECT nspacl::text FROM pg_namespace WHERE nspname = 'm365') ~ '(^|[{,])=', false,
           'PUBLIC has no rights on schema m365');
@@ -53,7 +55,7 @@ INSERT INTO m365.class (id, location_id, name, school_year) VALUES (908001, 9080
 INSERT INTO m365.student (id, first_name, last_name) VALUES (908001, 'Lotte', 'Maes'), (908002, 'Lotte', 'Maes');
 INSERT INTO m365.enrolment (id, student_id, location_id, class_id, start_date)
 VALUES (908001, 908001, 908001, 908001, CURRENT_DATE - 1), (908002, 908002, 908001, 908001, CURRENT_DATE - 1);
-SELECT m365.generate_usernames();
+SELECT m365.generate_usernames_in_transaction();
 SELECT m365.set_location_sync(908001, true);
 SELECT m365.create_sds_reader('sds_security_test', 908001);
 
@@ -112,7 +114,7 @@ INSERT INTO attempt VALUES
     ('m365_app', 'preview_format', $$ SELECT * FROM m365.preview_format(908001, 'v.naam') $$, 'ok'),
     ('m365_app', 'the status view', 'SELECT * FROM m365.status', 'ok'),
     ('m365_app', 'the history', 'SELECT * FROM m365.username_history', 'ok'),
-    ('m365_admin', 'the job', 'SELECT m365.generate_usernames()', 'ok'),
+    ('m365_admin', 'the job', 'SELECT m365.generate_usernames_in_transaction()', 'ok'),
     ('m365_admin', 'job_status', 'SELECT * FROM m365.job_status()', 'ok'),
     ('m365_admin', 'snapshots', 'SELECT m365.take_sds_snapshots()', 'ok'),
     ('sds_security_test', 'every file of the feed', $$ SELECT * FROM m365_sds.orgs, m365_sds.users, m365_sds.roles, m365_sds.classes, m365_sds.enrollments, m365_sds."academicSessions", m365_sds.left_out $$, 'ok');
@@ -124,7 +126,7 @@ SELECT is(pg_temp.as_role(who, statement, 'planted, pg_catalog, public'), expect
 -- 3. Temp tables that shadow the extension's tables (pg_temp is on every
 -- pinned search_path, last): every reference is schema-qualified, so none is read.
 CREATE TEMP TABLE username (nothing int);
-CREATE TEMP TABLE username_queue (nothing int);
+CREATE TEMP TABLE username_request (nothing int);
 CREATE TEMP TABLE configuration (nothing int);
 CREATE TEMP TABLE issued_username (nothing int);
 CREATE TEMP TABLE student (nothing int);
@@ -135,7 +137,7 @@ SELECT is(pg_temp.as_role('m365_app', $$ SELECT m365.set_username((SELECT id FRO
                           'pg_temp, pg_catalog'), 'ok', 'set_username ignores temp tables named like its own');
 SELECT is(pg_temp.as_role('m365_app', $$ SELECT m365.set_username((SELECT id FROM m365.username WHERE person_id = 908001 AND person_kind = 'student'), 'x y') $$,
                           'pg_temp, pg_catalog'), 'M3U02', 'and its error texts still come from m365.message');
-SELECT is(pg_temp.as_role('m365_admin', 'SELECT m365.generate_usernames()', 'pg_temp, pg_catalog'), 'ok',
+SELECT is(pg_temp.as_role('m365_admin', 'SELECT m365.generate_usernames_in_transaction()', 'pg_temp, pg_catalog'), 'ok',
           'the job ignores them too');
 
 -- 4. Rights that belong to others: the application is not a feed reader, nor an admin.

@@ -3,7 +3,7 @@
 --
 -- The attack (0.2.0): a member of m365_admin creates, in its own session, temp
 -- tables named like the job's pg_temp.m365_generation_* tables, with a
--- trigger on them, and calls m365.generate_usernames() (SECURITY DEFINER): the
+-- trigger on them, and calls m365.generate_usernames_in_transaction() (SECURITY DEFINER): the
 -- job TRUNCATEs and INSERTs into the caller's tables, the trigger runs as the
 -- owner, and `ALTER ROLE <caller> SUPERUSER` succeeds.
 --
@@ -163,7 +163,7 @@ INSERT INTO m365.enrolment (id, student_id, location_id, class_id, start_date) V
 INSERT INTO m365.staff (id, first_name, last_name) VALUES (911001, 'Jan', 'Eigenaar');
 INSERT INTO m365.staff_school (staff_id, school_id) VALUES (911001, 911001);
 INSERT INTO m365.class_teacher (class_id, staff_id) VALUES (911001, 911001);
-DO $$ BEGIN PERFORM m365.generate_usernames(); PERFORM m365.set_location_sync(911001, true); END $$;
+DO $$ BEGIN PERFORM m365.generate_usernames_in_transaction(); PERFORM m365.set_location_sync(911001, true); END $$;
 -- Someone still waiting, so that the job has work whenever it is called.
 INSERT INTO m365.student (id, first_name, last_name) VALUES (911002, 'Mia', 'Eigenaar');
 INSERT INTO m365.enrolment (id, student_id, location_id, class_id, start_date) VALUES (911002, 911002, 911001, 911001, CURRENT_DATE - 1);

@@ -79,7 +79,7 @@ INSERT INTO m365.staff_school (staff_id, school_id)
 VALUES (911101, 911001), (911102, 911001), (8642101, 8642001), (8642102, 8642001);
 INSERT INTO m365.class_teacher (class_id, staff_id)
 VALUES (911201, 911101), (911202, 911102), (8642201, 8642101), (8642202, 8642102);
-CREATE TEMP TABLE made AS SELECT m365.generate_usernames() AS usernames;
+CREATE TEMP TABLE made AS SELECT m365.generate_usernames_in_transaction() AS usernames;
 CREATE TEMP TABLE synced AS SELECT m365.set_sync(array_agg(id), true) AS usernames FROM m365.username WHERE configuration_id IN (911000, 864200);
 
 -- Readers: plain LOGIN roles, made readers by the DBA; A may create temporary

@@ -36,7 +36,7 @@ CREATE TEMP TABLE job_pid AS SELECT pid FROM dblink('job', 'SELECT pg_backend_pi
 -- 1. The advisory lock of 0.2.0 no longer stops anything.
 SELECT pg_temp.enrol(1);
 SELECT * FROM dblink('other', 'SELECT pg_advisory_lock(365, 1)') AS t(x text);
-SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)) >= 1, true,
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)) >= 1, true,
           'a session holding pg_advisory_lock(365, 1) does not stop a run');
 SELECT is((SELECT count(*)::int FROM m365.username WHERE configuration_id = (SELECT id FROM cfg)), 1, 'the run made the username');
 SELECT * FROM dblink('other', 'SELECT pg_advisory_unlock(365, 1)') AS t(x text);
@@ -45,8 +45,8 @@ SELECT * FROM dblink('other', 'SELECT pg_advisory_unlock(365, 1)') AS t(x text);
 SELECT pg_temp.enrol(2);
 CREATE TEMP TABLE before_step_2 AS SELECT max(id) AS id FROM m365.job_run;
 SELECT dblink_exec('job', 'BEGIN');
-SELECT * FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int);
-SELECT is((SELECT n FROM dblink('other', 'SELECT m365.generate_usernames()') AS t(n int)), 0,
+SELECT * FROM dblink('job', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int);
+SELECT is((SELECT n FROM dblink('other', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 0,
           'a second run while the first is open does nothing');
 SELECT is((pg_temp.last_run()).outcome, 'skipped', 'and is recorded as skipped');
 SELECT is((pg_temp.last_run()).blocker_pid, (SELECT pid FROM job_pid), 'with the pid of the run that holds the lease');
@@ -71,14 +71,14 @@ SELECT pg_temp.enrol(3);
 SELECT dblink_exec('other', 'BEGIN');
 SELECT dblink_exec('other', 'SET LOCAL ROLE m365_app');
 SELECT dblink_exec('other', 'LOCK TABLE m365.enrolment IN ACCESS EXCLUSIVE MODE');
-SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 0,
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 0,
           'a run held up by a lock does nothing (and does not wait for ever)');
 SELECT is((pg_temp.last_run()).outcome || ' ' || (pg_temp.last_run()).blocker_pid, 'blocked ' || (SELECT pid FROM other_pid),
           'it is recorded as blocked, with the pid that held the lock');
 SELECT dblink_exec('other', 'ROLLBACK');
 SELECT matches((SELECT run_problem FROM m365.status WHERE configuration_id = (SELECT id FROM cfg)),
                '^blocked at .*: pid [0-9]+ \(', 'm365.status shows who held up the latest run');
-SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 1, 'the next run makes the waiting username');
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 1, 'the next run makes the waiting username');
 
 -- 5. A lock the application is waiting for, queued ahead of the job, holds it
 --    up too: the run names the waiting session (a red-team finding: 0.3.0's
@@ -92,7 +92,7 @@ SELECT * FROM dblink('other', 'SELECT count(*) FROM m365.enrolment') AS t(n bigi
 SELECT dblink_exec('third', 'BEGIN');
 SELECT dblink_exec('third', 'SET LOCAL ROLE m365_app');
 SELECT dblink_send_query('third', 'LOCK TABLE m365.enrolment IN ACCESS EXCLUSIVE MODE');
-SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 0,
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 0,
           'a run queued behind a waiting lock request does nothing');
 SELECT is((pg_temp.last_run()).outcome || ' ' || (pg_temp.last_run()).blocker_pid, 'blocked ' || (SELECT pid FROM third_pid),
           'and names the session whose request waits ahead of it');
@@ -108,11 +108,11 @@ SELECT dblink_disconnect('third');
 SELECT dblink_exec('other', 'BEGIN');
 SELECT dblink_exec('other', 'SET LOCAL ROLE m365_app');
 SELECT dblink_exec('other', $$PREPARE lease_reserve AS INSERT INTO m365.reserved_username (configuration_id, username) VALUES (1, 'x')$$);
-SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 0,
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 0,
           'a run held up by a lock taken without a right does nothing');
 SELECT is((pg_temp.last_run()).blocker_pid, (SELECT pid FROM other_pid), 'and names the session that holds it');
 SELECT dblink_exec('other', 'ROLLBACK');
-SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 1, 'the next run makes the waiting username');
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 1, 'the next run makes the waiting username');
 
 -- 7. Names taken by edits (ledger rows without a suffix: the suffix cursor
 --    does not see them) must not stop the job: the second red team renamed one
@@ -126,15 +126,15 @@ SELECT dblink_exec('other', format($$
     INSERT INTO m365.student (id, first_name, last_name) VALUES (%2$s + 5, 'Attack', 'Suffix');
     INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (%2$s + 5, %2$s + 5, %2$s, DATE '2026-09-01');
 $$, (SELECT id FROM cfg), (SELECT base FROM run)));
-SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 1,
+SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 1,
           'a base with 5,000 names taken by edits still gets its next free name');
 SELECT is((SELECT username FROM m365.username WHERE person_id = (SELECT base FROM run) + 5), 'suffix.attack5003',
           'the first free one (windows that double each round)');
 
--- 8. A queue entry another session is writing and has not committed must not
---    make a run fail: the second red team held one open (as the app) against a
---    bulk statement's person whose name yields nothing, and every run died on
---    lock_timeout, unrecorded. The person stays deferred for the next run.
+-- 8. A log row another session is writing and has not committed must not
+--    make a run wait or fail (0.3.0 before the log: the second red team held a
+--    queue entry open as the app, and every run died on lock_timeout). The
+--    run serves what is committed; the open row is the next run's.
 SELECT dblink_exec('other', format($$
     INSERT INTO m365.student (id, first_name, last_name)
     SELECT %1$s + 1000 + i, 'Bulk', 'Nr' || i FROM generate_series(1, 10000) AS i;
@@ -143,19 +143,19 @@ SELECT dblink_exec('other', format($$
     SELECT %1$s + 1000 + i, %1$s + 1000 + i, %1$s, DATE '2026-09-01' FROM generate_series(1, 10000) AS i;
 $$, (SELECT base FROM run)));
 SELECT dblink_exec('other', 'BEGIN');
-SELECT dblink_exec('other', format($$ INSERT INTO m365.username_queue (configuration_id, person_kind, person_id)
-                                        VALUES (%s, 'student', %s) $$, (SELECT id FROM cfg), (SELECT base FROM run) + 1001));
-SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames(10)') AS t(n int)), 0,
-          'a bounded run that has to wait on that entry (queueing the bulk call) gives up');
-SELECT is((pg_temp.last_run()).outcome, 'failed', 'and is recorded as failed, with the error (not left to pg_cron''s log)');
-SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int)), 9999,
-          'a whole run serves the bulk call without waiting: 9,999 usernames');
-SELECT is((SELECT count(*)::int FROM m365.username_queue_deferred AS d, unnest(d.person_ids) AS p
-            WHERE p = (SELECT base FROM run) + 1001), 1, 'the person it could not queue stays deferred');
-SELECT dblink_exec('other', 'ROLLBACK');
-SELECT * FROM dblink('job', 'SELECT m365.generate_usernames()') AS t(n int);
-SELECT is((SELECT last_error IS NOT NULL FROM m365.username_queue WHERE person_id = (SELECT base FROM run) + 1001), true,
-          'the next run queues that person, with the reason its name gives nothing');
+SELECT dblink_exec('other', format($$ UPDATE m365.student SET first_name = 'Bulk2' WHERE id = %s $$, (SELECT base FROM run) + 1002));
+SELECT is((SELECT n FROM dblink('job', 'SET lock_timeout = ''200ms''; SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 9999,
+          'a run serves the bulk statement without waiting for the open transaction: 9,999 usernames');
+SELECT is((pg_temp.last_run()).outcome, 'done', 'and is done');
+SELECT is((SELECT reason FROM m365.username_failure WHERE person_id = (SELECT base FROM run) + 1001),
+          'the official first and last name yield no username (nothing is left after transliteration to a-z, 0-9 and -)',
+          'the person whose name yields nothing is a failure, with the reason');
+SELECT dblink_exec('other', 'COMMIT');
+SELECT is((SELECT count(*)::int FROM m365.username_request WHERE person_id = (SELECT base FROM run) + 1002), 1,
+          'the row the open transaction wrote is still in the log after the run');
+SELECT * FROM dblink('job', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int);
+SELECT is((SELECT count(*)::int FROM m365.username_request WHERE person_id = (SELECT base FROM run) + 1002), 0,
+          'and the next run serves it');
 
 SELECT count(*) AS rescheduled FROM dblink('job', 'SELECT m365.schedule_jobs()') AS t(jobid bigint);
 SELECT dblink_disconnect('job');
