@@ -326,59 +326,179 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION m365.staff_before_write() FROM PUBLIC;
--- Linking a location or school to a configuration later queues its people:
--- students with an enrolment there that has not ended, active staff.
-CREATE OR REPLACE FUNCTION m365.location_queue()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
+--------------------------------------------------------------------------------
+-- 0.3.0: the generation job redesigned. Triggers append to a log, one rule
+-- decides who needs a username, the job commits per chunk, and a username is
+-- written once: its row records base, suffix and format, and the ledger keeps
+-- only names that left their owner. The queue of 0.2.0 becomes log rows.
+--------------------------------------------------------------------------------
+REVOKE ALL ON FUNCTION m365.touch_updated_at(), m365.username_audit() FROM PUBLIC;
+
+-- What 0.2.0 queued with, and its job.
+DROP TRIGGER enrolment_queue_students_insert ON m365.enrolment;
+DROP TRIGGER enrolment_queue_students_update ON m365.enrolment;
+DROP TRIGGER staff_queue_insert ON m365.staff;
+DROP TRIGGER staff_queue_update ON m365.staff;
+DROP TRIGGER staff_school_queue_insert ON m365.staff_school;
+DROP TRIGGER staff_school_queue_update ON m365.staff_school;
+DROP TRIGGER location_queue_update ON m365.location;
+DROP TRIGGER school_queue_update ON m365.school;
+DROP TRIGGER student_name_changed ON m365.student;
+DROP TRIGGER staff_name_changed ON m365.staff;
+DROP TRIGGER username_check_ledger_insert ON m365.username;
+DROP TRIGGER username_check_ledger_update ON m365.username;
+DROP FUNCTION m365.enrolment_queue_students(), m365.staff_queue(), m365.staff_school_queue(), m365.location_queue(),
+              m365.school_queue(), m365.person_name_changed(), m365.queue_missing_usernames(),
+              m365.queue_staff(bigint[]), m365.queue_or_defer(bigint[], text, bigint[]), m365.queue_deferred(),
+              m365.queue_people(bigint[], text, bigint[]), m365.username_check_ledger(),
+              m365.generate_usernames(integer), m365.generation_begin_chunk(), m365.generation_claim(integer),
+              m365.generation_claim_deferred(m365.username_queue_deferred, integer, integer),
+              m365.generation_fill_batch(), m365.generation_assign(), m365.generation_store_one_by_one(),
+              m365.generation_store(boolean);
+
+-- Written once: how the job made a username goes on its row. A 0.2.0 name
+-- counts as made by the configuration's format when that format makes its
+-- base from the person's names today.
+ALTER TABLE m365.username
+    ADD COLUMN base text,
+    ADD COLUMN suffix integer CONSTRAINT username_suffix_from_two CHECK (suffix OPERATOR(pg_catalog.>=) 2),
+    ADD COLUMN format text,
+    ADD CONSTRAINT username_suffix_with_base CHECK (suffix IS NULL OR base IS NOT NULL);
+COMMENT ON TABLE m365.username IS
+'The Microsoft 365 username of each student and staff member, one per person and configuration (with the base, suffix and format the job made it from)';
+ALTER TABLE m365.username DISABLE TRIGGER USER;  -- not an edit: no history row, updated_at kept
+UPDATE m365.username AS u
+   SET base = i.base,
+       suffix = CASE WHEN i.suffix OPERATOR(pg_catalog.>=) 2 THEN i.suffix END,
+       format = CASE WHEN i.base OPERATOR(pg_catalog.=) m365.make_username(cf.username_format,
+                                                                          coalesce(st.first_name, sf.first_name),
+                                                                          coalesce(st.last_name, sf.last_name))
+                     THEN cf.username_format END
+  FROM m365.issued_username AS i, m365.configuration AS cf,
+       m365.username AS x
+       LEFT JOIN m365.student AS st ON x.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) x.person_id
+       LEFT JOIN m365.staff AS sf ON x.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) x.person_id
+ WHERE x.id OPERATOR(pg_catalog.=) u.id
+   AND i.configuration_id OPERATOR(pg_catalog.=) u.configuration_id
+   AND i.local_part OPERATOR(pg_catalog.=) u.local_part
+   AND i.person_kind OPERATOR(pg_catalog.=) u.person_kind
+   AND i.person_id OPERATOR(pg_catalog.=) u.person_id
+   AND i.base IS NOT NULL
+   AND cf.id OPERATOR(pg_catalog.=) u.configuration_id;
+ALTER TABLE m365.username ENABLE TRIGGER USER;
+-- The highest suffix of a base: where the job's suffix search starts.
+CREATE INDEX username_suffix ON m365.username (configuration_id, base, suffix) WHERE suffix IS NOT NULL;
+
+-- The ledger keeps the names no longer held by the person they were issued to.
+DELETE FROM m365.issued_username AS i
+ USING m365.username AS u
+ WHERE i.configuration_id OPERATOR(pg_catalog.=) u.configuration_id
+   AND i.local_part OPERATOR(pg_catalog.=) u.local_part
+   AND i.person_kind OPERATOR(pg_catalog.=) u.person_kind
+   AND i.person_id OPERATOR(pg_catalog.=) u.person_id;
+ALTER TABLE m365.issued_username DROP CONSTRAINT issued_username_suffix_with_base;
+UPDATE m365.issued_username SET suffix = NULL WHERE suffix OPERATOR(pg_catalog.<) 2;
+ALTER TABLE m365.issued_username
+    ADD CONSTRAINT issued_username_suffix_with_base CHECK (suffix IS NULL OR base IS NOT NULL);
+DROP INDEX m365.issued_username_base;
+CREATE INDEX issued_username_base ON m365.issued_username (configuration_id, base, suffix)
+    WHERE suffix IS NOT NULL;
+COMMENT ON TABLE m365.issued_username IS
+'Names no longer held by the person they were issued to (renamed away, deleted): never handed to anyone else';
+
+-- "Never reused", written once: a local part (lower case) is free for a
+-- person when nobody else holds it, it was not issued to anyone else before,
+-- and it is not reserved. The job, set_username, the preview and the
+-- username triggers all ask this. Plain SQL without SET, fully qualified, so
+-- that it is inlined into the job's set queries; scalar subqueries, so that
+-- each candidate is an index probe (as NOT EXISTS the planner turned it into
+-- an anti-join that hashed all usernames for every chunk). NULL person: free
+-- for anyone.
+CREATE FUNCTION m365.username_is_free(configuration_id bigint, local_part text, person_kind text, person_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT true FROM m365.username AS u
+         WHERE u.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
+           AND u.local_part OPERATOR(pg_catalog.=) username_is_free.local_part
+           AND (u.person_kind IS DISTINCT FROM username_is_free.person_kind
+                OR u.person_id IS DISTINCT FROM username_is_free.person_id)) IS NULL
+   AND (SELECT true FROM m365.issued_username AS i
+         WHERE i.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
+           AND i.local_part OPERATOR(pg_catalog.=) username_is_free.local_part
+           AND (i.person_kind IS DISTINCT FROM username_is_free.person_kind
+                OR i.person_id IS DISTINCT FROM username_is_free.person_id)) IS NULL
+   AND (SELECT true FROM m365.reserved_username AS r
+         WHERE r.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
+           AND r.local_part OPERATOR(pg_catalog.=) username_is_free.local_part) IS NULL;
+COMMENT ON FUNCTION m365.username_is_free(bigint, text, text, bigint) IS
+'Whether a local part (lower case) is free for the person: held by nobody else, never issued to anyone else, not reserved (NULL person: free for anyone)';
+
+CREATE OR REPLACE FUNCTION m365.username_is_taken(configuration_id bigint, local_part text)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+RETURN NOT m365.username_is_free(configuration_id, pg_catalog.lower(local_part), NULL, NULL);
+COMMENT ON FUNCTION m365.username_is_taken(bigint, text) IS
+'Whether a local part is in use, was issued before, or is reserved in the configuration (case-insensitive)';
+
+-- The highest numeric suffix generated for a base, in use or in the ledger.
+CREATE FUNCTION m365.highest_suffix(configuration_id bigint, base text)
+RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.int4larger(
+    (SELECT pg_catalog.max(u.suffix) FROM m365.username AS u
+      WHERE u.configuration_id OPERATOR(pg_catalog.=) highest_suffix.configuration_id
+        AND u.base OPERATOR(pg_catalog.=) highest_suffix.base AND u.suffix IS NOT NULL),
+    (SELECT pg_catalog.max(i.suffix) FROM m365.issued_username AS i
+      WHERE i.configuration_id OPERATOR(pg_catalog.=) highest_suffix.configuration_id
+        AND i.base OPERATOR(pg_catalog.=) highest_suffix.base AND i.suffix IS NOT NULL));
+
+-- The first free name for a base: base, else base + n from just above the
+-- highest suffix the generator already issued for that base. One probe for
+-- the base, one index lookup for that highest suffix, then a probe per
+-- candidate: a handful, however many people share the name.
+CREATE OR REPLACE FUNCTION m365.first_free_username(configuration_id bigint, base text)
+RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    wanted    text := pg_catalog.lower(base);
+    n         bigint;
+    candidate text;
 BEGIN
-    PERFORM m365.queue_or_defer(pg_catalog.array_agg(n.configuration_id), 'student', pg_catalog.array_agg(e.student_id))
-       FROM new_locations AS n
-       JOIN m365.enrolment AS e ON e.location_id OPERATOR(pg_catalog.=) n.id
-      WHERE n.configuration_id IS NOT NULL
-        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) m365.configuration_today(n.configuration_id))
-     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;
-    RETURN NULL;
+    IF pg_catalog.strpos(wanted, '@') OPERATOR(pg_catalog.>) 0 OR NOT m365.username_is_valid(wanted) THEN
+        RAISE EXCEPTION 'invalid username base "%"', base
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = coalesce(m365.username_problem(wanted), 'a base is a local part, without "@"');
+    END IF;
+    IF m365.username_is_free(configuration_id, wanted, NULL, NULL) THEN
+        RETURN wanted;
+    END IF;
+    n := coalesce(m365.highest_suffix(configuration_id, wanted), 1);
+    LOOP
+        n := n OPERATOR(pg_catalog.+) 1;
+        candidate := m365.username_with_suffix(wanted, n);
+        IF m365.username_is_free(configuration_id, candidate, NULL, NULL) THEN
+            RETURN candidate;
+        END IF;
+    END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION m365.location_queue() FROM PUBLIC;
--- Queues everyone who should have a username and has none: students with an
--- enrolment that has not ended in a linked location, active staff of linked
--- schools. For after a restore, or after loading data with triggers disabled.
-CREATE OR REPLACE FUNCTION m365.queue_missing_usernames()
-RETURNS integer
-LANGUAGE sql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-AS $$
-    SELECT coalesce((SELECT m365.queue_people(pg_catalog.array_agg(l.configuration_id), 'student', pg_catalog.array_agg(e.student_id))
-                       FROM m365.enrolment AS e
-                       JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
-                      WHERE l.configuration_id IS NOT NULL
-                        AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) m365.configuration_today(l.configuration_id))
-                     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0), 0)
-         OPERATOR(pg_catalog.+)
-           -- (queue_staff answers NULL when no staff member qualifies.)
-           coalesce(m365.queue_staff((SELECT pg_catalog.array_agg(s.id) FROM m365.staff AS s WHERE s.active)), 0)
-$$;
-COMMENT ON FUNCTION m365.queue_missing_usernames() IS
-'Queues everyone who should have a username and has none (after a restore, or a load with triggers disabled); returns how many';
-REVOKE ALL ON FUNCTION m365.queue_missing_usernames() FROM PUBLIC;
+COMMENT ON FUNCTION m365.first_free_username(bigint, text) IS
+'The first name not in use, issued or reserved in the configuration: base, base2, base3, ... (from above the highest suffix already generated for base)';
 
---------------------------------------------------------------------------------
--- 0.3.0: the ledger check runs for every write (no setting turns it off), and
--- no trigger function can be put on a caller's own table (EXECUTE is what
--- CREATE TRIGGER checks).
---------------------------------------------------------------------------------
--- Keeps the ledger and the reserved list authoritative for every write to
--- m365.username, whoever makes it. AFTER, so that NOT NULL, CHECK and the
--- unique indexes have spoken already; per statement, with transition tables,
--- so that a bulk insert of 200,000 usernames is checked as one set.
-CREATE OR REPLACE FUNCTION m365.username_check_ledger()
+-- Keeps "never reused" for every write to m365.username, whoever makes it.
+-- A name that leaves its owner (renamed away, deleted) goes to the ledger; a
+-- new name must be free for its person. AFTER, so that NOT NULL, CHECK and
+-- the unique indexes have spoken already; per statement, with transition
+-- tables, so that the job's 50,000 usernames are checked as one set.
+--
+-- Race-proof: a session renaming A away from x writes the ledger row in the
+-- transaction that frees x in username_unique_in_configuration. Whoever
+-- inserts x for B meanwhile waits on that index entry until the rename
+-- commits, and this check, run after the insert with a new snapshot, then
+-- sees A's ledger row and refuses.
+CREATE FUNCTION m365.username_keep_ledger()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -386,98 +506,352 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off  -- bulk statements would JIT-compile these small set queries
 AS $$
 DECLARE
-    -- The rows whose name is new: all on INSERT, the renamed ones on UPDATE.
-    cfg   bigint[];
-    local text[];
-    shown text[];
-    kind  text[];
-    pid   bigint[];
     clash record;
 BEGIN
-    -- Runs for every write, the job's included (it has written its ledger rows
-    -- with base and suffix already, so the insert below finds them): no
-    -- setting a session can set turns the check off.
-    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-        SELECT pg_catalog.array_agg(n.configuration_id), pg_catalog.array_agg(n.local_part), pg_catalog.array_agg(n.username),
-               pg_catalog.array_agg(n.person_kind), pg_catalog.array_agg(n.person_id)
-          INTO cfg, local, shown, kind, pid
-          FROM new_rows AS n;
-    ELSE
-        SELECT pg_catalog.array_agg(n.configuration_id), pg_catalog.array_agg(n.local_part), pg_catalog.array_agg(n.username),
-               pg_catalog.array_agg(n.person_kind), pg_catalog.array_agg(n.person_id)
-          INTO cfg, local, shown, kind, pid
-          FROM new_rows AS n JOIN old_rows AS o ON o.id OPERATOR(pg_catalog.=) n.id
-         WHERE n.local_part OPERATOR(pg_catalog.<>) o.local_part
-            OR n.configuration_id OPERATOR(pg_catalog.<>) o.configuration_id;
-    END IF;
-    IF cfg IS NULL THEN
+    -- Names that left their owner: deleted rows' names, renamed rows' old names.
+    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        INSERT INTO m365.issued_username AS i (configuration_id, local_part, person_kind, person_id, base, suffix)
+        SELECT o.configuration_id, o.local_part, o.person_kind, o.person_id, o.base, o.suffix
+          FROM old_rows AS o
+        ON CONFLICT (configuration_id, local_part) DO NOTHING;
         RETURN NULL;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+        INSERT INTO m365.issued_username AS i (configuration_id, local_part, person_kind, person_id, base, suffix)
+        SELECT o.configuration_id, o.local_part, o.person_kind, o.person_id, o.base, o.suffix
+          FROM old_rows AS o
+         WHERE NOT EXISTS (SELECT FROM new_rows AS n
+                            WHERE n.id OPERATOR(pg_catalog.=) o.id
+                              AND n.configuration_id OPERATOR(pg_catalog.=) o.configuration_id
+                              AND n.local_part OPERATOR(pg_catalog.=) o.local_part
+                              AND n.person_kind OPERATOR(pg_catalog.=) o.person_kind
+                              AND n.person_id OPERATOR(pg_catalog.=) o.person_id)
+        ON CONFLICT (configuration_id, local_part) DO NOTHING;
     END IF;
 
-    SELECT w.username, w.configuration_id INTO clash
-      FROM unnest(cfg, local, shown) AS w(configuration_id, local_part, username)
-      JOIN m365.reserved_username AS r
-        ON r.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
-       AND r.local_part OPERATOR(pg_catalog.=) w.local_part
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'username "%" is reserved in configuration %', clash.username, clash.configuration_id
-            USING ERRCODE = 'unique_violation', CONSTRAINT = 'reserved_username_pkey';
+    -- New names (all on INSERT, the renamed ones on UPDATE) must be free for their person.
+    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+        SELECT n.username, n.configuration_id, n.person_kind, n.person_id INTO clash
+          FROM new_rows AS n
+         WHERE NOT m365.username_is_free(n.configuration_id, n.local_part, n.person_kind, n.person_id)
+         LIMIT 1;
+    ELSE
+        SELECT n.username, n.configuration_id, n.person_kind, n.person_id INTO clash
+          FROM new_rows AS n
+         WHERE NOT EXISTS (SELECT FROM old_rows AS o
+                            WHERE o.id OPERATOR(pg_catalog.=) n.id
+                              AND o.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+                              AND o.local_part OPERATOR(pg_catalog.=) n.local_part
+                              AND o.person_kind OPERATOR(pg_catalog.=) n.person_kind
+                              AND o.person_id OPERATOR(pg_catalog.=) n.person_id)
+           AND NOT m365.username_is_free(n.configuration_id, n.local_part, n.person_kind, n.person_id)
+         LIMIT 1;
     END IF;
-
-    INSERT INTO m365.issued_username AS i (configuration_id, local_part, person_kind, person_id)
-    SELECT w.configuration_id, w.local_part, w.person_kind, w.person_id
-      FROM unnest(cfg, local, kind, pid) AS w(configuration_id, local_part, person_kind, person_id)
-    ON CONFLICT (configuration_id, local_part) DO NOTHING;
-
-    SELECT w.username, w.configuration_id, i.person_kind, i.person_id INTO clash
-      FROM unnest(cfg, local, shown, kind, pid) AS w(configuration_id, local_part, username, person_kind, person_id)
-      JOIN m365.issued_username AS i
-        ON i.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
-       AND i.local_part OPERATOR(pg_catalog.=) w.local_part
-     WHERE i.person_kind OPERATOR(pg_catalog.<>) w.person_kind
-        OR i.person_id OPERATOR(pg_catalog.<>) w.person_id
-     LIMIT 1;
     IF FOUND THEN
+        IF EXISTS (SELECT FROM m365.reserved_username AS r
+                    WHERE r.configuration_id OPERATOR(pg_catalog.=) clash.configuration_id
+                      AND r.local_part OPERATOR(pg_catalog.=) pg_catalog.lower(pg_catalog.split_part(clash.username, '@', 1))) THEN
+            RAISE EXCEPTION 'username "%" is reserved in configuration %', clash.username, clash.configuration_id
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'reserved_username_pkey';
+        END IF;
         RAISE EXCEPTION 'username "%" was issued before in configuration %', clash.username, clash.configuration_id
             USING ERRCODE = 'unique_violation', CONSTRAINT = 'issued_username_pkey',
-                  DETAIL = pg_catalog.format('It belongs to %s %s; an issued name is never reused.',
-                                             clash.person_kind, clash.person_id);
+                  DETAIL = 'An issued name is never given to anyone else.';
+    END IF;
+    -- A name taken back by the person it was issued to is theirs again, not retired.
+    DELETE FROM m365.issued_username AS i
+     USING new_rows AS n
+     WHERE i.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+       AND i.local_part OPERATOR(pg_catalog.=) n.local_part
+       AND i.person_kind OPERATOR(pg_catalog.=) n.person_kind
+       AND i.person_id OPERATOR(pg_catalog.=) n.person_id;
+    RETURN NULL;
+END
+$$;
+-- A trigger function runs for whoever may create a trigger with it: EXECUTE
+-- is checked at CREATE TRIGGER. Left to PUBLIC, a caller could put this one on
+-- a temporary table of its own and have it write, as the owner, rows it chose.
+-- Every trigger function of the extension is revoked the same way.
+REVOKE ALL ON FUNCTION m365.username_keep_ledger() FROM PUBLIC;
+
+CREATE TRIGGER username_keep_ledger_insert
+    AFTER INSERT ON m365.username
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.username_keep_ledger();
+CREATE TRIGGER username_keep_ledger_update
+    AFTER UPDATE ON m365.username
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.username_keep_ledger();
+CREATE TRIGGER username_keep_ledger_delete
+    AFTER DELETE ON m365.username
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.username_keep_ledger();
+
+-- The one rule. Needs a username in a configuration:
+--  * a student with an enrolment that has not ended (future starters too: the
+--    August list shows them) in a location of the configuration;
+--  * an active staff member linked to a school of the configuration;
+-- "has not ended" by today in the configuration's time zone. For the given
+-- people (NULL array: nobody of that kind). Plain SQL without SET, fully
+-- qualified: inlined into the caller's query, so the job's 50,000 people are
+-- one join, not 50,000 calls.
+CREATE FUNCTION m365.people_needing_username(student_ids bigint[], staff_ids bigint[])
+RETURNS TABLE (configuration_id bigint, person_kind text, person_id bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT DISTINCT l.configuration_id, 'student'::text, e.student_id
+      FROM m365.enrolment AS e
+      JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+      JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) l.configuration_id
+     WHERE e.student_id OPERATOR(pg_catalog.=) ANY (people_needing_username.student_ids)
+       AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) m365.local_date(cf.time_zone))
+    UNION ALL
+    SELECT DISTINCT sc.configuration_id, 'staff'::text, s.id
+      FROM m365.staff AS s
+      JOIN m365.staff_school AS ss ON ss.staff_id OPERATOR(pg_catalog.=) s.id
+      JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
+     WHERE s.id OPERATOR(pg_catalog.=) ANY (people_needing_username.staff_ids)
+       AND s.active
+       AND sc.configuration_id IS NOT NULL;
+END;
+COMMENT ON FUNCTION m365.people_needing_username(bigint[], bigint[]) IS
+'The rule: of the given students and staff, who needs a username in which configuration (an enrolment that has not ended in a linked location; active staff of a linked school)';
+
+CREATE TABLE m365.username_request (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_kind  text NOT NULL
+                 CONSTRAINT username_request_person_kind_known CHECK (person_kind OPERATOR(pg_catalog.=) ANY ('{student,staff}'::text[])),
+    person_id    bigint NOT NULL,
+    requested_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE m365.username_request IS
+'People a write touched, for the next run of the job to look at (appended by triggers, deleted by the run that read them)';
+
+-- People the job could not make a username for, with the reason. Only the
+-- job writes here; a correction of the name appends to the log, and the run
+-- that reads it tries again.
+CREATE TABLE m365.username_failure (
+    configuration_id bigint NOT NULL REFERENCES m365.configuration (id) ON DELETE CASCADE,
+    person_kind      text NOT NULL,
+    person_id        bigint NOT NULL,
+    reason           text NOT NULL,
+    attempts         integer NOT NULL DEFAULT 1,
+    first_failed_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_failed_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (configuration_id, person_kind, person_id)
+);
+COMMENT ON TABLE m365.username_failure IS
+'People who need a username the job could not make, with the reason (tried again when their data changes)';
+
+-- The appending triggers: statement-level, with transition tables, so a
+-- load of 200,000 enrolments appends its rows in one INSERT ... SELECT. (A
+-- trigger with transition tables cannot name columns: an UPDATE compares the
+-- old and new rows itself.)
+CREATE FUNCTION m365.request_students()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'enrolment' THEN
+        INSERT INTO m365.username_request (person_kind, person_id)
+        SELECT 'student', n.student_id FROM new_rows AS n;
+    ELSE  -- student: a corrected name
+        INSERT INTO m365.username_request (person_kind, person_id)
+        SELECT 'student', n.id
+          FROM new_rows AS n JOIN old_rows AS o ON o.id OPERATOR(pg_catalog.=) n.id
+         WHERE (n.first_name, n.last_name) IS DISTINCT FROM (o.first_name, o.last_name);
     END IF;
     RETURN NULL;
 END
 $$;
-REVOKE ALL ON FUNCTION m365.touch_updated_at(), m365.enrolment_queue_students(), m365.staff_queue(),
-                       m365.staff_school_queue(), m365.school_queue(), m365.person_name_changed(),
-                       m365.username_audit(), m365.username_check_ledger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION m365.request_students() FROM PUBLIC;
 
---------------------------------------------------------------------------------
--- 0.3.0: the job works in tables of its own, not in the caller's temporary
--- schema; one run at a time by a lease row; every run recorded.
---------------------------------------------------------------------------------
+CREATE TRIGGER enrolment_request_insert
+    AFTER INSERT ON m365.enrolment
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.request_students();
+CREATE TRIGGER enrolment_request_update
+    AFTER UPDATE ON m365.enrolment
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.request_students();
+CREATE TRIGGER student_request_update
+    AFTER UPDATE ON m365.student
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.request_students();
+
+CREATE FUNCTION m365.request_staff()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'staff_school' THEN
+        INSERT INTO m365.username_request (person_kind, person_id)
+        SELECT 'staff', n.staff_id FROM new_rows AS n;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+        INSERT INTO m365.username_request (person_kind, person_id)
+        SELECT 'staff', n.id FROM new_rows AS n;
+    ELSE  -- staff: (de)activated, or a corrected name
+        INSERT INTO m365.username_request (person_kind, person_id)
+        SELECT 'staff', n.id
+          FROM new_rows AS n JOIN old_rows AS o ON o.id OPERATOR(pg_catalog.=) n.id
+         WHERE (n.active, n.first_name, n.last_name) IS DISTINCT FROM (o.active, o.first_name, o.last_name);
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.request_staff() FROM PUBLIC;
+
+CREATE TRIGGER staff_request_insert
+    AFTER INSERT ON m365.staff
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.request_staff();
+CREATE TRIGGER staff_request_update
+    AFTER UPDATE ON m365.staff
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.request_staff();
+CREATE TRIGGER staff_school_request_insert
+    AFTER INSERT ON m365.staff_school
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.request_staff();
+CREATE TRIGGER staff_school_request_update
+    AFTER UPDATE ON m365.staff_school
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.request_staff();
+
+-- A location or school linked to a configuration later: its people.
+CREATE FUNCTION m365.request_linked_people()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'location' THEN
+        INSERT INTO m365.username_request (person_kind, person_id)
+        SELECT DISTINCT 'student', e.student_id
+          FROM new_rows AS n
+          JOIN old_rows AS o ON o.id OPERATOR(pg_catalog.=) n.id
+          JOIN m365.enrolment AS e ON e.location_id OPERATOR(pg_catalog.=) n.id
+         WHERE n.configuration_id IS NOT NULL
+           AND n.configuration_id IS DISTINCT FROM o.configuration_id;
+    ELSE
+        INSERT INTO m365.username_request (person_kind, person_id)
+        SELECT DISTINCT 'staff', ss.staff_id
+          FROM new_rows AS n
+          JOIN old_rows AS o ON o.id OPERATOR(pg_catalog.=) n.id
+          JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) n.id
+         WHERE n.configuration_id IS NOT NULL
+           AND n.configuration_id IS DISTINCT FROM o.configuration_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.request_linked_people() FROM PUBLIC;
+
+CREATE TRIGGER location_request_update
+    AFTER UPDATE ON m365.location
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.request_linked_people();
+CREATE TRIGGER school_request_update
+    AFTER UPDATE ON m365.school
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.request_linked_people();
+
+-- A configuration changed (other formats, say): whoever failed there is tried again.
+CREATE FUNCTION m365.request_failed_people()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO m365.username_request (person_kind, person_id)
+    SELECT f.person_kind, f.person_id
+      FROM new_rows AS n
+      JOIN m365.username_failure AS f ON f.configuration_id OPERATOR(pg_catalog.=) n.id;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.request_failed_people() FROM PUBLIC;
+
+CREATE TRIGGER configuration_request_update
+    AFTER UPDATE ON m365.configuration
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.request_failed_people();
+
+-- Logs everyone who needs a username and has none: after a restore without
+-- the log, after loading data with triggers disabled. Returns how many.
+CREATE FUNCTION m365.queue_missing_usernames()
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    WITH missing AS (
+        SELECT DISTINCT n.person_kind, n.person_id
+          FROM m365.people_needing_username((SELECT pg_catalog.array_agg(s.id) FROM m365.student AS s),
+                                            (SELECT pg_catalog.array_agg(s.id) FROM m365.staff AS s)) AS n
+         WHERE NOT EXISTS (SELECT FROM m365.username AS u
+                            WHERE u.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+                              AND u.person_kind OPERATOR(pg_catalog.=) n.person_kind
+                              AND u.person_id OPERATOR(pg_catalog.=) n.person_id)
+    ), logged AS (
+        INSERT INTO m365.username_request (person_kind, person_id)
+        SELECT m.person_kind, m.person_id FROM missing AS m
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*)::integer FROM logged
+$$;
+COMMENT ON FUNCTION m365.queue_missing_usernames() IS
+'Logs for the job everyone who needs a username and has none (after a load with triggers disabled); returns how many';
+REVOKE ALL ON FUNCTION m365.queue_missing_usernames() FROM PUBLIC;
+
+-- The queue of 0.2.0 becomes log rows, oldest first (failed entries too: the
+-- next run tries them again and records the reason), and goes.
+INSERT INTO m365.username_request (person_kind, person_id, requested_at)
+SELECT q.person_kind, q.person_id, q.queued_at
+  FROM m365.username_queue AS q
+ ORDER BY q.queued_at, q.person_kind, q.person_id;
+INSERT INTO m365.username_request (person_kind, person_id, requested_at)
+SELECT d.person_kind, p.person_id, d.deferred_at
+  FROM m365.username_queue_deferred AS d, pg_catalog.unnest(d.person_ids) AS p(person_id)
+ ORDER BY d.id;
+DROP VIEW m365.status;  -- made again below, without the queue
+DROP TABLE m365.username_queue, m365.username_queue_deferred;
+
 -- The job's working tables, in a schema of their own that nobody but the
 -- extension's owner may use. Not temporary tables: those live in the caller's
 -- temporary schema, where the caller can create one first, with a trigger that
 -- the job would fire with the owner's rights. Not in schema m365 either: a
 -- role that can name a table can hold a lock on it without any right on it
 -- (PREPARE parses, and locks, before rights are checked), and the TRUNCATE of
--- each chunk would wait for it. One run at a time (the lease in
+-- each chunk would wait for it. One chunk at a time (the lease in
 -- m365.job_lease), so one set of tables serves every run; UNLOGGED, as their
--- rows never outlive the run's transaction.
+-- rows never outlive the chunk's transaction.
 CREATE SCHEMA m365_work;
 COMMENT ON SCHEMA m365_work IS 'm365_usernames: the generation job''s working tables (the extension''s owner only)';
+-- The log rows of this chunk.
+CREATE UNLOGGED TABLE m365_work.claimed (
+    request_id   bigint NOT NULL,
+    person_kind  text NOT NULL,
+    person_id    bigint NOT NULL
+);
+-- Who of them needs a username now, and what to make it from.
 CREATE UNLOGGED TABLE m365_work.batch (
     configuration_id bigint NOT NULL,
     person_kind      text NOT NULL,
     person_id        bigint NOT NULL,
-    queued_at        timestamptz NOT NULL,
+    first_request    bigint NOT NULL,  -- first come, first served
     first_name       text,
     last_name        text,
     domain           text,
     formats          text[] NOT NULL,
     base             text,     -- the name in the configuration's format
-    -- pending, had_username, not_needed, failed; after the slow path also created
-    outcome          text NOT NULL,
+    outcome          text NOT NULL,    -- pending, created, had_username, failed
     error            text,
     PRIMARY KEY (configuration_id, person_kind, person_id)
 );
@@ -488,7 +862,8 @@ CREATE UNLOGGED TABLE m365_work.given_name (
     person_id        bigint NOT NULL,
     local_part       text NOT NULL,
     issued_base      text NOT NULL,
-    suffix           integer NOT NULL,
+    suffix           integer,
+    format           text,     -- NULL: the configuration's format (suffixed names)
     PRIMARY KEY (configuration_id, person_kind, person_id),
     UNIQUE (configuration_id, local_part)
 );
@@ -502,64 +877,10 @@ CREATE UNLOGGED TABLE m365_work.suffix_cursor (
     next_suffix      bigint NOT NULL,
     PRIMARY KEY (configuration_id, base)
 );
--- Who this chunk is about: queue entries, or people of a deferred call.
-CREATE UNLOGGED TABLE m365_work.claimed (
-    configuration_id bigint NOT NULL,
-    person_kind      text NOT NULL,
-    person_id        bigint NOT NULL,
-    queued_at        timestamptz NOT NULL
-);
--- Step 1: claim the people of one chunk into m365_work.claimed
--- (m365.generation_claim: queue entries; m365.generation_claim_deferred: the
--- people of a bulk statement, who never pass through the queue), then work out
--- into m365_work.batch what each needs.
-CREATE OR REPLACE FUNCTION m365.generation_begin_chunk()
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    TRUNCATE m365_work.batch, m365_work.given_name, m365_work.suffix_cursor, m365_work.claimed;
-END
-$$;
-CREATE OR REPLACE FUNCTION m365.generation_claim(wanted integer)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-AS $$
-BEGIN
-    PERFORM m365.generation_begin_chunk();
-    INSERT INTO m365_work.claimed (configuration_id, person_kind, person_id, queued_at)
-    SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at
-      FROM m365.username_queue AS q
-     -- Not twice in one run: a failed entry is stamped with now().
-     WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now()
-     ORDER BY (q.last_error IS NOT NULL), q.queued_at, q.configuration_id, q.person_kind, q.person_id
-     LIMIT wanted
-       FOR UPDATE SKIP LOCKED;
-    RETURN m365.generation_fill_batch();
-END
-$$;
--- People first..last of a deferred call (m365.queue_or_defer), whose row the
--- job has deleted: the queue entries they would have had are skipped, writing
--- and then deleting 200,000 of them was a quarter of a 1 September run.
-CREATE OR REPLACE FUNCTION m365.generation_claim_deferred(deferred m365.username_queue_deferred, first integer, last integer)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-AS $$
-BEGIN
-    PERFORM m365.generation_begin_chunk();
-    INSERT INTO m365_work.claimed (configuration_id, person_kind, person_id, queued_at)
-    SELECT DISTINCT p.configuration_id, deferred.person_kind, p.person_id, deferred.deferred_at
-      FROM unnest(deferred.configuration_ids[first:last], deferred.person_ids[first:last]) AS p(configuration_id, person_id)
-     WHERE p.configuration_id IS NOT NULL AND p.person_id IS NOT NULL;
-    RETURN m365.generation_fill_batch();
-END
-$$;
-CREATE OR REPLACE FUNCTION m365.generation_fill_batch()
+
+-- Step 1: read a chunk of the log into m365_work.claimed, then work out into
+-- m365_work.batch who of them needs a username (the rule) and has none.
+CREATE FUNCTION m365.generation_claim(up_to bigint, wanted integer)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -568,73 +889,78 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    claimed integer;
+    served   integer;
+    students bigint[];
+    staff    bigint[];
 BEGIN
+    TRUNCATE m365_work.claimed, m365_work.batch, m365_work.given_name, m365_work.suffix_cursor;
+    INSERT INTO m365_work.claimed (request_id, person_kind, person_id)
+    SELECT r.id, r.person_kind, r.person_id
+      FROM m365.username_request AS r
+     WHERE up_to IS NULL OR r.id OPERATOR(pg_catalog.<=) up_to
+     ORDER BY r.id
+     LIMIT wanted;
+    GET DIAGNOSTICS served = ROW_COUNT;
+    IF served OPERATOR(pg_catalog.=) 0 THEN
+        RETURN 0;
+    END IF;
+    SELECT pg_catalog.array_agg(DISTINCT c.person_id) FILTER (WHERE c.person_kind OPERATOR(pg_catalog.=) 'student'),
+           pg_catalog.array_agg(DISTINCT c.person_id) FILTER (WHERE c.person_kind OPERATOR(pg_catalog.=) 'staff')
+      INTO students, staff
+      FROM m365_work.claimed AS c;
+
     INSERT INTO m365_work.batch
-           (configuration_id, person_kind, person_id, queued_at, first_name, last_name, domain, formats,
+           (configuration_id, person_kind, person_id, first_request, first_name, last_name, domain, formats,
             base, outcome, error)
-    SELECT c.configuration_id, c.person_kind, c.person_id, c.queued_at, c.first_name, c.last_name, c.domain,
+    SELECT c.configuration_id, c.person_kind, c.person_id, c.first_request, c.first_name, c.last_name, c.domain,
            c.formats, c.base,
-           CASE WHEN c.has_username THEN 'had_username'
-                WHEN NOT c.eligible THEN 'not_needed'
-                WHEN c.base IS NULL THEN 'failed'
-                ELSE 'pending' END,
-           CASE WHEN NOT c.has_username AND c.eligible AND c.base IS NULL THEN
+           CASE WHEN c.base IS NULL THEN 'failed' ELSE 'pending' END,
+           CASE WHEN c.base IS NULL THEN
                'the official first and last name yield no username (nothing is left after transliteration to a-z, 0-9 and -)'
            END
       FROM (
-    SELECT q.configuration_id, q.person_kind, q.person_id, q.queued_at,
+    SELECT n.configuration_id, n.person_kind, n.person_id,
+           q.first_request,
            coalesce(st.first_name, sf.first_name) AS first_name, coalesce(st.last_name, sf.last_name) AS last_name,
            -- Staff: the domain of the school they were linked to first.
-           CASE WHEN q.person_kind OPERATOR(pg_catalog.=) 'staff' THEN
+           CASE WHEN n.person_kind OPERATOR(pg_catalog.=) 'staff' THEN
                (SELECT sc.staff_domain
                   FROM m365.staff_school AS ss
                   JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
-                 WHERE ss.staff_id OPERATOR(pg_catalog.=) q.person_id
-                   AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
+                 WHERE ss.staff_id OPERATOR(pg_catalog.=) n.person_id
+                   AND sc.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
                  ORDER BY ss.linked_at, ss.school_id
                  LIMIT 1)
            END AS domain,
            ARRAY[cf.username_format] OPERATOR(pg_catalog.||) cf.fallback_formats AS formats,
            m365.make_username(cf.username_format, coalesce(st.first_name, sf.first_name),
-                              coalesce(st.last_name, sf.last_name)) AS base,
-           CASE q.person_kind
-               WHEN 'student' THEN EXISTS (
-                   SELECT FROM m365.enrolment AS e
-                     JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
-                    WHERE e.student_id OPERATOR(pg_catalog.=) q.person_id
-                      AND l.configuration_id OPERATOR(pg_catalog.=) q.configuration_id)
-               ELSE coalesce(sf.active, false) AND EXISTS (
-                   SELECT FROM m365.staff_school AS ss
-                     JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
-                    WHERE ss.staff_id OPERATOR(pg_catalog.=) q.person_id
-                      AND sc.configuration_id OPERATOR(pg_catalog.=) q.configuration_id)
-           END AS eligible,
-           EXISTS (SELECT FROM m365.username AS u
-                    WHERE u.configuration_id OPERATOR(pg_catalog.=) q.configuration_id
-                      AND u.person_kind OPERATOR(pg_catalog.=) q.person_kind
-                      AND u.person_id OPERATOR(pg_catalog.=) q.person_id) AS has_username
-      FROM m365_work.claimed AS q
-      JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) q.configuration_id
+                              coalesce(st.last_name, sf.last_name)) AS base
+      FROM m365.people_needing_username(students, staff) AS n
+      JOIN (SELECT c.person_kind, c.person_id, pg_catalog.min(c.request_id) AS first_request
+              FROM m365_work.claimed AS c GROUP BY c.person_kind, c.person_id) AS q
+        ON q.person_kind OPERATOR(pg_catalog.=) n.person_kind AND q.person_id OPERATOR(pg_catalog.=) n.person_id
+      JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) n.configuration_id
       LEFT JOIN m365.student AS st
-             ON q.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) q.person_id
+             ON n.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) n.person_id
       LEFT JOIN m365.staff AS sf
-             ON q.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) q.person_id
-    -- A fence: the outer CASEs name base, eligible and has_username more than
-    -- once, and flattened each mention ran make_username or its subplan again.
+             ON n.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) n.person_id
+     WHERE (SELECT true FROM m365.username AS u
+             WHERE u.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+               AND u.person_kind OPERATOR(pg_catalog.=) n.person_kind
+               AND u.person_id OPERATOR(pg_catalog.=) n.person_id) IS NULL
+    -- A fence: the outer CASEs name base twice, and flattened each mention
+    -- ran make_username again.
     OFFSET 0
     ) AS c;
-    GET DIAGNOSTICS claimed = ROW_COUNT;
-    IF claimed OPERATOR(pg_catalog.>) 0 THEN
-        -- Temporary tables are never analysed by autovacuum.
-        ANALYZE m365_work.batch;
-    END IF;
-    RETURN claimed;
+    -- Never analysed by autovacuum within the chunk.
+    ANALYZE m365_work.batch;
+    RETURN served;
 END
 $$;
--- Step 2: give every pending person of the batch a free name, into
--- m365_work.given_name.
-CREATE OR REPLACE FUNCTION m365.generation_assign()
+
+-- Step 2: give every pending person of the batch without a name a free one,
+-- into m365_work.given_name.
+CREATE FUNCTION m365.generation_assign()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -644,15 +970,16 @@ DECLARE
     levels integer;
     round  integer := 0;
 BEGIN
-    -- The format, then each fallback format: a name nobody has, one winner per name.
+    -- The format, then each fallback format: a name free for the person
+    -- (their own old name included), one winner per name.
     SELECT pg_catalog.max(pg_catalog.cardinality(formats)) INTO levels
       FROM m365_work.batch WHERE outcome OPERATOR(pg_catalog.=) 'pending';
     FOR level IN 1 .. coalesce(levels, 0) LOOP
         INSERT INTO m365_work.given_name
-               (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
+               (configuration_id, person_kind, person_id, local_part, issued_base, suffix, format)
         SELECT DISTINCT ON (c.configuration_id, c.name)
-               c.configuration_id, c.person_kind, c.person_id, c.name, c.name, 1
-          FROM (SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at,
+               c.configuration_id, c.person_kind, c.person_id, c.name, c.name, NULL, c.format
+          FROM (SELECT b.configuration_id, b.person_kind, b.person_id, b.first_request, b.formats[level] AS format,
                        CASE WHEN level OPERATOR(pg_catalog.=) 1 THEN b.base
                             ELSE m365.make_username(b.formats[level], b.first_name, b.last_name) END AS name
                   FROM m365_work.batch AS b
@@ -663,18 +990,11 @@ BEGIN
                                       AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
                                       AND g.person_id OPERATOR(pg_catalog.=) b.person_id)) AS c
          WHERE c.name IS NOT NULL
-           -- A probe of the ledger's index per candidate: as an anti-join the
-           -- planner hashes the whole ledger, which grows with every chunk.
-           AND (SELECT true FROM m365.issued_username AS i
-                 WHERE i.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
-                   AND i.local_part OPERATOR(pg_catalog.=) c.name) IS NULL
-           AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
-                            WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
-                              AND r.local_part OPERATOR(pg_catalog.=) c.name)
+           AND m365.username_is_free(c.configuration_id, c.name, c.person_kind, c.person_id)
            AND NOT EXISTS (SELECT FROM m365_work.given_name AS o
                             WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                               AND o.local_part OPERATOR(pg_catalog.=) c.name)
-         ORDER BY c.configuration_id, c.name, c.queued_at, c.person_kind, c.person_id;
+         ORDER BY c.configuration_id, c.name, c.first_request, c.person_kind, c.person_id;
     END LOOP;
 
     -- Numeric suffixes on the format's name: base2, base3, ... Each base has a
@@ -684,7 +1004,7 @@ BEGIN
     -- candidate per waiting person and two spare: above the cursor only edited
     -- or reserved names can be taken (16 spare probed 12 names per person).
     -- A base still waiting after a round doubles its window: thousands of
-    -- names taken by edits (whose ledger rows carry no suffix for the cursor)
+    -- names taken by edits (which carry no suffix for the cursor)
     -- cost a dozen rounds. Whoever has no name after 40 rounds fails alone,
     -- with the reason; the run goes on.
     LOOP
@@ -692,7 +1012,7 @@ BEGIN
         INSERT INTO m365_work.waiting
         SELECT b.configuration_id, b.person_kind, b.person_id, b.base,
                pg_catalog.row_number() OVER (PARTITION BY b.configuration_id, b.base
-                                             ORDER BY b.queued_at, b.person_kind, b.person_id)
+                                             ORDER BY b.first_request, b.person_kind, b.person_id)
           FROM m365_work.batch AS b
          WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
            AND NOT EXISTS (SELECT FROM m365_work.given_name AS g
@@ -713,9 +1033,7 @@ BEGIN
 
         INSERT INTO m365_work.suffix_cursor (configuration_id, base, next_suffix)
         SELECT g.configuration_id, g.base,
-               coalesce((SELECT pg_catalog.max(i.suffix) FROM m365.issued_username AS i
-                          WHERE i.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
-                            AND i.base OPERATOR(pg_catalog.=) g.base), 1) OPERATOR(pg_catalog.+) 1
+               coalesce(m365.highest_suffix(g.configuration_id, g.base), 1) OPERATOR(pg_catalog.+) 1
           FROM (SELECT DISTINCT w.configuration_id, w.base FROM m365_work.waiting AS w) AS g
         ON CONFLICT DO NOTHING;
 
@@ -738,12 +1056,7 @@ BEGIN
             SELECT DISTINCT ON (c.configuration_id, c.name) c.*
               FROM (SELECT w.configuration_id, w.base, s AS suffix, m365.username_with_suffix(w.base, s) AS name
                       FROM window_ AS w, pg_catalog.generate_series(w.lo, w.hi OPERATOR(pg_catalog.-) 1) AS s) AS c
-             WHERE (SELECT true FROM m365.issued_username AS i
-                     WHERE i.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
-                       AND i.local_part OPERATOR(pg_catalog.=) c.name) IS NULL
-               AND NOT EXISTS (SELECT FROM m365.reserved_username AS r
-                                WHERE r.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
-                                  AND r.local_part OPERATOR(pg_catalog.=) c.name)
+             WHERE m365.username_is_free(c.configuration_id, c.name, NULL, NULL)
                AND NOT EXISTS (SELECT FROM m365_work.given_name AS o
                                 WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                                   AND o.local_part OPERATOR(pg_catalog.=) c.name)
@@ -759,8 +1072,8 @@ BEGIN
              GROUP BY f.configuration_id, f.base
         )
         INSERT INTO m365_work.given_name
-               (configuration_id, person_kind, person_id, local_part, issued_base, suffix)
-        SELECT w.configuration_id, w.person_kind, w.person_id, fb.names[w.rn], w.base, fb.suffixes[w.rn]
+               (configuration_id, person_kind, person_id, local_part, issued_base, suffix, format)
+        SELECT w.configuration_id, w.person_kind, w.person_id, fb.names[w.rn], w.base, fb.suffixes[w.rn], NULL
           FROM m365_work.waiting AS w
           JOIN free_by_base AS fb
             ON fb.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
@@ -769,155 +1082,172 @@ BEGIN
     END LOOP;
 END
 $$;
--- Step 3, the slow path: one person at a time, each in its own
--- subtransaction, when storing the batch as a set failed (a name taken by a
--- concurrent edit, say). A person that still fails keeps the reason.
-CREATE OR REPLACE FUNCTION m365.generation_store_one_by_one()
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-AS $$
-DECLARE
-    person record;
-    format text;
-    candidate text;
-    chosen text;
-BEGIN
-    FOR person IN
-        SELECT * FROM m365_work.batch
-         WHERE outcome OPERATOR(pg_catalog.=) 'pending'
-         ORDER BY queued_at, person_kind, person_id
-    LOOP
-        BEGIN
-            chosen := NULL;
-            FOREACH format IN ARRAY person.formats LOOP
-                candidate := m365.make_username(format, person.first_name, person.last_name);
-                IF candidate IS NOT NULL AND NOT m365.username_is_taken(person.configuration_id, candidate) THEN
-                    chosen := candidate;
-                    EXIT;
-                END IF;
-            END LOOP;
-            chosen := coalesce(chosen, m365.first_free_username(person.configuration_id, person.base));
-            INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
-            VALUES (person.configuration_id, person.person_kind, person.person_id,
-                    CASE WHEN person.domain IS NULL THEN chosen ELSE chosen OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) person.domain END);
-            UPDATE m365_work.batch SET outcome = 'created'
-             WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
-               AND person_kind OPERATOR(pg_catalog.=) person.person_kind
-               AND person_id OPERATOR(pg_catalog.=) person.person_id;
-        EXCEPTION WHEN OTHERS THEN
-            UPDATE m365_work.batch SET outcome = 'failed', error = SQLERRM
-             WHERE configuration_id OPERATOR(pg_catalog.=) person.configuration_id
-               AND person_kind OPERATOR(pg_catalog.=) person.person_kind
-               AND person_id OPERATOR(pg_catalog.=) person.person_id;
-        END;
-    END LOOP;
-END
-$$;
--- Step 3: store the batch, then settle its queue entries (from_queue), or
--- queue the people of a deferred call it failed for. Returns how many
--- usernames were created.
-CREATE OR REPLACE FUNCTION m365.generation_store(from_queue boolean)
+
+-- Step 3: store the given names, one row each in m365.username. A name
+-- another session took since step 2 (an edit, a reserved name) is not
+-- stored: ON CONFLICT skips a name in use, and the ledger check of
+-- m365.username_keep_ledger refuses one retired meanwhile (then the chunk's
+-- store is undone, in one subtransaction, not one per person). Only those
+-- people are given a name again; what collided is counted. Returns how many
+-- collisions it met.
+CREATE FUNCTION m365.generation_store()
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    created integer;
+    collisions integer := 0;
+    lost       integer;
 BEGIN
-    BEGIN
-        INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id, base, suffix)
-        SELECT g.configuration_id, g.local_part, g.person_kind, g.person_id, g.issued_base, g.suffix
-          FROM m365_work.given_name AS g;
-        INSERT INTO m365.username (configuration_id, person_kind, person_id, username)
-        SELECT g.configuration_id, g.person_kind, g.person_id,
-               CASE WHEN b.domain IS NULL THEN g.local_part
-                    ELSE g.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END
-          FROM m365_work.given_name AS g
-          JOIN m365_work.batch AS b
-            ON b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
+    FOR attempt IN 1 .. 10 LOOP
+        PERFORM m365.generation_assign();
+        BEGIN
+            WITH stored AS (
+                INSERT INTO m365.username (configuration_id, person_kind, person_id, username, base, suffix, format)
+                SELECT g.configuration_id, g.person_kind, g.person_id,
+                       CASE WHEN b.domain IS NULL THEN g.local_part
+                            ELSE g.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END,
+                       g.issued_base, g.suffix, coalesce(g.format, b.formats[1])
+                  FROM m365_work.given_name AS g
+                  JOIN m365_work.batch AS b
+                    ON b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
+                   AND b.person_kind OPERATOR(pg_catalog.=) g.person_kind
+                   AND b.person_id OPERATOR(pg_catalog.=) g.person_id
+                 WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
+                ON CONFLICT DO NOTHING
+                RETURNING configuration_id, person_kind, person_id
+            )
+            UPDATE m365_work.batch AS b SET outcome = 'created'
+              FROM stored AS s
+             WHERE b.configuration_id OPERATOR(pg_catalog.=) s.configuration_id
+               AND b.person_kind OPERATOR(pg_catalog.=) s.person_kind
+               AND b.person_id OPERATOR(pg_catalog.=) s.person_id;
+        EXCEPTION WHEN unique_violation THEN
+            -- A name of the chunk was retired by a rename that committed while
+            -- the store waited for it: nothing of this attempt is stored.
+            NULL;
+        END;
+        -- Whoever got a username elsewhere meanwhile needs none now.
+        UPDATE m365_work.batch AS b SET outcome = 'had_username'
+         WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
+           AND EXISTS (SELECT FROM m365.username AS u
+                        WHERE u.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
+                          AND u.person_kind OPERATOR(pg_catalog.=) b.person_kind
+                          AND u.person_id OPERATOR(pg_catalog.=) b.person_id);
+        -- The names of those still pending are no longer free: forget them.
+        DELETE FROM m365_work.given_name AS g
+         USING m365_work.batch AS b
+         WHERE b.outcome OPERATOR(pg_catalog.=) 'pending'
+           AND b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
            AND b.person_kind OPERATOR(pg_catalog.=) g.person_kind
            AND b.person_id OPERATOR(pg_catalog.=) g.person_id;
-        GET DIAGNOSTICS created = ROW_COUNT;
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM m365.generation_store_one_by_one();
-        SELECT pg_catalog.count(*) INTO created
-          FROM m365_work.batch WHERE outcome OPERATOR(pg_catalog.=) 'created';
-    END;
-
-    IF NOT from_queue THEN
-        -- Failed entries stay queued, with the reason, as if they had been.
-        BEGIN
-            INSERT INTO m365.username_queue AS q
-                   (configuration_id, person_kind, person_id, queued_at, attempts, last_attempt_at, last_error)
-            SELECT b.configuration_id, b.person_kind, b.person_id, b.queued_at, 1, pg_catalog.now(), b.error
-              FROM m365_work.batch AS b
-             WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
-            ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
-               SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(),
-                   last_error = excluded.last_error
-             -- Unless the queue part of this run tried it already.
-             WHERE q.last_attempt_at IS DISTINCT FROM pg_catalog.now();
-        EXCEPTION WHEN lock_not_available THEN
-            -- A session is queueing one of them right now and has not committed
-            -- (an application's open transaction): rather than wait for it,
-            -- they stay a deferred call, which the next run serves.
-            INSERT INTO m365.username_queue_deferred (person_kind, configuration_ids, person_ids, deferred_at)
-            SELECT b.person_kind, pg_catalog.array_agg(b.configuration_id), pg_catalog.array_agg(b.person_id),
-                   pg_catalog.min(b.queued_at)
-              FROM m365_work.batch AS b
-             WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
-             GROUP BY b.person_kind;
-        END;
-        RETURN created;
-    END IF;
-    DELETE FROM m365.username_queue AS q
-     USING m365_work.batch AS b
-     WHERE b.outcome OPERATOR(pg_catalog.<>) 'failed'
-       AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
-       AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
-       AND q.person_id OPERATOR(pg_catalog.=) b.person_id;
-    UPDATE m365.username_queue AS q
-       SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, last_attempt_at = pg_catalog.now(), last_error = b.error
-      FROM m365_work.batch AS b
-     WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
-       AND q.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
-       AND q.person_kind OPERATOR(pg_catalog.=) b.person_kind
-       AND q.person_id OPERATOR(pg_catalog.=) b.person_id;
-    RETURN created;
+        GET DIAGNOSTICS lost = ROW_COUNT;
+        collisions := collisions OPERATOR(pg_catalog.+) lost;
+        IF NOT EXISTS (SELECT FROM m365_work.batch AS b WHERE b.outcome OPERATOR(pg_catalog.=) 'pending') THEN
+            RETURN collisions;
+        END IF;
+    END LOOP;
+    UPDATE m365_work.batch AS b
+       SET outcome = 'failed', error = 'the names found were taken by other sessions ten times in a row'
+     WHERE b.outcome OPERATOR(pg_catalog.=) 'pending';
+    RETURN collisions;
 END
 $$;
--- One run at a time, by a lease row that only the job (the extension's owner)
--- can lock: an advisory lock can be taken by any session, which could make
--- every run quietly do nothing. Every run is recorded, and a run that had to
--- give way says who held it up (m365.job_status(), m365.status).
+
+-- Step 4: the failures of the chunk's people, and the log rows it read.
+CREATE FUNCTION m365.generation_settle()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    -- Failures of the people read that are over (a username, or none needed).
+    DELETE FROM m365.username_failure AS f
+     USING (SELECT DISTINCT c.person_kind, c.person_id FROM m365_work.claimed AS c) AS c
+     WHERE f.person_kind OPERATOR(pg_catalog.=) c.person_kind
+       AND f.person_id OPERATOR(pg_catalog.=) c.person_id
+       AND NOT EXISTS (SELECT FROM m365_work.batch AS b
+                        WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+                          AND b.configuration_id OPERATOR(pg_catalog.=) f.configuration_id
+                          AND b.person_kind OPERATOR(pg_catalog.=) f.person_kind
+                          AND b.person_id OPERATOR(pg_catalog.=) f.person_id);
+    INSERT INTO m365.username_failure AS f (configuration_id, person_kind, person_id, reason)
+    SELECT b.configuration_id, b.person_kind, b.person_id, b.error
+      FROM m365_work.batch AS b
+     WHERE b.outcome OPERATOR(pg_catalog.=) 'failed'
+    ON CONFLICT (configuration_id, person_kind, person_id) DO UPDATE
+       SET reason = excluded.reason, attempts = f.attempts OPERATOR(pg_catalog.+) 1,
+           last_failed_at = pg_catalog.now();
+    -- Exactly the rows read: a row appended meanwhile, even with a lower id
+    -- (committed after this chunk read the log), stays for the next run.
+    DELETE FROM m365.username_request AS r
+     USING m365_work.claimed AS c
+     WHERE r.id OPERATOR(pg_catalog.=) c.request_id;
+END
+$$;
+
+-- One run at a time, by a lease row only the job (the extension's owner) can
+-- lock or write: an advisory lock can be taken by any session, which could
+-- make every run quietly do nothing. A chunk holds the row locked; between
+-- chunks (committed) the row names the run, and another run gives way while
+-- that run's session is still running the statement that started it.
 CREATE TABLE m365.job_lease (
-    job text PRIMARY KEY
+    job                 text PRIMARY KEY,
+    run_id              bigint,
+    run_pid             integer,
+    run_backend_start   timestamptz,
+    run_statement_start timestamptz,
+    -- The last log row of the run: what is appended later is the next run's.
+    run_up_to           bigint,
+    -- A test hook only the owner can set: each chunk sleeps this long before
+    -- it commits (holding what a chunk holds), to show that nobody waits.
+    pause_in_chunk      interval
 );
-COMMENT ON TABLE m365.job_lease IS 'One row per job: a run holds its row locked (FOR UPDATE) while it runs';
+COMMENT ON TABLE m365.job_lease IS 'One row per job: the run that holds it, and its chunk holds the row locked (FOR UPDATE) while it works';
 INSERT INTO m365.job_lease (job) VALUES ('generate_usernames');
+
 CREATE TABLE m365.job_run (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job          text NOT NULL,
     started_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     finished_at  timestamptz,
-    -- done; skipped (another run held the lease); blocked (a lock on the
-    -- extension's tables was not granted within the job's lock_timeout);
-    -- failed (an error: the run's work is rolled back, detail says why)
-    outcome      text NOT NULL CONSTRAINT job_run_outcome_known CHECK (outcome OPERATOR(pg_catalog.=) ANY ('{done,skipped,blocked,failed}'::text[])),
+    -- running; done; skipped (another run held the lease); blocked (a lock on
+    -- the extension's tables was not granted within the job's lock_timeout);
+    -- failed (an error: the chunk in flight is rolled back, detail says why);
+    -- interrupted (the session ended or was cancelled mid-run)
+    outcome      text NOT NULL CONSTRAINT job_run_outcome_known CHECK (outcome OPERATOR(pg_catalog.=) ANY ('{running,done,skipped,blocked,failed,interrupted}'::text[])),
     created      integer,
     run_by       name NOT NULL DEFAULT SESSION_USER,
     blocker_pid  integer,
     blocker_role name,
-    detail       text
+    detail       text,
+    -- Log rows served, and names found taken by another session at store time.
+    served       integer,
+    collisions   integer
 );
 CREATE INDEX job_run_job ON m365.job_run (job, started_at);
-COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, and why a run did nothing (who held it up, or the error; kept 90 days)';
+COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, what it served and created, and why a run did nothing (who held it up, or the error; kept 90 days)';
+
+-- Whether the run named in a lease row is still going: its session is
+-- running the statement that started it (pid, backend and statement start
+-- all match; a cancelled run's session has moved on).
+CREATE FUNCTION m365.lease_run_is_alive(lease m365.job_lease)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN lease.run_id IS NOT NULL
+   AND EXISTS (SELECT FROM pg_catalog.pg_stat_activity AS a
+                WHERE a.pid OPERATOR(pg_catalog.=) lease.run_pid
+                  AND a.backend_start OPERATOR(pg_catalog.=) lease.run_backend_start
+                  AND a.query_start OPERATOR(pg_catalog.=) lease.run_statement_start
+                  AND a.state OPERATOR(pg_catalog.=) 'active');
+REVOKE ALL ON FUNCTION m365.lease_run_is_alive(m365.job_lease) FROM PUBLIC;
+
 -- Who holds the lease of a job now: the transaction whose id is in the
 -- locked row's xmax, found in pg_locks and pg_stat_activity.
-CREATE OR REPLACE FUNCTION m365.lease_holder(job text, OUT pid integer, OUT role name)
+CREATE FUNCTION m365.lease_holder(job text, OUT pid integer, OUT role name)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -931,10 +1261,11 @@ AS $$
      LIMIT 1
 $$;
 REVOKE ALL ON FUNCTION m365.lease_holder(text) FROM PUBLIC;
+
 -- Who holds, or waits ahead of the job for, a lock on one of the extension's
 -- tables that the job's locks conflict with (the first such session; one that
 -- holds comes before one that waits).
-CREATE OR REPLACE FUNCTION m365.table_lock_holder(OUT pid integer, OUT role name, OUT relation text, OUT mode text)
+CREATE FUNCTION m365.table_lock_holder(OUT pid integer, OUT role name, OUT relation text, OUT mode text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -954,8 +1285,61 @@ AS $$
      LIMIT 1
 $$;
 REVOKE ALL ON FUNCTION m365.table_lock_holder() FROM PUBLIC;
-CREATE OR REPLACE FUNCTION m365.generate_usernames(max_count integer DEFAULT NULL)
-RETURNS integer
+
+
+-- Starts a run: takes the lease, or records why not (skipped) and answers
+-- NULL. A run whose session is gone is recorded as interrupted.
+CREATE FUNCTION m365.generation_begin(OUT run_id bigint, OUT up_to bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lease  m365.job_lease;
+    holder record;
+BEGIN
+    DELETE FROM m365.job_run AS r
+     WHERE r.started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) '90 days'::interval);
+    -- SKIP LOCKED, not a wait: a second run returns at once. (Not a
+    -- subtransaction either: the lease then carries this transaction's id,
+    -- which m365.lease_holder finds in pg_locks.)
+    SELECT * INTO lease FROM m365.job_lease AS j WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
+       FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND OR m365.lease_run_is_alive(lease) THEN
+        IF FOUND THEN
+            SELECT lease.run_pid AS pid, a.usename AS role INTO holder
+              FROM pg_catalog.pg_stat_activity AS a WHERE a.pid OPERATOR(pg_catalog.=) lease.run_pid;
+        ELSE
+            SELECT * INTO holder FROM m365.lease_holder('generate_usernames');
+        END IF;
+        INSERT INTO m365.job_run (job, finished_at, outcome, created, served, blocker_pid, blocker_role, detail)
+        VALUES ('generate_usernames', pg_catalog.clock_timestamp(), 'skipped', 0, 0, holder.pid, holder.role,
+                'another run of the job was running');
+        RAISE NOTICE 'm365.generate_usernames is already running (pid %, role %); nothing done', holder.pid, holder.role;
+        RETURN;
+    END IF;
+    UPDATE m365.job_run AS r SET outcome = 'interrupted', finished_at = pg_catalog.clock_timestamp(),
+                                 detail = 'the run''s session ended or cancelled it; its last chunk was rolled back'
+     WHERE r.id OPERATOR(pg_catalog.=) lease.run_id AND r.outcome OPERATOR(pg_catalog.=) 'running';
+    INSERT INTO m365.job_run (job, outcome, created, served, collisions)
+    VALUES ('generate_usernames', 'running', 0, 0, 0)
+    RETURNING id INTO run_id;
+    up_to := (SELECT pg_catalog.max(r.id) FROM m365.username_request AS r);
+    UPDATE m365.job_lease AS j
+       SET run_id = generation_begin.run_id, run_pid = pg_catalog.pg_backend_pid(),
+           run_backend_start = (SELECT a.backend_start FROM pg_catalog.pg_stat_activity AS a
+                                 WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()),
+           run_statement_start = pg_catalog.statement_timestamp(),
+           run_up_to = generation_begin.up_to
+     WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames';
+END
+$$;
+REVOKE ALL ON FUNCTION m365.generation_begin() FROM PUBLIC;
+
+-- One chunk of a run, in the caller's transaction: served is the number of
+-- log rows read (0: the run is over), or NULL when the run must stop
+-- (the lease is another's now, or a lock was not granted: recorded).
+CREATE FUNCTION m365.generation_chunk(run_id bigint, OUT served integer, OUT created integer)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -967,114 +1351,252 @@ SET lock_timeout = '5s'
 AS $$
 DECLARE
     chunk_size constant integer := 50000;
-    processed integer := 0;
-    created   integer := 0;
-    claimed   integer;
-    deferred  m365.username_queue_deferred;
-    first     integer;
-    holder    record;
-    started   timestamptz := pg_catalog.clock_timestamp();
-    last_deferred bigint;
+    lease  m365.job_lease;
+    holder record;
+    chunk_collisions integer;
 BEGIN
-    IF max_count OPERATOR(pg_catalog.<) 0 THEN
-        RAISE EXCEPTION 'max_count must not be negative, got %', max_count USING ERRCODE = 'invalid_parameter_value';
+    SELECT * INTO lease FROM m365.job_lease AS j WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
+       FOR UPDATE SKIP LOCKED;
+    -- Only the session that began the run works for it.
+    IF NOT FOUND OR lease.run_id IS DISTINCT FROM generation_chunk.run_id
+       OR lease.run_pid IS DISTINCT FROM pg_catalog.pg_backend_pid() THEN
+        UPDATE m365.job_run AS r SET outcome = 'skipped', finished_at = pg_catalog.clock_timestamp(),
+                                     detail = 'another run took the lease'
+         WHERE r.id OPERATOR(pg_catalog.=) generation_chunk.run_id AND r.outcome OPERATOR(pg_catalog.=) 'running';
+        RETURN;
     END IF;
-    DELETE FROM m365.job_run AS r
-     WHERE r.started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) '90 days'::interval);
-    -- One run at a time; a second one returns at once instead of waiting.
-    -- (SKIP LOCKED, not a subtransaction: the lease then carries the run's
-    -- own transaction id, which m365.lease_holder finds in pg_locks.)
-    PERFORM FROM m365.job_lease AS j WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames' FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        SELECT * INTO holder FROM m365.lease_holder('generate_usernames');
-        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, blocker_pid, blocker_role, detail)
-        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'skipped', 0, holder.pid, holder.role,
-                'another run of the job was running');
-        RAISE NOTICE 'm365.generate_usernames is already running (pid %, role %); nothing done', holder.pid, holder.role;
-        RETURN 0;
-    END IF;
-    -- Every lock the run needs, up front and within lock_timeout: whoever
+    -- Every lock the chunk needs, up front and within lock_timeout: whoever
     -- holds one up is recorded instead of the run failing somewhere later.
-    -- Names reserved while the job runs wait for it: what it checked stays true.
+    -- Names reserved while a chunk runs wait for it: what it checked stays true.
     BEGIN
         LOCK TABLE m365.reserved_username IN SHARE MODE;
-        LOCK TABLE m365.username, m365.issued_username, m365.username_queue, m365.username_queue_deferred
+        LOCK TABLE m365.username, m365.issued_username, m365.username_request, m365.username_failure
             IN ROW EXCLUSIVE MODE;
         LOCK TABLE m365.configuration, m365.school, m365.location, m365.student, m365.enrolment, m365.staff,
                    m365.staff_school IN ACCESS SHARE MODE;
     EXCEPTION WHEN lock_not_available THEN
         SELECT * INTO holder FROM m365.table_lock_holder();
-        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, blocker_pid, blocker_role, detail)
-        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'blocked', 0, holder.pid, holder.role,
-                pg_catalog.format('%s held %s on %s for longer than lock_timeout (%s)',
-                                  coalesce(holder.role::text, 'a session'), holder.mode, holder.relation,
-                                  pg_catalog.current_setting('lock_timeout')));
-        RAISE WARNING 'm365.generate_usernames was held up by pid % (role %); nothing done', holder.pid, holder.role
+        UPDATE m365.job_run AS r
+           SET outcome = 'blocked', finished_at = pg_catalog.clock_timestamp(),
+               blocker_pid = holder.pid, blocker_role = holder.role,
+               detail = pg_catalog.format('%s held %s on %s for longer than lock_timeout (%s)',
+                                          coalesce(holder.role::text, 'a session'), holder.mode, holder.relation,
+                                          pg_catalog.current_setting('lock_timeout'))
+         WHERE r.id OPERATOR(pg_catalog.=) generation_chunk.run_id;
+        RAISE WARNING 'm365.generate_usernames was held up by pid % (role %); it stops here', holder.pid, holder.role
             USING DETAIL = pg_catalog.format('%s on %s', holder.mode, holder.relation);
-        RETURN 0;
+        RETURN;
     END;
-    -- A run that fails rolls its work back but is recorded, with the error:
-    -- an application's lock or data must never make runs fail unseen.
-    BEGIN
-    -- A bounded run counts queue entries: the people of bulk statements
-    -- (m365.queue_or_defer) join the queue first, as any other.
-    IF max_count IS NOT NULL THEN
-        PERFORM m365.queue_deferred();
+    served := m365.generation_claim(lease.run_up_to, chunk_size);
+    created := 0;
+    IF served OPERATOR(pg_catalog.=) 0 THEN
+        RETURN;
     END IF;
-    LOOP
-        EXIT WHEN max_count IS NOT NULL AND processed OPERATOR(pg_catalog.>=) max_count;
-        claimed := m365.generation_claim(CASE WHEN max_count IS NULL THEN chunk_size
-                                              ELSE pg_catalog.int4smaller(chunk_size, max_count OPERATOR(pg_catalog.-) processed) END);
-        EXIT WHEN claimed OPERATOR(pg_catalog.=) 0;
-        processed := processed OPERATOR(pg_catalog.+) claimed;
-        PERFORM m365.generation_assign();
-        created := created OPERATOR(pg_catalog.+) m365.generation_store(true);
-    END LOOP;
-    -- A whole run takes the people of bulk statements straight from their
-    -- deferred calls, after the queue: queue_deferred would have queued them
-    -- now, behind every entry already there. A call still being written
-    -- (uncommitted) is not seen and waits for the next run, and so does a call
-    -- this run writes itself (m365.generation_store).
-    last_deferred := (SELECT pg_catalog.max(d.id) FROM m365.username_queue_deferred AS d);
-    LOOP
-        EXIT WHEN max_count IS NOT NULL;
-        DELETE FROM m365.username_queue_deferred AS d
-         WHERE d.id OPERATOR(pg_catalog.=) (SELECT pg_catalog.min(d2.id) FROM m365.username_queue_deferred AS d2)
-           AND d.id OPERATOR(pg_catalog.<=) last_deferred
-        RETURNING * INTO deferred;
-        EXIT WHEN NOT FOUND;
-        first := 1;
-        WHILE first OPERATOR(pg_catalog.<=) pg_catalog.cardinality(deferred.person_ids) LOOP
-            PERFORM m365.generation_claim_deferred(deferred, first, first OPERATOR(pg_catalog.+) chunk_size OPERATOR(pg_catalog.-) 1);
-            PERFORM m365.generation_assign();
-            created := created OPERATOR(pg_catalog.+) m365.generation_store(false);
-            first := first OPERATOR(pg_catalog.+) chunk_size;
-        END LOOP;
-    END LOOP;
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created, detail)
-        VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'failed', 0,
-                SQLSTATE OPERATOR(pg_catalog.||) ': ' OPERATOR(pg_catalog.||) SQLERRM);
-        RAISE WARNING 'm365.generate_usernames failed; nothing done: %', SQLERRM USING DETAIL = SQLSTATE;
+    chunk_collisions := m365.generation_store();
+    PERFORM m365.generation_settle();
+    created := (SELECT pg_catalog.count(*) FROM m365_work.batch AS b WHERE b.outcome OPERATOR(pg_catalog.=) 'created');
+    UPDATE m365.job_run AS r
+       SET served = r.served OPERATOR(pg_catalog.+) generation_chunk.served,
+           created = r.created OPERATOR(pg_catalog.+) generation_chunk.created,
+           collisions = r.collisions OPERATOR(pg_catalog.+) chunk_collisions
+     WHERE r.id OPERATOR(pg_catalog.=) generation_chunk.run_id;
+    IF lease.pause_in_chunk IS NOT NULL THEN
+        PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', lease.pause_in_chunk));
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.generation_chunk(bigint) FROM PUBLIC;
+
+-- Ends a run: done, or failed with the error of the chunk that failed.
+CREATE FUNCTION m365.generation_end(run_id bigint, error text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run m365.job_run;
+BEGIN
+    -- Only the session that began the run ends it.
+    PERFORM FROM m365.job_lease AS j
+      WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
+        AND j.run_id OPERATOR(pg_catalog.=) generation_end.run_id
+        AND j.run_pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
+        FOR UPDATE;
+    IF NOT FOUND THEN
         RETURN 0;
-    END;
+    END IF;
+    UPDATE m365.job_run AS r
+       SET outcome = CASE WHEN error IS NULL THEN 'done' ELSE 'failed' END,
+           finished_at = pg_catalog.clock_timestamp(), detail = error
+     WHERE r.id OPERATOR(pg_catalog.=) generation_end.run_id AND r.outcome OPERATOR(pg_catalog.=) 'running'
+    RETURNING * INTO run;
+    UPDATE m365.job_lease AS j
+       SET run_id = NULL, run_pid = NULL, run_backend_start = NULL, run_statement_start = NULL, run_up_to = NULL
+     WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames' AND j.run_id OPERATOR(pg_catalog.=) generation_end.run_id;
+    IF error IS NOT NULL THEN
+        RAISE WARNING 'm365.generate_usernames failed; its last chunk was rolled back: %', error;
+    END IF;
     -- After a bulk run (1 September) the planner would otherwise plan the
     -- lists and the SDS feed with the statistics of a nearly empty table until
     -- autovacuum comes by.
-    IF created OPERATOR(pg_catalog.>=) 1000 THEN
-        ANALYZE m365.username, m365.issued_username;
+    IF run.created OPERATOR(pg_catalog.>=) 1000 THEN
+        ANALYZE m365.username;
     END IF;
     -- Nothing of the run stays behind in the working tables.
-    TRUNCATE m365_work.batch, m365_work.given_name, m365_work.waiting, m365_work.suffix_cursor,
-             m365_work.claimed;
-    INSERT INTO m365.job_run (job, started_at, finished_at, outcome, created)
-    VALUES ('generate_usernames', started, pg_catalog.clock_timestamp(), 'done', created);
-    RETURN created;
+    TRUNCATE m365_work.claimed, m365_work.batch, m365_work.given_name, m365_work.waiting, m365_work.suffix_cursor;
+    RETURN coalesce(run.created, 0);
 END
 $$;
-COMMENT ON FUNCTION m365.generate_usernames(integer) IS
-'The job: makes the usernames of queued people (at most max_count queue entries; NULL: all); returns how many were created';
-REVOKE ALL ON FUNCTION m365.generate_usernames(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION m365.generation_end(bigint, text) FROM PUBLIC;
+
+-- The job. A procedure, so that each chunk commits: it cannot be SECURITY
+-- DEFINER nor carry SET clauses (those forbid COMMIT), so it runs as its
+-- caller, names everything in full, and leaves the work to the owner's
+-- functions above, which carry the settings. Call it on its own, outside a
+-- transaction block (pg_cron's command is this CALL alone).
+CREATE PROCEDURE m365.generate_usernames()
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run    record;
+    served integer;
+    error  text;
+BEGIN
+    SELECT * INTO run FROM m365.generation_begin();
+    IF run.run_id IS NULL THEN
+        RETURN;
+    END IF;
+    COMMIT;
+    LOOP
+        served := NULL;
+        BEGIN
+            SELECT c.served INTO served FROM m365.generation_chunk(run.run_id) AS c;
+        EXCEPTION WHEN OTHERS THEN
+            error := SQLSTATE OPERATOR(pg_catalog.||) ': ' OPERATOR(pg_catalog.||) SQLERRM;
+        END;
+        -- served NULL: the chunk stopped the run and recorded why.
+        EXIT WHEN error IS NOT NULL OR served IS NULL OR served OPERATOR(pg_catalog.=) 0;
+        COMMIT;
+    END LOOP;
+    PERFORM m365.generation_end(run.run_id, error);
+    COMMIT;
+END
+$$;
+COMMENT ON PROCEDURE m365.generate_usernames() IS
+'The job: makes the usernames of the people in the log, committing per chunk of 50,000 (CALL it outside a transaction block)';
+REVOKE ALL ON PROCEDURE m365.generate_usernames() FROM PUBLIC;
+
+-- The same run inside the caller's transaction, all chunks in it (tests,
+-- and whoever must see the names in their own transaction). Returns how
+-- many usernames were created.
+CREATE FUNCTION m365.generate_usernames_in_transaction()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run    record;
+    served integer;
+BEGIN
+    SELECT * INTO run FROM m365.generation_begin();
+    IF run.run_id IS NULL THEN
+        RETURN 0;
+    END IF;
+    LOOP
+        SELECT c.served INTO served FROM m365.generation_chunk(run.run_id) AS c;
+        EXIT WHEN served IS NULL OR served OPERATOR(pg_catalog.=) 0;
+    END LOOP;
+    RETURN m365.generation_end(run.run_id);
+END
+$$;
+COMMENT ON FUNCTION m365.generate_usernames_in_transaction() IS
+'The job in the caller''s transaction (no commit per chunk); returns how many usernames were created';
+REVOKE ALL ON FUNCTION m365.generate_usernames_in_transaction() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION m365.generation_claim(bigint, integer), m365.generation_assign(),
+                       m365.generation_store(), m365.generation_settle() FROM PUBLIC;
+-- Shared by both diagnoses: a person's username, failure and log state.
+CREATE OR REPLACE FUNCTION m365.diagnose_generation(configuration_id bigint, person_kind text, person_id bigint)
+RETURNS TABLE (code text, message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    failure   m365.username_failure;
+    logged_at timestamptz;
+    next_run  timestamptz;
+BEGIN
+    IF EXISTS (SELECT FROM m365.username AS u
+                WHERE u.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
+                  AND u.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
+                  AND u.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id) THEN
+        RETURN;
+    END IF;
+    SELECT pg_catalog.min(r.requested_at) INTO logged_at FROM m365.username_request AS r
+     WHERE r.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
+       AND r.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id;
+    SELECT * INTO failure FROM m365.username_failure AS f
+     WHERE f.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id
+       AND f.person_kind OPERATOR(pg_catalog.=) diagnose_generation.person_kind
+       AND f.person_id OPERATOR(pg_catalog.=) diagnose_generation.person_id;
+    IF logged_at IS NOT NULL THEN
+        next_run := m365.next_generation_run();
+        RETURN QUERY SELECT 'queued', m365.message('queued', NULL,
+            pg_catalog.to_char(logged_at, 'YYYY-MM-DD HH24:MI')
+            OPERATOR(pg_catalog.||) coalesce(' (' OPERATOR(pg_catalog.||) pg_catalog.to_char(next_run, 'HH24:MI')
+                                             OPERATOR(pg_catalog.||) ')', ''));
+    ELSIF failure.reason IS NOT NULL THEN
+        RETURN QUERY SELECT 'generation_failed', m365.message('generation_failed', NULL, failure.reason);
+    ELSIF EXISTS (SELECT FROM m365.people_needing_username(
+                                  CASE WHEN diagnose_generation.person_kind OPERATOR(pg_catalog.=) 'student'
+                                       THEN ARRAY[diagnose_generation.person_id] END,
+                                  CASE WHEN diagnose_generation.person_kind OPERATOR(pg_catalog.=) 'staff'
+                                       THEN ARRAY[diagnose_generation.person_id] END) AS n
+                   WHERE n.configuration_id OPERATOR(pg_catalog.=) diagnose_generation.configuration_id) THEN
+        -- Needs one, and nothing tells the job (data loaded with triggers off).
+        RETURN QUERY SELECT 'not_queued', m365.message('not_queued');
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION m365.preview_format(configuration_id bigint, format text)
+RETURNS TABLE (person_kind text, person_id bigint, first_name text, last_name text, current_username text,
+               preview_username text, clash text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH people AS (
+        SELECT u.person_kind, u.person_id, u.username,
+               coalesce(st.first_name, sf.first_name) AS first_name,
+               coalesce(st.last_name, sf.last_name) AS last_name
+          FROM m365.username AS u
+          LEFT JOIN m365.student AS st
+                 ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) u.person_id
+          LEFT JOIN m365.staff AS sf
+                 ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND sf.id OPERATOR(pg_catalog.=) u.person_id
+         WHERE u.configuration_id OPERATOR(pg_catalog.=) preview_format.configuration_id
+           AND m365.check_username_format(preview_format.format)
+    ), previewed AS (
+        SELECT p.*, m365.make_username(preview_format.format, p.first_name, p.last_name) AS preview,
+               pg_catalog.count(*) OVER (PARTITION BY m365.make_username(preview_format.format, p.first_name, p.last_name)) AS sharing
+          FROM people AS p
+    )
+    SELECT p.person_kind, p.person_id, p.first_name, p.last_name, p.username, p.preview,
+           CASE
+               WHEN p.preview IS NULL THEN 'the names yield no username'
+               WHEN p.sharing OPERATOR(pg_catalog.>) 1 THEN pg_catalog.format('%s people would get this name', p.sharing)
+               WHEN EXISTS (SELECT FROM m365.reserved_username AS r
+                             WHERE r.configuration_id OPERATOR(pg_catalog.=) preview_format.configuration_id
+                               AND r.local_part OPERATOR(pg_catalog.=) p.preview) THEN 'reserved'
+               WHEN NOT m365.username_is_free(preview_format.configuration_id, p.preview, p.person_kind, p.person_id)
+                    THEN 'issued before to someone else'
+           END
+      FROM previewed AS p
+     ORDER BY p.person_kind, p.person_id
+$$;
+COMMENT ON FUNCTION m365.preview_format(bigint, text) IS
+'What the configuration''s usernames would be under another format, and which would clash; writes nothing';
 
 --------------------------------------------------------------------------------
 -- 0.3.0: scheduling is explicit and job names carry the database; the DROP
@@ -1103,7 +1625,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT m365.job_name(d.job), d.schedule, d.command, d.old_name
-      FROM (VALUES ('m365_generate_usernames', '*/15 * * * *', 'SELECT m365.generate_usernames()', 'm365_generate_usernames'),
+      FROM (VALUES ('m365_generate_usernames', '*/15 * * * *', 'CALL m365.generate_usernames()', 'm365_generate_usernames'),
                    ('m365_sds_snapshot', '0 */12 * * *', 'SELECT m365.take_sds_snapshots()', 'm365_sds_snapshot'))
            AS d(job, schedule, command, old_name)
 $$;
@@ -1118,8 +1640,10 @@ RETURN (SELECT pg_catalog.string_agg(pg_catalog.format('SELECT cron.schedule_in_
           FROM m365.job_definitions() AS d);
 COMMENT ON FUNCTION m365.schedule_jobs_elsewhere() IS
 'The cron.schedule_in_database() calls to run in the pg_cron database when pg_cron is not in this one';
--- Gives this database's jobs scheduled under a name of 0.2.0 their name of
--- today, keeping their ids. Returns how many. (Also run by the upgrade.)
+-- Gives this database's jobs scheduled under a name of 0.2.0 their name and
+-- command of today (0.2.0 ran SELECT m365.generate_usernames(), which is now
+-- CALL m365.generate_usernames()), keeping their ids. Returns how many.
+-- (Also run by the upgrade.)
 CREATE OR REPLACE FUNCTION m365.rename_old_jobs()
 RETURNS integer
 LANGUAGE plpgsql
@@ -1129,7 +1653,7 @@ DECLARE
     renamed integer := 0;
 BEGIN
     IF m365.pg_cron_is_here() THEN
-        EXECUTE 'UPDATE cron.job AS j SET jobname = d.job_name
+        EXECUTE 'UPDATE cron.job AS j SET jobname = d.job_name, command = d.command
                    FROM m365.job_definitions() AS d
                   WHERE j.jobname = d.old_name AND j.database = pg_catalog.current_database()
                     AND NOT EXISTS (SELECT FROM cron.job AS o WHERE o.jobname = d.job_name AND o.username = j.username)';
@@ -1314,27 +1838,14 @@ BEGIN
     END IF;
 
     -- In use: by another username, issued before to someone else, or reserved.
-    IF EXISTS (SELECT FROM m365.username AS u
-                WHERE u.configuration_id OPERATOR(pg_catalog.=) config.id
-                  AND u.local_part OPERATOR(pg_catalog.=) local
-                  AND u.id OPERATOR(pg_catalog.<>) current.id)
-       OR EXISTS (SELECT FROM m365.issued_username AS i
-                   WHERE i.configuration_id OPERATOR(pg_catalog.=) config.id
-                     AND i.local_part OPERATOR(pg_catalog.=) local
-                     AND (i.person_kind, i.person_id) OPERATOR(pg_catalog.<>) (current.person_kind, current.person_id))
-       OR EXISTS (SELECT FROM m365.reserved_username AS r
-                   WHERE r.configuration_id OPERATOR(pg_catalog.=) config.id
-                     AND r.local_part OPERATOR(pg_catalog.=) local) THEN
+    IF NOT m365.username_is_free(config.id, local, current.person_kind, current.person_id) THEN
         PERFORM m365.raise_message('M3U03', 'username_in_use', wanted);
     END IF;
 
     BEGIN
-        -- Claim the name in the ledger before taking it, in the job's order
-        -- (ledger, then username): racing the job for a name then waits on
-        -- the ledger's key and ends in "in use", never in a deadlock.
-        INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
-        VALUES (config.id, local, current.person_kind, current.person_id)
-        ON CONFLICT (configuration_id, local_part) DO NOTHING;
+        -- The old name goes to the ledger and the new one is checked again
+        -- (m365.username_keep_ledger): a session or the job taking the same
+        -- name meanwhile waits on its index entry and ends in "in use".
         UPDATE m365.username AS u
            SET username = CASE WHEN domain IS NULL THEN local
                                ELSE local OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) domain END
@@ -2008,28 +2519,31 @@ REVOKE ALL ON FUNCTION m365.take_sds_snapshots(date) FROM PUBLIC;
 --------------------------------------------------------------------------------
 -- 0.3.0: monitoring shows who held up a run, and stale jobs.
 --------------------------------------------------------------------------------
--- Why a run of the job did nothing; NULL when it ran.
+-- Why a run of the job did nothing or stopped; NULL when it ran (or runs).
 CREATE OR REPLACE FUNCTION m365.run_problem(run m365.job_run)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 RETURN CASE run.outcome
            WHEN 'done' THEN NULL
+           WHEN 'running' THEN NULL
            WHEN 'failed' THEN pg_catalog.format('failed at %s: %s', run.started_at, run.detail)
+           WHEN 'interrupted' THEN pg_catalog.format('interrupted at %s: %s', run.started_at, run.detail)
            ELSE pg_catalog.format('%s at %s: pid %s (%s): %s', run.outcome, run.started_at, run.blocker_pid,
                                   run.blocker_role, run.detail)
        END;
-CREATE OR REPLACE VIEW m365.status AS
+
+CREATE VIEW m365.status AS
 SELECT c.id AS configuration_id,
        c.name AS configuration_name,
        coalesce(u.usernames, 0) AS usernames,
        coalesce(u.synced, 0) AS synced,
-       coalesce(q.queued, 0) AS queued,
-       coalesce(q.failing, 0) AS failing,
-       q.oldest_queued_at,
+       -- Log rows the next run reads (the whole database: a row names a
+       -- person, the run decides the configurations).
+       l.waiting,
+       coalesce(f.failing, 0) AS failing,
+       l.oldest_waiting_at,
        u.last_created_at,
-       -- People of bulk statements the next run queues first (m365.queue_or_defer).
-       coalesce(d.deferred, 0) AS deferred,
        -- When the latest run of the job did nothing: why (who held it up, with
        -- pid and role, or the error); NULL when it ran.
        r.run_problem
@@ -2040,22 +2554,18 @@ SELECT c.id AS configuration_id,
                     pg_catalog.max(created_at) AS last_created_at
                FROM m365.username
               GROUP BY configuration_id) AS u ON u.configuration_id OPERATOR(pg_catalog.=) c.id
-  LEFT JOIN (SELECT configuration_id,
-                    pg_catalog.count(*) AS queued,
-                    pg_catalog.count(*) FILTER (WHERE last_error IS NOT NULL) AS failing,
-                    pg_catalog.min(queued_at) FILTER (WHERE last_error IS NULL) AS oldest_queued_at
-               FROM m365.username_queue
-              GROUP BY configuration_id) AS q ON q.configuration_id OPERATOR(pg_catalog.=) c.id
-  LEFT JOIN (SELECT x.configuration_id, pg_catalog.count(*) AS deferred
-               FROM m365.username_queue_deferred AS dq, pg_catalog.unnest(dq.configuration_ids) AS x(configuration_id)
-              GROUP BY x.configuration_id) AS d ON d.configuration_id OPERATOR(pg_catalog.=) c.id
+  LEFT JOIN (SELECT configuration_id, pg_catalog.count(*) AS failing
+               FROM m365.username_failure
+              GROUP BY configuration_id) AS f ON f.configuration_id OPERATOR(pg_catalog.=) c.id
+  CROSS JOIN (SELECT pg_catalog.count(*) AS waiting, pg_catalog.min(requested_at) AS oldest_waiting_at
+                FROM m365.username_request) AS l
   LEFT JOIN (SELECT m365.run_problem(j) AS run_problem
                FROM m365.job_run AS j
               WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
               ORDER BY j.id DESC
               LIMIT 1) AS r ON true;
 COMMENT ON VIEW m365.status IS
-'Per configuration: usernames, synced, queued, failing (kept with last_error), the oldest waiting entry, people of bulk statements not queued yet (deferred), and why the latest run of the job did nothing';
+'Per configuration: usernames, synced, failing (with the reason in m365.username_failure); log rows waiting for the next run (database-wide) and the oldest; why the latest run of the job did nothing';
 DROP FUNCTION m365.job_status();
 -- pg_cron's jobs of this database with their last run (none without pg_cron here).
 CREATE OR REPLACE FUNCTION m365.cron_jobs_here()
@@ -2150,11 +2660,15 @@ SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.enrolment
 SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.staff');
 SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.staff_school');
 SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.class_teacher');
-SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_queue');
-SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_queue_deferred');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_request');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_failure');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.queue_missing_usernames()');
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.job_run');
-SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generate_usernames(integer)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generation_begin()');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generation_chunk(bigint)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generation_end(bigint, text)');
+SELECT m365.allow('admin', 'EXECUTE', 'PROCEDURE m365.generate_usernames()');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.generate_usernames_in_transaction()');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.schedule_jobs()');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.unschedule_jobs()');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.message');

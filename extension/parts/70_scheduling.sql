@@ -76,8 +76,10 @@ COMMENT ON FUNCTION m365.schedule_jobs() IS
 REVOKE ALL ON FUNCTION m365.schedule_jobs() FROM PUBLIC;
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.schedule_jobs()');
 
--- Gives this database's jobs scheduled under a name of 0.2.0 their name of
--- today, keeping their ids. Returns how many. (Also run by the upgrade.)
+-- Gives this database's jobs scheduled under a name of 0.2.0 their name and
+-- command of today (0.2.0 ran SELECT m365.generate_usernames(), which is now
+-- CALL m365.generate_usernames()), keeping their ids. Returns how many.
+-- (Also run by the upgrade.)
 CREATE FUNCTION m365.rename_old_jobs()
 RETURNS integer
 LANGUAGE plpgsql
@@ -87,7 +89,7 @@ DECLARE
     renamed integer := 0;
 BEGIN
     IF m365.pg_cron_is_here() THEN
-        EXECUTE 'UPDATE cron.job AS j SET jobname = d.job_name
+        EXECUTE 'UPDATE cron.job AS j SET jobname = d.job_name, command = d.command
                    FROM m365.job_definitions() AS d
                   WHERE j.jobname = d.old_name AND j.database = pg_catalog.current_database()
                     AND NOT EXISTS (SELECT FROM cron.job AS o WHERE o.jobname = d.job_name AND o.username = j.username)';
