@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Backups: pg_dump a populated database, restore it into a new one, and compare
 # every username, flag, ledger, reserved name, history row and school row.
-# The queue is derived state: it is rebuilt with m365.queue_missing_usernames()
-# and the job then makes the same usernames. Prints TAP (run with prove).
+# The log is derived state: restoring the school data logs everyone again, and
+# the job then makes the same usernames as in the source, and creates or
+# changes none when nothing was waiting. Prints TAP (run with prove).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PG_BIN=/usr/lib/postgresql/15/bin
-src="backup_src_$$" dst="backup_dst_$$"
+src="backup_src_$$" dst="backup_dst_$$" again="backup_again_$$"
 work=$(mktemp -d /tmp/m365_backup_test.XXXXXX)
-trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $src" -c "DROP DATABASE IF EXISTS $dst" >/dev/null 2>&1' EXIT
+trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $src" -c "DROP DATABASE IF EXISTS $dst" -c "DROP DATABASE IF EXISTS $again" >/dev/null 2>&1' EXIT
 n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
-echo "1..8"
-sql -d postgres -c "CREATE DATABASE $src" -c "CREATE DATABASE $dst" >/dev/null
+echo "1..10"
+sql -d postgres -c "CREATE DATABASE $src" -c "CREATE DATABASE $dst" -c "CREATE DATABASE $again" >/dev/null
 sql -d "$src" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" -f demo/load.sql >/dev/null 2>&1 &&
 sql -d "$src" -f test/shell/lib/populate.sql >/dev/null
 ok $? "a populated database: 1,500 usernames, 560 queued, edits, history, a reader, a snapshot"
@@ -32,16 +33,27 @@ a=$(digest "$src"); b=$(digest "$dst")
 [ "$a" = "$b" ]
 ok $? "every username, sync flag, issued and reserved name, history row, school row and snapshot is the same"
 
-sql -d "$dst" -c "SELECT m365.queue_missing_usernames()" >/dev/null
-missing() { sql -d "$1" -c "SELECT count(*) FROM m365.student s WHERE NOT EXISTS (SELECT FROM m365.username u WHERE u.person_kind = 'student' AND u.person_id = s.id) AND NOT EXISTS (SELECT FROM m365.username_queue q WHERE q.person_kind = 'student' AND q.person_id = s.id)"; }
+missing() { sql -d "$1" -c "SELECT count(*) FROM m365.student s WHERE NOT EXISTS (SELECT FROM m365.username u WHERE u.person_kind = 'student' AND u.person_id = s.id) AND NOT EXISTS (SELECT FROM m365.username_request q WHERE q.person_kind = 'student' AND q.person_id = s.id)"; }
 [ "$(missing "$dst")" = 0 ] && [ "$(missing "$src")" = 0 ]
-ok $? "after queue_missing_usernames() everyone without a username is queued, as in the source"
-made_src=$(sql -d "$src" -c "SELECT m365.generate_usernames()")
-made_dst=$(sql -d "$dst" -c "SELECT m365.generate_usernames()")
-[ "$made_src" = "$made_dst" ] && [ "$made_src" = 560 ]
-ok $? "the job then makes the same 560 usernames in both ($made_src / $made_dst)"
-[ "$(sql -d "$dst" -c "SELECT count(*) FROM m365.username_queue WHERE last_error IS NOT NULL")" = 1 ]
-ok $? "and the name that yields nothing is queued with its reason again"
+ok $? "the restore logged the people again: everyone without a username is in the log, as in the source"
+names() { sql -d "$1" -c "SELECT md5(string_agg(concat_ws(' ', configuration_id, person_kind, person_id, username), '|'
+                                                 ORDER BY configuration_id, person_kind, person_id)) FROM m365.username"; }
+made() { sql -d "$1" -c "CALL m365.generate_usernames()" >/dev/null && sql -d "$1" -c "SELECT created FROM m365.job_run ORDER BY id DESC LIMIT 1"; }
+made_src=$(made "$src"); made_dst=$(made "$dst")
+[ "$made_src" = "$made_dst" ] && [ "$made_src" = 560 ] && [ "$(names "$src")" = "$(names "$dst")" ]
+ok $? "the job then makes the same 560 usernames in both ($made_src / $made_dst), every restored one unchanged"
+[ "$(sql -d "$dst" -c "SELECT count(*) FROM m365.username_failure")" = 1 ] && [ "$(sql -d "$dst" -c "SELECT count(*) FROM m365.username_request")" = 0 ]
+ok $? "the name that yields nothing is a failure with its reason again, and the log is drained"
+
+# Nothing waiting in the source: the rows the restore logs are drained
+# without creating or changing a single username.
+"$PG_BIN/pg_dump" -Fc -d "$src" -f "$work/dump2" 2>>"$work/dump.err" && "$PG_BIN/pg_restore" -d "$again" "$work/dump2" 2>>"$work/restore.err"
+ok $? "a second dump, taken with nothing waiting, restores"
+logged=$(sql -d "$again" -c "SELECT count(*) FROM m365.username_request")
+before=$(digest "$again")
+[ "$logged" -gt 2000 ] && [ "$(made "$again")" = 0 ] && [ "$(digest "$again")" = "$before" ] && [ "$before" = "$(digest "$src")" ] &&
+	[ "$(sql -d "$again" -c "SELECT count(*) FROM m365.username_request")" = 0 ]
+ok $? "the run drains the $logged rows the restore logged: no username created or changed, the log empty"
 sql -d "$dst" -c "INSERT INTO m365.configuration (name) VALUES ('after restore')" -c "SELECT m365.set_sync(ARRAY[(SELECT max(id) FROM m365.username)], true)" >/dev/null
 ok $? "identity sequences were restored: new rows get new ids"
 

@@ -15,7 +15,7 @@
 # fails. Seen:
 #   not ok 1 - CREATE EXTENSION schedules no pg_cron job (cron.job holds: 1|m365_generate_usernames|*/15 * * * *|...
 #              2|m365_sds_snapshot|0 */12 * * *|SELECT m365.take_sds_snapshots() )
-#   # new:  cron job 1 m365_generate_usernames */15 * * * * SELECT m365.generate_usernames()
+#   # new:  cron job 1 m365_generate_usernames */15 * * * * SELECT m365.generate_usernames_in_transaction()
 #   # new:  cron job 2 m365_sds_snapshot 0 */12 * * * SELECT m365.take_sds_snapshots()
 #   # new:  membership m365_app -> m365_admin
 #   # new:  role m365_admin ... login=false    # new:  role m365_app ...    # new:  role m365_sds_reader ...
@@ -99,7 +99,7 @@ usernames() { sql -d school -c "SELECT count(*) FROM m365.username" 2>/dev/null;
 fill() {  # the demo data, its usernames, the extension's jobs and one of the database's own,
 	# a login role with the app level (0.2.0: a member of m365_app) and an SDS reader
 	sql -d school -c "SET client_min_messages = error" -f demo/load.sql \
-		-c "SELECT m365.generate_usernames()" -c "SELECT m365.schedule_jobs()" \
+		-c "SELECT m365.generate_usernames_in_transaction()" -c "SELECT m365.schedule_jobs()" \
 		-c "SELECT cron.schedule('nightly-analyze', '0 3 * * *', 'ANALYZE')" \
 		-c "DO \$\$ BEGIN IF to_regprocedure('m365.grant_access(regrole,text)') IS NOT NULL THEN PERFORM m365.grant_access('restore_app', 'app'); ELSE GRANT m365_app TO restore_app; END IF; END \$\$" \
 		-c "SELECT m365.set_location_sync(11, true)" -c "SELECT m365.create_sds_reader('restore_reader', 1)" >/dev/null 2>"$work/fill.err"
@@ -129,7 +129,7 @@ dump_and_restore() {  # label
 	ok $? "$1: the same $count_before usernames"
 	sql -d school -c "INSERT INTO m365.student (id, first_name, last_name) VALUES (77777, 'Na', 'Herstel')" \
 		-c "INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (77777, 77777, 11, CURRENT_DATE)" >/dev/null 2>"$work/job.err" &&
-		[ "$(sql -d school -c "SELECT m365.generate_usernames()" 2>"$work/job.err")" = 1 ]
+		[ "$(sql -d school -c "SELECT m365.generate_usernames_in_transaction()" 2>"$work/job.err")" = 1 ]
 	status=$?
 	[ $status = 0 ] || sed 's/^/# /' "$work/job.err" | head -3
 	ok $status "$1: m365.generate_usernames() runs after the restore and makes the new student's username"

@@ -28,7 +28,7 @@ SELECT $base + i, $base + i, CASE WHEN i % 10 = 0 THEN $base + 1 ELSE $base END,
 INSERT INTO m365.staff (id, first_name, last_name) VALUES ($base, 'Els', 'Maes');
 INSERT INTO m365.staff_school (staff_id, school_id) VALUES ($base, $base);
 INSERT INTO m365.class_teacher (class_id, staff_id) VALUES ($base, $base);
-SELECT m365.generate_usernames();
+SELECT m365.generate_usernames_in_transaction();
 SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id = $base;
 SELECT m365.create_sds_reader('sds_export_$base', $base);
 SQL

@@ -48,14 +48,17 @@ app_failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work
 status=$?
 [ $status = 0 ] || sed 's/^/# /' "$work/app.out" | tail -20
 ok $status "$clients application clients for $seconds s: $app_tx transactions ($(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/app.out" | head -1) tps), none failed"
-job_runs=$(sql -c "SELECT count(*) FROM soak.done WHERE what = 'job made'")
-[ $job_status = 0 ] && [ "$job_runs" -ge 2 ]
-ok $? "the job client ran the job $job_runs times meanwhile"
+job_runs=$(sql -c "SELECT count(*) FROM m365.job_run WHERE run_by = 'soak_admin' AND outcome = 'done'")
+job_failed=$(sql -c "SELECT count(*) FROM m365.job_run WHERE run_by = 'soak_admin' AND outcome NOT IN ('done', 'skipped')")
+[ $job_status = 0 ] && [ "$job_runs" -ge 2 ] && [ "$job_failed" = 0 ]
+status=$?
+[ $status = 0 ] || { sed 's/^/# /' "$work/job.out" | tail -5; sql -c "SELECT outcome, detail FROM m365.job_run WHERE outcome NOT IN ('done', 'skipped') LIMIT 3" | sed 's/^/# /'; }
+ok $status "the job client ran the job (CALL) $job_runs times meanwhile, none failed, blocked or interrupted"
 
 grep -q '^exit 0$' "$work/bulk.out"
 status=$?
 [ $status = 0 ] || sed 's/^/# /' "$work/bulk.out"
-ok $status "meanwhile a bulk load of 10,000 enrolments in one statement (deferred to the job)"
+ok $status "meanwhile a bulk load of 10,000 enrolments in one statement"
 
 sql -c "SELECT what, sqlstate, message FROM soak.unexpected LIMIT 5" >"$work/unexpected"
 [ ! -s "$work/unexpected" ]
@@ -67,17 +70,25 @@ read -r edited in_use <<<"$(sql -F ' ' -c "SELECT count(*) FILTER (WHERE what = 
 [ "$edited" -gt 0 ] && [ "$in_use" -gt 0 ]
 ok $? "the edits raced: $edited renamed, $in_use answered \"already in use\""
 
-final=$(sql -c "SELECT m365.generate_usernames()")
-[ "$(sql -c "SELECT (SELECT count(*) FROM m365.username_queue) + (SELECT count(*) FROM m365.username_queue_deferred)")" = 0 ]
-ok $? "a final run ($final made) leaves the queue empty, deferred calls included"
+final=$(sql -c "SELECT m365.generate_usernames_in_transaction()")
+[ "$(sql -c "SELECT count(*) FROM m365.username_request")" = 0 ]
+ok $? "a final run ($final made) leaves the log empty"
 
 [ "$(sql -c "SELECT count(*) FROM (SELECT configuration_id, local_part FROM m365.username GROUP BY 1, 2 HAVING count(*) > 1) AS d")" = 0 ] &&
 	[ "$(sql -c "SELECT count(*) FROM (SELECT configuration_id, person_kind, person_id FROM m365.username GROUP BY 1, 2, 3 HAVING count(*) > 1) AS d")" = 0 ]
 ok $? "every username is unique in its configuration, and nobody has two"
 
-[ "$(sql -c "SELECT count(*) FROM m365.username AS u LEFT JOIN m365.issued_username AS i USING (configuration_id, local_part)
-              WHERE i.local_part IS NULL OR i.person_kind <> u.person_kind OR i.person_id <> u.person_id")" = 0 ]
-ok $? "every username is in the ledger as issued to its own holder: no name was handed to a second person"
+[ "$(sql -c "SELECT count(*) FROM m365.username AS u JOIN m365.issued_username AS i USING (configuration_id, local_part)
+              WHERE i.person_kind <> u.person_kind OR i.person_id <> u.person_id")" = 0 ] &&
+	[ "$(sql -c "SELECT count(*) FROM m365.username_history AS h
+                 WHERE h.field = 'username'
+                   AND NOT EXISTS (SELECT FROM m365.username AS u
+                                    WHERE u.configuration_id = h.configuration_id AND u.local_part = lower(split_part(h.old_value, '@', 1))
+                                      AND (u.person_kind, u.person_id) = (h.person_kind, h.person_id))
+                   AND NOT EXISTS (SELECT FROM m365.issued_username AS i
+                                    WHERE i.configuration_id = h.configuration_id AND i.local_part = lower(split_part(h.old_value, '@', 1))
+                                      AND (i.person_kind, i.person_id) = (h.person_kind, h.person_id))")" = 0 ]
+ok $? "every name edited away is still its owner's (in the ledger, or taken back): no name was handed to a second person"
 
 missing=$(sql -c "SELECT (SELECT count(*) FROM m365.student AS s WHERE NOT EXISTS (SELECT FROM m365.username AS u WHERE u.person_kind = 'student' AND u.person_id = s.id))
                        + (SELECT count(*) FROM m365.staff AS s WHERE s.active AND NOT EXISTS (SELECT FROM m365.username AS u WHERE u.person_kind = 'staff' AND u.person_id = s.id))")

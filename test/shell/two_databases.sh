@@ -87,7 +87,7 @@ INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain
 VALUES (11, 1, '$2 campus', (SELECT id FROM m365.configuration WHERE name = '$2'), '$3');
 INSERT INTO m365.student (id, first_name, last_name) VALUES (1, '$4', '$5');
 INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (1, 1, 11, CURRENT_DATE - 1);
-SELECT m365.generate_usernames();
+SELECT m365.generate_usernames_in_transaction();
 SELECT m365.set_location_sync(11, true);
 INSERT INTO m365.student (id, first_name, last_name) VALUES (2, 'Nog', 'Wachtend');
 INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (2, 2, 11, CURRENT_DATE - 1);
@@ -142,7 +142,7 @@ refused "$app_one" "$db_b" "SELECT m365.set_sync(ARRAY[$uid_b]::bigint[], false)
 refused "$app_one" "$db_b" "INSERT INTO m365.student (id, first_name, last_name) VALUES (666, 'Inbreker', 'Kind')" \
 	"app of A in B: insert into m365.student"
 refused "$app_one" "$db_b" "SELECT count(*) FROM m365_sds.users" "app of A in B: read m365_sds.users"
-refused "$app_one" "$db_b" "SELECT m365.generate_usernames()" "app of A in B: m365.generate_usernames()"
+refused "$app_one" "$db_b" "SELECT m365.generate_usernames_in_transaction()" "app of A in B: m365.generate_usernames()"
 if [ "$grant_access" = t ]; then
 	refused "$app_one" "$db_b" "SELECT m365.grant_access('$app_one', 'app')" "app of A in B: m365.grant_access() to itself"
 else skip "m365.grant_access() does not exist in this version"; fi
@@ -152,7 +152,7 @@ refused "$admin_one" "$db_b" "SELECT count(*) FROM m365.student" "admin of A in 
 refused "$admin_one" "$db_b" "INSERT INTO m365.configuration (name) VALUES ('inbraak')" "admin of A in B: insert into m365.configuration"
 refused "$admin_one" "$db_b" "INSERT INTO m365.reserved_username (configuration_id, username) VALUES ($cfg_b, 'kind.geheim2')" \
 	"admin of A in B: insert into m365.reserved_username"
-refused "$admin_one" "$db_b" "SELECT m365.generate_usernames()" "admin of A in B: m365.generate_usernames()"
+refused "$admin_one" "$db_b" "SELECT m365.generate_usernames_in_transaction()" "admin of A in B: m365.generate_usernames()"
 refused "$admin_one" "$db_b" "SET m365.sds_configuration = '$cfg_b'; SELECT count(*) FROM m365_sds.users" \
 	"admin of A in B: read m365_sds.users of a configuration of B"
 refused "$admin_one" "$db_b" "SELECT m365.create_sds_reader('$evil_reader', $cfg_b)" "admin of A in B: m365.create_sds_reader"
@@ -179,7 +179,7 @@ works "$app_one" "$db_a" "SELECT m365.set_username($uid_a, 'hernoemd.kind')" "co
 works "$app_one" "$db_a" "SELECT m365.set_sync(ARRAY[$uid_a]::bigint[], false)" "control: app of A in A: m365.set_sync"
 works "$app_one" "$db_a" "INSERT INTO m365.student (id, first_name, last_name) VALUES (3, 'Nieuw', 'Kind')" \
 	"control: app of A in A: insert into m365.student"
-works "$admin_one" "$db_a" "SELECT m365.generate_usernames()" "control: admin of A in A: m365.generate_usernames()"
+works "$admin_one" "$db_a" "SELECT m365.generate_usernames_in_transaction()" "control: admin of A in A: m365.generate_usernames()"
 works "$admin_one" "$db_a" "SET m365.sds_configuration = '$(sql -d "$db_a" -c "SELECT id FROM m365.configuration")'; SELECT count(*) FROM m365_sds.users" \
 	"control: admin of A in A reads m365_sds.users"
 works "$reader_one" "$db_a" "SELECT count(*) FROM m365_sds.users" "control: the SDS reader of A in A reads m365_sds.users"

@@ -27,7 +27,7 @@ INSERT INTO m365.enrolment (id, student_id, location_id, start_date) SELECT i, i
 INSERT INTO m365.staff (id, first_name, last_name) SELECT i, first_name, last_name FROM generate_series(1, 40) AS i JOIN soak.name ON n = (i * 7) % 64;
 INSERT INTO m365.staff_school (staff_id, school_id) SELECT i, 1 + i % 2 FROM generate_series(1, 40) AS i;
 ANALYZE;
-SELECT m365.generate_usernames();
+SELECT m365.generate_usernames_in_transaction();
 
 -- Enrols a new student (name k of the pool) in a location.
 CREATE FUNCTION soak.enrol(k int, location bigint) RETURNS void LANGUAGE plpgsql AS $$
@@ -113,20 +113,6 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
         INSERT INTO soak.unexpected (what, sqlstate, message) VALUES ('sync', SQLSTATE, SQLERRM || coalesce(' / ' || detail, ''));
-END
-$$;
-
--- The job, run by a client of its own every few seconds.
-CREATE FUNCTION soak.job() RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    detail text;
-    made int;
-BEGIN
-    made := m365.generate_usernames();
-    INSERT INTO soak.done (what, n) VALUES ('job made', made);
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-        INSERT INTO soak.unexpected (what, sqlstate, message) VALUES ('job', SQLSTATE, SQLERRM || coalesce(' / ' || detail, ''));
 END
 $$;
 
