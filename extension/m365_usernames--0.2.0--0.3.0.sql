@@ -444,7 +444,9 @@ COMMENT ON FUNCTION m365.username_is_taken(bigint, text) IS
 CREATE FUNCTION m365.highest_suffix(configuration_id bigint, base text)
 RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pg_catalog.int4larger(
+-- (GREATEST, not int4larger: a base with suffixes in one place only must not
+-- answer NULL, which restarted every chunk's search at 2.)
+RETURN GREATEST(
     (SELECT pg_catalog.max(u.suffix) FROM m365.username AS u
       WHERE u.configuration_id OPERATOR(pg_catalog.=) highest_suffix.configuration_id
         AND u.base OPERATOR(pg_catalog.=) highest_suffix.base AND u.suffix IS NOT NULL),
@@ -822,6 +824,7 @@ SELECT d.person_kind, p.person_id, d.deferred_at
   FROM m365.username_queue_deferred AS d, pg_catalog.unnest(d.person_ids) AS p(person_id)
  ORDER BY d.id;
 DROP VIEW m365.status;  -- made again below, without the queue
+DELETE FROM m365.message WHERE code OPERATOR(pg_catalog.=) 'queued_in_bulk';  -- no bulk deferral any more
 DROP TABLE m365.username_queue, m365.username_queue_deferred;
 
 -- The job's working tables, in a schema of their own that nobody but the
@@ -1199,7 +1202,7 @@ CREATE TABLE m365.job_lease (
     run_id              bigint,
     run_pid             integer,
     run_backend_start   timestamptz,
-    run_statement_start timestamptz,
+    run_began_at        timestamptz,
     -- The last log row of the run: what is appended later is the next run's.
     run_up_to           bigint,
     -- A test hook only the owner can set: each chunk sleeps this long before
@@ -1231,9 +1234,10 @@ CREATE TABLE m365.job_run (
 CREATE INDEX job_run_job ON m365.job_run (job, started_at);
 COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, what it served and created, and why a run did nothing (who held it up, or the error; kept 90 days)';
 
--- Whether the run named in a lease row is still going: its session is
--- running the statement that started it (pid, backend and statement start
--- all match; a cancelled run's session has moved on).
+-- Whether the run named in a lease row is still going: its session (pid and
+-- backend start) is still running the statement that began the run, one that
+-- started no later than the run began (a cancelled run's session has moved on
+-- to later statements, or is idle).
 CREATE FUNCTION m365.lease_run_is_alive(lease m365.job_lease)
 RETURNS boolean
 LANGUAGE sql STABLE
@@ -1242,7 +1246,7 @@ RETURN lease.run_id IS NOT NULL
    AND EXISTS (SELECT FROM pg_catalog.pg_stat_activity AS a
                 WHERE a.pid OPERATOR(pg_catalog.=) lease.run_pid
                   AND a.backend_start OPERATOR(pg_catalog.=) lease.run_backend_start
-                  AND a.query_start OPERATOR(pg_catalog.=) lease.run_statement_start
+                  AND a.query_start OPERATOR(pg_catalog.<=) lease.run_began_at
                   AND a.state OPERATOR(pg_catalog.=) 'active');
 REVOKE ALL ON FUNCTION m365.lease_run_is_alive(m365.job_lease) FROM PUBLIC;
 
@@ -1330,7 +1334,7 @@ BEGIN
        SET run_id = generation_begin.run_id, run_pid = pg_catalog.pg_backend_pid(),
            run_backend_start = (SELECT a.backend_start FROM pg_catalog.pg_stat_activity AS a
                                  WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()),
-           run_statement_start = pg_catalog.statement_timestamp(),
+           run_began_at = pg_catalog.clock_timestamp(),
            run_up_to = generation_begin.up_to
      WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames';
 END
@@ -1433,7 +1437,7 @@ BEGIN
      WHERE r.id OPERATOR(pg_catalog.=) generation_end.run_id AND r.outcome OPERATOR(pg_catalog.=) 'running'
     RETURNING * INTO run;
     UPDATE m365.job_lease AS j
-       SET run_id = NULL, run_pid = NULL, run_backend_start = NULL, run_statement_start = NULL, run_up_to = NULL
+       SET run_id = NULL, run_pid = NULL, run_backend_start = NULL, run_began_at = NULL, run_up_to = NULL
      WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames' AND j.run_id OPERATOR(pg_catalog.=) generation_end.run_id;
     IF error IS NOT NULL THEN
         RAISE WARNING 'm365.generate_usernames failed; its last chunk was rolled back: %', error;

@@ -62,6 +62,9 @@ INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (12,
 SELECT m365.generate_usernames_in_transaction();
 SELECT person_id, username FROM m365.username WHERE person_id IN (11, 12) AND person_kind = 'student' ORDER BY 1;
 SELECT m365.first_free_username(1, 'jan.peeters');
+-- Where the next run's suffix search starts: the highest suffix in use or in the
+-- ledger (a ledger row without suffix must not hide the ones in use).
+SELECT m365.highest_suffix(1, 'jan.peeters');
 
 -- Linking a location to a configuration later logs its students;
 -- reactivating staff logs them.

@@ -110,7 +110,9 @@ COMMENT ON FUNCTION m365.username_is_taken(bigint, text) IS
 CREATE FUNCTION m365.highest_suffix(configuration_id bigint, base text)
 RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pg_catalog.int4larger(
+-- (GREATEST, not int4larger: a base with suffixes in one place only must not
+-- answer NULL, which restarted every chunk's search at 2.)
+RETURN GREATEST(
     (SELECT pg_catalog.max(u.suffix) FROM m365.username AS u
       WHERE u.configuration_id OPERATOR(pg_catalog.=) highest_suffix.configuration_id
         AND u.base OPERATOR(pg_catalog.=) highest_suffix.base AND u.suffix IS NOT NULL),

@@ -392,7 +392,7 @@ CREATE TABLE m365.job_lease (
     run_id              bigint,
     run_pid             integer,
     run_backend_start   timestamptz,
-    run_statement_start timestamptz,
+    run_began_at        timestamptz,
     -- The last log row of the run: what is appended later is the next run's.
     run_up_to           bigint,
     -- A test hook only the owner can set: each chunk sleeps this long before
@@ -425,9 +425,10 @@ CREATE INDEX job_run_job ON m365.job_run (job, started_at);
 COMMENT ON TABLE m365.job_run IS 'Every run of the generation job: when, by whom, how it ended, what it served and created, and why a run did nothing (who held it up, or the error; kept 90 days)';
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.job_run');
 
--- Whether the run named in a lease row is still going: its session is
--- running the statement that started it (pid, backend and statement start
--- all match; a cancelled run's session has moved on).
+-- Whether the run named in a lease row is still going: its session (pid and
+-- backend start) is still running the statement that began the run, one that
+-- started no later than the run began (a cancelled run's session has moved on
+-- to later statements, or is idle).
 CREATE FUNCTION m365.lease_run_is_alive(lease m365.job_lease)
 RETURNS boolean
 LANGUAGE sql STABLE
@@ -436,7 +437,7 @@ RETURN lease.run_id IS NOT NULL
    AND EXISTS (SELECT FROM pg_catalog.pg_stat_activity AS a
                 WHERE a.pid OPERATOR(pg_catalog.=) lease.run_pid
                   AND a.backend_start OPERATOR(pg_catalog.=) lease.run_backend_start
-                  AND a.query_start OPERATOR(pg_catalog.=) lease.run_statement_start
+                  AND a.query_start OPERATOR(pg_catalog.<=) lease.run_began_at
                   AND a.state OPERATOR(pg_catalog.=) 'active');
 REVOKE ALL ON FUNCTION m365.lease_run_is_alive(m365.job_lease) FROM PUBLIC;
 
@@ -524,7 +525,7 @@ BEGIN
        SET run_id = generation_begin.run_id, run_pid = pg_catalog.pg_backend_pid(),
            run_backend_start = (SELECT a.backend_start FROM pg_catalog.pg_stat_activity AS a
                                  WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()),
-           run_statement_start = pg_catalog.statement_timestamp(),
+           run_began_at = pg_catalog.clock_timestamp(),
            run_up_to = generation_begin.up_to
      WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames';
 END
@@ -629,7 +630,7 @@ BEGIN
      WHERE r.id OPERATOR(pg_catalog.=) generation_end.run_id AND r.outcome OPERATOR(pg_catalog.=) 'running'
     RETURNING * INTO run;
     UPDATE m365.job_lease AS j
-       SET run_id = NULL, run_pid = NULL, run_backend_start = NULL, run_statement_start = NULL, run_up_to = NULL
+       SET run_id = NULL, run_pid = NULL, run_backend_start = NULL, run_began_at = NULL, run_up_to = NULL
      WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames' AND j.run_id OPERATOR(pg_catalog.=) generation_end.run_id;
     IF error IS NOT NULL THEN
         RAISE WARNING 'm365.generate_usernames failed; its last chunk was rolled back: %', error;
