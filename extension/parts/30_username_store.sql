@@ -225,6 +225,29 @@ BEGIN
             USING ERRCODE = 'unique_violation', CONSTRAINT = 'issued_username_pkey',
                   DETAIL = 'An issued name is never given to anyone else.';
     END IF;
+    -- Under REPEATABLE READ or SERIALIZABLE the check above reads the caller's
+    -- old snapshot, which cannot see a name retired since (a red-team find).
+    -- There the new names probe the ledger's key: a committed row the snapshot
+    -- cannot see fails the write with 40001 (the caller retries and is then
+    -- refused); the probe rows are removed just below.
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+            INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
+            SELECT n.configuration_id, n.local_part, n.person_kind, n.person_id FROM new_rows AS n
+            ON CONFLICT (configuration_id, local_part) DO NOTHING;
+        ELSE
+            INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
+            SELECT n.configuration_id, n.local_part, n.person_kind, n.person_id
+              FROM new_rows AS n
+             WHERE NOT EXISTS (SELECT FROM old_rows AS o
+                                WHERE o.id OPERATOR(pg_catalog.=) n.id
+                                  AND o.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+                                  AND o.local_part OPERATOR(pg_catalog.=) n.local_part
+                                  AND o.person_kind OPERATOR(pg_catalog.=) n.person_kind
+                                  AND o.person_id OPERATOR(pg_catalog.=) n.person_id)
+            ON CONFLICT (configuration_id, local_part) DO NOTHING;
+        END IF;
+    END IF;
     -- A name taken back by the person it was issued to is theirs again, not retired.
     DELETE FROM m365.issued_username AS i
      USING new_rows AS n

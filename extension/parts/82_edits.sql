@@ -128,7 +128,11 @@ BEGIN
         -- name meanwhile waits on its index entry and ends in "in use".
         UPDATE m365.username AS u
            SET username = CASE WHEN domain IS NULL THEN local
-                               ELSE local OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) domain END
+                               ELSE local OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) domain END,
+               -- A typed name was not made by the job (unless it is the same name).
+               base = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.base END,
+               suffix = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.suffix END,
+               format = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.format END
          WHERE u.id OPERATOR(pg_catalog.=) current.id
         RETURNING * INTO saved;
     EXCEPTION
