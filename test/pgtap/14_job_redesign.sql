@@ -12,9 +12,11 @@
 --      stored for someone else never ends with x held by one and issued to the
 --      other;
 --   4. a name taken by another session between the job's choice and its store
---      is a collision: only that person gets another name, and it is counted.
+--      is a collision: only that person gets another name, and it is counted;
+--   5. never reused holds in REPEATABLE READ too (40001, then refused);
+--   6. a store undone by the ledger check renames only the person concerned.
 BEGIN;
-SELECT plan(17);
+SELECT plan(22);
 \ir lib/session.psql
 
 SELECT dblink_connect('job', (SELECT info FROM conn));
@@ -171,6 +173,52 @@ SELECT * FROM dblink_get_result('job') AS t(r text);
 SELECT is((SELECT username FROM m365.username WHERE configuration_id = (SELECT id FROM cfg) AND person_id = (SELECT base FROM run) + 30),
           'botsing.kim2', 'the person whose name was taken meanwhile gets the next one');
 SELECT cmp_ok((SELECT collisions FROM m365.job_run ORDER BY id DESC LIMIT 1), '>=', 1, 'and the run counts the collision');
+
+--------------------------------------------------------------------------------
+-- 5. Never reused under REPEATABLE READ (red-team find against the first
+--    redesign: the ledger check read the caller's old snapshot). b takes its
+--    snapshot; a gives person 40 rr.naam and renames them away (committed);
+--    b then asks for rr.naam for person 41.
+SELECT dblink_exec('owner', format($$
+    INSERT INTO m365.username (configuration_id, person_kind, person_id, username) VALUES
+        (%1$s, 'student', %2$s + 40, 'veertig.naam'), (%1$s, 'student', %2$s + 41, 'eenenveertig.naam');
+$$, (SELECT id FROM cfg), (SELECT base FROM run)));
+CREATE TEMP TABLE rr AS
+SELECT (SELECT id FROM m365.username WHERE person_id = (SELECT base FROM run) + 40) AS a,
+       (SELECT id FROM m365.username WHERE person_id = (SELECT base FROM run) + 41) AS b;
+SELECT dblink_exec('job', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT * FROM dblink('job', 'SELECT count(*) FROM m365.username') AS t(n bigint);
+SELECT dblink_exec('app', format($$ DO $d$ BEGIN PERFORM m365.set_username(%s, 'rr.naam'); END $d$ $$, (SELECT a FROM rr)));
+SELECT dblink_exec('app', format($$ DO $d$ BEGIN PERFORM m365.set_username(%s, 'veertig.anders'); END $d$ $$, (SELECT a FROM rr)));
+SELECT throws_ok(format($$ SELECT * FROM dblink('job', 'SELECT m365.set_username(%s, ''rr.naam'')::text') AS t(r text) $$, (SELECT b FROM rr)),
+                 '40001', NULL, 'a REPEATABLE READ transaction asking for a name retired after its snapshot must retry (40001)');
+SELECT dblink_exec('job', 'ROLLBACK');
+SELECT throws_like(format($$ SELECT * FROM dblink('job', 'SELECT m365.set_username(%s, ''rr.naam'')::text') AS t(r text) $$, (SELECT b FROM rr)),
+                   '%is al in gebruik%', 'and its retry is refused: the name stays student 40''s');
+SELECT is((SELECT count(*)::int FROM m365.username WHERE configuration_id = (SELECT id FROM cfg) AND local_part = 'rr.naam'), 0,
+          'rr.naam is held by nobody');
+
+--------------------------------------------------------------------------------
+-- 6. A store undone by the ledger check (a name retired while the chunk waited
+--    for it) gives another name only to the person whose name it was.
+SELECT dblink_exec('owner', format($$
+    INSERT INTO m365.student (id, first_name, last_name) VALUES (%1$s + 50, 'Kim', 'Ander'), (%1$s + 51, 'Lou', 'Ander');
+    INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES
+        (%1$s + 50, %1$s + 50, %1$s, DATE '2026-09-01'), (%1$s + 51, %1$s + 51, %1$s, DATE '2026-09-01');
+$$, (SELECT base FROM run)));
+SELECT dblink_exec('app', 'BEGIN');
+SELECT dblink_exec('app', format($$ DO $d$ BEGIN PERFORM m365.set_username(%s, 'ander.kim'); END $d$ $$, (SELECT b FROM rr)));
+SELECT dblink_send_query('job', 'CALL m365.generate_usernames()');
+SELECT pg_sleep(1);
+SELECT dblink_exec('app', format($$ DO $d$ BEGIN PERFORM m365.set_username(%s, 'weer.weg'); END $d$ $$, (SELECT b FROM rr)));
+SELECT dblink_exec('app', 'COMMIT');
+SELECT * FROM dblink_get_result('job') AS t(r text);
+SELECT * FROM dblink_get_result('job') AS t(r text);
+SELECT is(ARRAY(SELECT username FROM m365.username WHERE configuration_id = (SELECT id FROM cfg)
+                   AND person_id IN ((SELECT base FROM run) + 50, (SELECT base FROM run) + 51) ORDER BY person_id),
+          ARRAY['ander.kim2', 'ander.lou'],
+          'the person whose name was retired meanwhile gets the next one; the other keeps theirs');
+SELECT is((SELECT outcome FROM m365.job_run ORDER BY id DESC LIMIT 1), 'done', 'and the run is done');
 
 SELECT count(*) AS rescheduled FROM dblink('owner', 'SELECT m365.schedule_jobs()') AS t(jobid bigint);
 SELECT dblink_disconnect('job');
