@@ -14,9 +14,10 @@
 --   4. a name taken by another session between the job's choice and its store
 --      is a collision: only that person gets another name, and it is counted;
 --   5. never reused holds in REPEATABLE READ too (40001, then refused);
---   6. a store undone by the ledger check renames only the person concerned.
+--   6. a store undone by the ledger check renames only the person concerned;
+--   7. nobody lost when a location or school is linked in a long transaction.
 BEGIN;
-SELECT plan(22);
+SELECT plan(23);
 \ir lib/session.psql
 
 SELECT dblink_connect('job', (SELECT info FROM conn));
@@ -84,7 +85,7 @@ $$, (SELECT base FROM run)));
 SELECT dblink_send_query('job', 'CALL m365.generate_usernames()');
 CREATE FUNCTION pg_temp.wait_for_pause() RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    FOR i IN 1 .. 100 LOOP
+    FOR i IN 1 .. 600 LOOP
         IF EXISTS (SELECT FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE 'CALL m365.generate_usernames()%') THEN
             RETURN true;
         END IF;
@@ -219,6 +220,31 @@ SELECT is(ARRAY(SELECT username FROM m365.username WHERE configuration_id = (SEL
           ARRAY['ander.kim2', 'ander.lou'],
           'the person whose name was retired meanwhile gets the next one; the other keeps theirs');
 SELECT is((SELECT outcome FROM m365.job_run ORDER BY id DESC LIMIT 1), 'done', 'and the run is done');
+
+--------------------------------------------------------------------------------
+-- 7. The lost person, by a link (red-team find against the first redesign):
+--    a location and a school are linked in a transaction left open; a student
+--    enrolled there and a staff member linked there meanwhile (committed) are
+--    read by a run that finds nothing to do; then the link commits.
+SELECT dblink_exec('owner', format($$
+    INSERT INTO m365.school (id, name) VALUES (%1$s + 1, 'Later');
+    INSERT INTO m365.location (id, school_id, name) VALUES (%1$s + 1, %1$s + 1, 'Later');
+    INSERT INTO m365.student (id, first_name, last_name) VALUES (%1$s + 60, 'Laat', 'Gekoppeld');
+    INSERT INTO m365.staff (id, first_name, last_name) VALUES (%1$s + 61, 'Laat', 'Collega');
+$$, (SELECT base FROM run)));
+SELECT dblink_exec('app', 'BEGIN');
+SELECT dblink_exec('app', format($$ UPDATE m365.location SET configuration_id = %2$s WHERE id = %1$s + 1;
+                                    UPDATE m365.school SET configuration_id = %2$s WHERE id = %1$s + 1 $$,
+                                 (SELECT base FROM run), (SELECT id FROM cfg)));
+SELECT dblink_exec('owner', format($$
+    INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (%1$s + 60, %1$s + 60, %1$s + 1, DATE '2026-09-01');
+    INSERT INTO m365.staff_school (staff_id, school_id) VALUES (%1$s + 61, %1$s + 1);
+$$, (SELECT base FROM run)));
+SELECT pg_temp.run_job('job');
+SELECT dblink_exec('app', 'COMMIT');
+SELECT pg_temp.run_job('job');
+SELECT ok(pg_temp.has_username('student', 60) AND pg_temp.has_username('staff', 61),
+          'the link, committed last, logs them at commit: the next run serves both');
 
 SELECT count(*) AS rescheduled FROM dblink('owner', 'SELECT m365.schedule_jobs()') AS t(jobid bigint);
 SELECT dblink_disconnect('job');
