@@ -99,7 +99,8 @@ usernames() { sql -d school -c "SELECT count(*) FROM m365.username" 2>/dev/null;
 fill() {  # the demo data, its usernames, the extension's jobs and one of the database's own,
 	# a login role with the app level (0.2.0: a member of m365_app) and an SDS reader
 	sql -d school -c "SET client_min_messages = error" -f demo/load.sql \
-		-c "SELECT m365.generate_usernames_in_transaction()" -c "SELECT m365.schedule_jobs()" \
+		-c "DO \$\$ BEGIN IF to_regprocedure('m365.generate_usernames_in_transaction()') IS NOT NULL THEN PERFORM m365.generate_usernames_in_transaction(); ELSE PERFORM m365.generate_usernames(); END IF; END \$\$" \
+		-c "SELECT m365.schedule_jobs()" \
 		-c "SELECT cron.schedule('nightly-analyze', '0 3 * * *', 'ANALYZE')" \
 		-c "DO \$\$ BEGIN IF to_regprocedure('m365.grant_access(regrole,text)') IS NOT NULL THEN PERFORM m365.grant_access('restore_app', 'app'); ELSE GRANT m365_app TO restore_app; END IF; END \$\$" \
 		-c "SELECT m365.set_location_sync(11, true)" -c "SELECT m365.create_sds_reader('restore_reader', 1)" >/dev/null 2>"$work/fill.err"
@@ -179,11 +180,12 @@ else
 			fill &&
 			sql -d school -c "SET client_min_messages = error" -c "ALTER EXTENSION m365_usernames UPDATE" \
 				-c "SELECT m365.schedule_jobs()" >/dev/null &&
-			[ "$(sql -d school -c "SELECT extversion FROM pg_extension WHERE extname = 'm365_usernames'")" = "$default_version" ]
+			[ "$(sql -d school -c "SELECT extversion FROM pg_extension WHERE extname = 'm365_usernames'")" = "$default_version" ] &&
+			[ "$(sql -d school -c "SELECT command FROM cron.job WHERE jobname = m365.job_name('m365_generate_usernames')")" = "CALL m365.generate_usernames()" ]
 	} 2>"$work/update.err"
 	status=$?
 	[ $status = 0 ] || sed 's/^/# /' "$work/update.err" | head -5
-	ok $status "0.2.0 installed and filled, ALTER EXTENSION m365_usernames UPDATE to $default_version, m365.schedule_jobs()"
+	ok $status "0.2.0 installed and filled, ALTER EXTENSION m365_usernames UPDATE to $default_version (the job's command becomes CALL), m365.schedule_jobs()"
 	if [ $status = 0 ]; then
 		dump_and_restore "0.2.0 updated to $default_version"
 	else
