@@ -1154,10 +1154,19 @@ BEGIN
              WHERE b.configuration_id OPERATOR(pg_catalog.=) s.configuration_id
                AND b.person_kind OPERATOR(pg_catalog.=) s.person_kind
                AND b.person_id OPERATOR(pg_catalog.=) s.person_id;
-        EXCEPTION WHEN unique_violation THEN
-            -- A name of the chunk was retired by a rename that committed while
-            -- the store waited for it: nothing of this attempt is stored.
-            NULL;
+        EXCEPTION
+            WHEN unique_violation THEN
+                -- A name of the chunk was retired by a rename that committed while
+                -- the store waited for it: nothing of this attempt is stored.
+                NULL;
+            WHEN lock_not_available THEN
+                -- A session holds one of these names uncommitted for longer than
+                -- lock_timeout (a red-team find: it made every run fail). Which
+                -- name cannot be told; the chunk's unstored people stay in the
+                -- log for the next run, and the run goes on.
+                UPDATE m365_work.batch AS b SET outcome = 'retry'
+                 WHERE b.outcome OPERATOR(pg_catalog.=) 'pending';
+                RETURN collisions OPERATOR(pg_catalog.+) 1;
         END;
         -- Whoever got a username elsewhere meanwhile needs none now.
         UPDATE m365_work.batch AS b SET outcome = 'had_username'
@@ -1196,6 +1205,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
+DECLARE
+    keep_unneeded boolean;
 BEGIN
     -- Failures of the people read that are over (a username, or none needed).
     DELETE FROM m365.username_failure AS f
@@ -1216,14 +1227,31 @@ BEGIN
            last_failed_at = pg_catalog.now();
     -- Exactly the rows read: a row appended meanwhile, even with a lower id
     -- (committed after this chunk read the log), stays for the next run; so
-    -- do the rows of people whose names kept colliding.
+    -- do the rows of people whose names kept colliding. And while another
+    -- transaction writes locations or schools, so do the rows of the people
+    -- the rule found nothing for: a link not yet committed may make them
+    -- need a username, and its own trigger may not see them (REPEATABLE
+    -- READ, SET CONSTRAINTS ... IMMEDIATE, a commit held up after it: red-team
+    -- finds). The next run decides again.
+    keep_unneeded := EXISTS (
+        SELECT FROM pg_catalog.pg_locks AS l
+         WHERE l.locktype OPERATOR(pg_catalog.=) 'relation'
+           AND l.relation OPERATOR(pg_catalog.=) ANY (ARRAY['m365.location'::pg_catalog.regclass, 'm365.school'::pg_catalog.regclass])
+           AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d
+                                                   WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+           AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+           AND l.mode OPERATOR(pg_catalog.=) ANY ('{RowExclusiveLock,ShareUpdateExclusiveLock,ShareRowExclusiveLock,ExclusiveLock,AccessExclusiveLock}'::text[]));
     DELETE FROM m365.username_request AS r
      USING m365_work.claimed AS c
      WHERE r.id OPERATOR(pg_catalog.=) c.request_id
        AND NOT EXISTS (SELECT FROM m365_work.batch AS b
                         WHERE b.outcome OPERATOR(pg_catalog.=) 'retry'
                           AND b.person_kind OPERATOR(pg_catalog.=) c.person_kind
-                          AND b.person_id OPERATOR(pg_catalog.=) c.person_id);
+                          AND b.person_id OPERATOR(pg_catalog.=) c.person_id)
+       AND NOT (keep_unneeded
+                AND NOT EXISTS (SELECT FROM m365_work.batch AS b
+                                 WHERE b.person_kind OPERATOR(pg_catalog.=) c.person_kind
+                                   AND b.person_id OPERATOR(pg_catalog.=) c.person_id));
 END
 $$;
 

@@ -15,9 +15,11 @@
 --      is a collision: only that person gets another name, and it is counted;
 --   5. never reused holds in REPEATABLE READ too (40001, then refused);
 --   6. a store undone by the ledger check renames only the person concerned;
---   7. nobody lost when a location or school is linked in a long transaction.
+--   7. nobody lost when a location or school is linked in a long transaction,
+--   8. nor under REPEATABLE READ or SET CONSTRAINTS ALL IMMEDIATE;
+--   9. a session holding a chosen name uncommitted stops no run.
 BEGIN;
-SELECT plan(23);
+SELECT plan(28);
 \ir lib/session.psql
 
 SELECT dblink_connect('job', (SELECT info FROM conn));
@@ -245,6 +247,55 @@ SELECT dblink_exec('app', 'COMMIT');
 SELECT pg_temp.run_job('job');
 SELECT ok(pg_temp.has_username('student', 60) AND pg_temp.has_username('staff', 61),
           'the link, committed last, logs them at commit: the next run serves both');
+
+--------------------------------------------------------------------------------
+-- 8. The link again, as the second red team did it: under REPEATABLE READ
+--    (the commit-time trigger reads the old snapshot), and with SET
+--    CONSTRAINTS ALL IMMEDIATE (the trigger fires at the statement). While a
+--    transaction writes locations or schools, a run keeps the rows of people
+--    it found nothing for.
+CREATE FUNCTION pg_temp.link_while_enrolling(n int, how text) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM dblink_exec('owner', format($$
+        INSERT INTO m365.location (id, school_id, name) VALUES (%1$s + %2$s, %1$s, 'Later ' || %2$s);
+        INSERT INTO m365.student (id, first_name, last_name) VALUES (%1$s + %2$s, 'Laat', 'Kind' || %2$s);
+    $$, (SELECT base FROM run), n));
+    PERFORM dblink_exec('app', how);
+    PERFORM dblink_exec('app', format('UPDATE m365.location SET configuration_id = %s WHERE id = %s + %s',
+                                      (SELECT id FROM cfg), (SELECT base FROM run), n));
+    PERFORM dblink_exec('owner', format($$ INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+                                           VALUES (%1$s + %2$s, %1$s + %2$s, %1$s + %2$s, DATE '2026-09-01') $$, (SELECT base FROM run), n));
+    PERFORM pg_temp.run_job('job');
+    PERFORM dblink_exec('app', 'COMMIT');
+    PERFORM pg_temp.run_job('job');
+    RETURN pg_temp.has_username('student', n);
+END
+$f$;
+SELECT ok(pg_temp.link_while_enrolling(70, 'BEGIN ISOLATION LEVEL REPEATABLE READ'),
+          'a location linked under REPEATABLE READ while a student is enrolled there: the student gets a username');
+SELECT ok(pg_temp.link_while_enrolling(71, 'BEGIN; SET CONSTRAINTS ALL IMMEDIATE'),
+          'the same with SET CONSTRAINTS ALL IMMEDIATE');
+
+--------------------------------------------------------------------------------
+-- 9. A session holding, uncommitted, the very name a chunk chooses (second red
+--    team: every run failed on lock_timeout and nobody got a name). The run
+--    ends done; the chunk's people stay in the log and get their names once
+--    the session lets go.
+SELECT dblink_exec('owner', format($$
+    INSERT INTO m365.student (id, first_name, last_name) VALUES (%1$s + 80, 'Naam', 'Stil'), (%1$s + 81, 'Ander', 'Kind');
+    INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES
+        (%1$s + 80, %1$s + 80, %1$s, DATE '2026-09-01'), (%1$s + 81, %1$s + 81, %1$s, DATE '2026-09-01');
+$$, (SELECT base FROM run)));
+SELECT dblink_exec('app', 'BEGIN');
+SELECT dblink_exec('app', format($$ DO $d$ BEGIN PERFORM m365.set_username(%s, 'stil.naam'); END $d$ $$, (SELECT a FROM rr)));
+SELECT pg_temp.run_job('job');
+SELECT is((SELECT outcome FROM m365.job_run ORDER BY id DESC LIMIT 1), 'done', 'the run waits lock_timeout and ends done, not failed');
+SELECT is((SELECT count(DISTINCT person_id)::int FROM m365.username_request
+            WHERE person_id IN ((SELECT base FROM run) + 80, (SELECT base FROM run) + 81)), 2,
+          'the chunk''s people are still in the log');
+SELECT dblink_exec('app', 'ROLLBACK');
+SELECT pg_temp.run_job('job');
+SELECT ok(pg_temp.has_username('student', 80) AND pg_temp.has_username('student', 81), 'and get their names once the session lets go');
 
 SELECT count(*) AS rescheduled FROM dblink('owner', 'SELECT m365.schedule_jobs()') AS t(jobid bigint);
 SELECT dblink_disconnect('job');
