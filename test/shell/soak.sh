@@ -63,7 +63,7 @@ ok $status "meanwhile a bulk load of 10,000 enrolments in one statement"
 sql -c "SELECT what, sqlstate, message FROM soak.unexpected LIMIT 5" >"$work/unexpected"
 [ ! -s "$work/unexpected" ]
 status=$?
-[ $status = 0 ] || sed 's/^/# /' "$work/unexpected"
+[ $status = 0 ] || sed 's/^/# /' "$work/unexpected" >&2
 ok $status "no client met an error other than \"already in use\""
 
 read -r edited in_use <<<"$(sql -F ' ' -c "SELECT count(*) FILTER (WHERE what = 'username edited'), count(*) FILTER (WHERE what = 'already in use') FROM soak.done")"
