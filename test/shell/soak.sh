@@ -64,7 +64,7 @@ sql -c "SELECT what, sqlstate, message FROM soak.unexpected LIMIT 5" >"$work/une
 [ ! -s "$work/unexpected" ]
 status=$?
 [ $status = 0 ] || sed 's/^/# /' "$work/unexpected" >&2
-ok $status "no client met an error other than \"already in use\""
+ok $status "no client met an error other than \"already in use\" ($(sql -c "SELECT coalesce(string_agg(what || ': ' || c, ', '), 'none') FROM (SELECT what, count(*) AS c FROM soak.done WHERE what LIKE 'retryable%' GROUP BY what) AS r") retryable, retried by an application)"
 
 read -r edited in_use <<<"$(sql -F ' ' -c "SELECT count(*) FILTER (WHERE what = 'username edited'), count(*) FILTER (WHERE what = 'already in use') FROM soak.done")"
 [ "$edited" -gt 0 ] && [ "$in_use" -gt 0 ]
