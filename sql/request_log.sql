@@ -73,3 +73,12 @@ SELECT person_id, username, base, suffix, format FROM m365.username WHERE person
 BEGIN;
 CALL m365.generate_usernames();
 ROLLBACK;
+
+-- Bad input: nobody, an unknown base, NULLs, a run that does not exist.
+SELECT count(*) AS nobody FROM m365.people_needing_username(NULL, NULL);
+SELECT m365.highest_suffix(601, 'nobody.here') AS no_suffix_yet, m365.highest_suffix(601, 'peeters.jan') AS highest;
+SELECT m365.username_is_free(601, 'peeters.jan', NULL, NULL) AS taken_for_anyone,
+       m365.username_is_free(601, 'peeters.jan', 'student', 32) AS free_for_its_holder,
+       m365.username_is_free(NULL, 'x', NULL, NULL) AS null_configuration;
+SELECT * FROM m365.generation_chunk(-1);
+SELECT m365.generation_end(-1) AS ended_nothing;
