@@ -1015,8 +1015,10 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    levels integer;
-    round  integer := 0;
+    levels  integer;
+    round   integer := 0;
+    waiting integer;
+    placed  integer;
 BEGIN
     -- The format, then each fallback format: a name free for the person
     -- (their own old name included), one winner per name.
@@ -1067,7 +1069,8 @@ BEGIN
                             WHERE g.configuration_id OPERATOR(pg_catalog.=) b.configuration_id
                               AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
                               AND g.person_id OPERATOR(pg_catalog.=) b.person_id);
-        EXIT WHEN NOT FOUND;
+        GET DIAGNOSTICS waiting = ROW_COUNT;
+        EXIT WHEN waiting OPERATOR(pg_catalog.=) 0;
         round := round OPERATOR(pg_catalog.+) 1;
         IF round OPERATOR(pg_catalog.>) 40 THEN
             UPDATE m365_work.batch AS b
@@ -1127,6 +1130,9 @@ BEGIN
             ON fb.configuration_id OPERATOR(pg_catalog.=) w.configuration_id
            AND fb.base OPERATOR(pg_catalog.=) w.base
          WHERE w.rn OPERATOR(pg_catalog.<=) pg_catalog.cardinality(fb.names);
+        -- Everyone placed: no round to find that out.
+        GET DIAGNOSTICS placed = ROW_COUNT;
+        EXIT WHEN placed OPERATOR(pg_catalog.=) waiting;
     END LOOP;
 END
 $$;
