@@ -76,3 +76,16 @@ SELECT m365.make_username('x', '😀', '😀');
 
 SELECT m365.check_username_format('naam.voornaam');
 SELECT m365.check_username_format('naam.x');
+
+-- An error quoting a long format is cut on a character boundary: a client in
+-- LATIN1 gets the error meant (M3F01), not a conversion error (22021) about
+-- half a character. (0.2.0 cut the é below in two.)
+SET client_encoding = 'LATIN1';
+SELECT m365.make_username(repeat('x', 59) || chr(233) || 'naam', 'Jan', 'Peeters');
+\echo :LAST_ERROR_SQLSTATE
+SELECT m365.make_username('voornaam.' || repeat('q', 50) || chr(233) || chr(233), 'Jan', 'Peeters');
+\echo :LAST_ERROR_SQLSTATE
+RESET client_encoding;
+-- Cyrillic, cut inside its second letter: the quoted text keeps one whole letter.
+SELECT m365.make_username(repeat('x', 57) || chr(1044) || chr(1084), 'Jan', 'Peeters');
+\echo :LAST_ERROR_SQLSTATE

@@ -8,6 +8,7 @@
 #include "core/transliterate.hpp"
 
 #include "core/error.hpp"
+#include "core/utf8.hpp"
 
 #include <memory>
 #include <unordered_map>
@@ -23,9 +24,16 @@ namespace m365 {
 
 namespace {
 
-/* Enough for every distinct word of a large school group; when full, the
- * cache is simply emptied (cheap, and the hot names come straight back). */
-constexpr size_t kCacheLimit = 1 << 16;
+/* The cache is bounded in bytes (it lives outside PostgreSQL's memory
+ * accounting): 8 MiB holds every distinct word of a large school group many
+ * times over. When full it is simply emptied (cheap, and the hot names come
+ * straight back). Words longer than any real name part are not kept: 60,000
+ * distinct 4 KB names once grew one backend to 405 MB. */
+constexpr size_t kCacheByteLimit = 8 << 20;
+constexpr size_t kLongestCachedWord = 256;
+/* What an entry costs besides its two strings' bytes: the node, the
+ * bucket, the two string headers. */
+constexpr size_t kCacheEntryOverhead = 96;
 
 struct IcuObjects {
 	const icu::Normalizer2* nfc = nullptr;
@@ -56,10 +64,15 @@ Icu()
 	return *objects;
 }
 
-std::unordered_map<std::string, std::string>&
+struct ResultCache {
+	std::unordered_map<std::string, std::string> entries;
+	size_t bytes = 0;
+};
+
+ResultCache&
 Cache()
 {
-	static std::unordered_map<std::string, std::string> cache;
+	static ResultCache cache;
 	return cache;
 }
 
@@ -69,18 +82,6 @@ LowerAsciiInPlace(std::string& text)
 	for (char& c : text)
 		if (c >= 'A' && c <= 'Z')
 			c = static_cast<char>(c - 'A' + 'a');
-}
-
-/* Cuts at a code-point boundary at or below `limit` bytes. */
-std::string_view
-ClampUtf8(std::string_view text, size_t limit)
-{
-	if (text.size() <= limit)
-		return text;
-	size_t end = limit;
-	while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80)
-		--end;
-	return text.substr(0, end);
 }
 
 }  // namespace
@@ -97,16 +98,16 @@ IsAscii(std::string_view text)
 std::string
 TransliterateToAscii(std::string_view utf8)
 {
-	utf8 = ClampUtf8(utf8, kMaxNameInputBytes);
+	utf8 = Utf8Prefix(utf8, kMaxNameInputBytes);
 	if (IsAscii(utf8)) {
 		std::string out(utf8);
 		LowerAsciiInPlace(out);
 		return out;
 	}
 
-	auto& cache = Cache();
+	ResultCache& cache = Cache();
 	std::string key(utf8);
-	if (auto hit = cache.find(key); hit != cache.end())
+	if (auto hit = cache.entries.find(key); hit != cache.entries.end())
 		return hit->second;
 
 	const IcuObjects& icu_objects = Icu();
@@ -121,10 +122,23 @@ TransliterateToAscii(std::string_view utf8)
 	normalised.toUTF8String(out);
 	LowerAsciiInPlace(out);
 
-	if (cache.size() >= kCacheLimit)
-		cache.clear();
-	cache.emplace(std::move(key), out);
+	if (key.size() <= kLongestCachedWord) {
+		const size_t cost = key.size() + out.size() + kCacheEntryOverhead;
+		if (cache.bytes + cost > kCacheByteLimit) {
+			cache.entries.clear();
+			cache.bytes = 0;
+		}
+		cache.entries.emplace(std::move(key), out);
+		cache.bytes += cost;
+	}
 	return out;
+}
+
+size_t
+TransliterationCacheBytes()
+{
+	const ResultCache& cache = Cache();
+	return cache.bytes + cache.entries.bucket_count() * sizeof(void*);
 }
 
 std::vector<std::string_view>

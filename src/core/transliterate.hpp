@@ -23,6 +23,10 @@ inline constexpr size_t kMaxNameInputBytes = 4096;
  * form (emoji, symbols) come back unchanged or vanish; callers filter. */
 std::string TransliterateToAscii(std::string_view utf8);
 
+/* What the per-backend cache of results holds now, in bytes (estimated:
+ * the strings, a per-entry overhead and the bucket array). */
+size_t TransliterationCacheBytes();
+
 /* Whether every byte is 7-bit ASCII. */
 bool IsAscii(std::string_view text);
 

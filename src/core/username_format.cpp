@@ -4,6 +4,7 @@
 #include "core/username_format.hpp"
 
 #include "core/error.hpp"
+#include "core/utf8.hpp"
 
 namespace m365 {
 
@@ -23,8 +24,7 @@ IsSeparator(char c)
 std::string
 Shown(std::string_view format)
 {
-	constexpr size_t kShown = 60;
-	return format.size() <= kShown ? std::string(format) : std::string(format.substr(0, kShown)) + "...";
+	return Utf8Shown(format, 60);
 }
 
 [[noreturn]] void
@@ -46,7 +46,7 @@ TokenFor(std::string_view format, std::string_view word)
 		return FormatToken::kFirstInitial;
 	if (word == "n" || word == "l")
 		return FormatToken::kLastInitial;
-	Reject(format, "unknown token \"" + std::string(word) + "\"");
+	Reject(format, "unknown token \"" + Utf8Shown(word, 60) + "\"");
 }
 
 }  // namespace

@@ -5,16 +5,19 @@
  */
 #include "pg/guard.hpp"
 
+#include "core/utf8.hpp"
+
 namespace m365::pg {
 
 namespace {
 
+/* Copies as much of `source` as fits, never half a UTF-8 character. */
 void
 CopyInto(char* target, size_t size, const char* source) noexcept
 {
-	if (source == nullptr)
-		source = "";
-	strlcpy(target, source, size);
+	const std::string_view kept = m365::Utf8Prefix(source == nullptr ? "" : source, size - 1);
+	memcpy(target, kept.data(), kept.size());
+	target[kept.size()] = '\0';
 }
 
 }  // namespace
