@@ -864,6 +864,10 @@ SELECT d.person_kind, p.person_id, d.deferred_at
  ORDER BY d.id;
 DROP VIEW m365.status;  -- made again below, without the queue
 DELETE FROM m365.message WHERE code OPERATOR(pg_catalog.=) 'queued_in_bulk';  -- no bulk deferral any more
+INSERT INTO m365.message (code, language, text) VALUES
+    ('edit_leaves_feed', 'nl', 'De gebruikersnaam ''$$$'' is opgeslagen zonder domein: SDS slaat deze gebruiker over tot er een domein is.'),
+    ('edit_leaves_feed', 'fr', 'Le nom d''utilisateur ''$$$'' est enregistré sans domaine : SDS ignore cet utilisateur tant qu''il n''a pas de domaine.'),
+    ('edit_leaves_feed', 'en', 'The username ''$$$'' was saved without a domain: SDS leaves this user out until it has one.');
 DROP TABLE m365.username_queue, m365.username_queue_deferred;
 
 -- The job's working tables, in a schema of their own that nobody but the
@@ -1899,8 +1903,14 @@ $$;
 COMMENT ON FUNCTION m365.staff_usernames(bigint, date) IS
 'The staff of a school listed on a date (NULL: today in the configuration''s time zone), with username, domain, sync flag and whether they are active';
 REVOKE ALL ON FUNCTION m365.staff_usernames(bigint, date) FROM PUBLIC;
+-- 0.3.0: an edit without a domain keeps the username's domain (keep_domain).
+DROP FUNCTION m365.set_username(bigint, text);
 -- Validates and saves a username typed by an administrator; returns the row.
-CREATE OR REPLACE FUNCTION m365.set_username(username_id bigint, new_username text)
+-- A name typed without a domain keeps the domain the username has (a staff
+-- member's school domain, a student's fixed one): typing "leaves.later" for
+-- "later.leaves@a-staff.be" gives "leaves.later@a-staff.be". A domain is
+-- changed by typing it, and removed only with keep_domain => false.
+CREATE FUNCTION m365.set_username(username_id bigint, new_username text, keep_domain boolean DEFAULT true)
 RETURNS m365.username
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -1931,9 +1941,12 @@ BEGIN
                                    m365.message('unknown_username_id', NULL, coalesce(username_id::text, 'NULL')));
     END IF;
     SELECT * INTO config FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) current.configuration_id;
+    IF domain IS NULL AND keep_domain IS NOT false THEN
+        domain := NULLIF(pg_catalog.split_part(current.username, '@', 2), '');
+    END IF;
 
-    IF domain IS NOT NULL THEN
-        -- A domain only where the configuration sets one for this kind of person.
+    IF domain IS NOT NULL AND domain IS DISTINCT FROM NULLIF(pg_catalog.split_part(current.username, '@', 2), '') THEN
+        -- A new domain only where the configuration sets one for this kind of person.
         sets_domain := CASE current.person_kind
             WHEN 'student' THEN EXISTS (SELECT FROM m365.location AS l
                                          WHERE l.configuration_id OPERATOR(pg_catalog.=) config.id
@@ -1980,12 +1993,24 @@ BEGIN
         WHEN OTHERS THEN
             PERFORM m365.raise_message('M3U05', 'username_not_saved', wanted, SQLERRM);
     END;
+    -- Saved, but SDS will not take it: a synced user without a domain
+    -- (a staff member always needs one; a student gets the domain of their
+    -- location, so warn when none of their locations in it sets one).
+    IF saved.sync AND pg_catalog.strpos(saved.username, '@') OPERATOR(pg_catalog.=) 0
+       AND (saved.person_kind OPERATOR(pg_catalog.=) 'staff'
+            OR NOT EXISTS (SELECT FROM m365.enrolment AS e
+                             JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                            WHERE e.student_id OPERATOR(pg_catalog.=) saved.person_id
+                              AND l.configuration_id OPERATOR(pg_catalog.=) saved.configuration_id
+                              AND l.student_domain IS NOT NULL)) THEN
+        RAISE WARNING USING ERRCODE = 'M3W01', MESSAGE = m365.message('edit_leaves_feed', saved.username, NULL);
+    END IF;
     RETURN saved;
 END
 $$;
-COMMENT ON FUNCTION m365.set_username(bigint, text) IS
-'Validates and saves a username typed by an administrator (trimmed, local part in lower case); errors M3U01-M3U05 in the language of m365.language';
-REVOKE ALL ON FUNCTION m365.set_username(bigint, text) FROM PUBLIC;
+COMMENT ON FUNCTION m365.set_username(bigint, text, boolean) IS
+'Validates and saves a username typed by an administrator (trimmed, lower case; without a typed domain it keeps its domain unless keep_domain is false); errors M3U01-M3U05 in the language of m365.language, warning M3W01 when SDS will leave the user out';
+REVOKE ALL ON FUNCTION m365.set_username(bigint, text, boolean) FROM PUBLIC;
 -- Sets the sync flag of the given usernames; returns how many changed.
 CREATE OR REPLACE FUNCTION m365.set_sync(username_ids bigint[], value boolean)
 RETURNS integer
@@ -2794,7 +2819,7 @@ SELECT m365.allow('app', 'SELECT', 'TABLE m365.message');
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.student_usernames(bigint, date)');
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.staff_usernames(bigint, date)');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_history');
-SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_username(bigint, text)');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_username(bigint, text, boolean)');
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_sync(bigint[], boolean)');
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_location_sync(bigint, boolean, text, date)');
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_school_sync(bigint, boolean, text, date)');

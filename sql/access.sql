@@ -27,7 +27,7 @@ SELECT p.oid::regprocedure AS callable_by_public
 SELECT m365.grant_access('regress_access_app', 'app');
 SELECT has_table_privilege('regress_access_app', 'm365.student', 'INSERT') AS writes_students,
        has_table_privilege('regress_access_app', 'm365.username', 'UPDATE') AS writes_usernames,
-       has_function_privilege('regress_access_app', 'm365.set_username(bigint, text)', 'EXECUTE') AS edits,
+       has_function_privilege('regress_access_app', 'm365.set_username(bigint, text, boolean)', 'EXECUTE') AS edits,
        has_function_privilege('regress_access_app', 'm365.generate_usernames_in_transaction()', 'EXECUTE') AS runs_job,
        has_table_privilege('regress_access_app', 'm365_sds.users', 'SELECT') AS reads_feed,
        has_table_privilege('regress_access_app', 'm365.configuration', 'UPDATE') AS writes_configurations;

@@ -100,7 +100,10 @@ SET m365.app_user = 'secretariaat.anna';
 SELECT username, local_part FROM m365.set_username(:jan, '  Jan.Peeters  ');
 SELECT username, local_part FROM m365.set_username(:jan, 'jan.peeters@Andere.BE');
 SELECT student_id, username, domain FROM m365.student_usernames(10, '2027-05-01') WHERE student_id = 1;
+-- A name typed without a domain keeps the one the username has; removing it
+-- is an explicit choice (0.2.0 dropped it silently).
 SELECT username FROM m365.set_username(:jan, 'peeters.jan');
+SELECT username FROM m365.set_username(:jan, 'peeters.jan', keep_domain => false);
 SELECT username FROM m365.set_username(:els, 'els.maes@sintjan.be');
 RESET m365.app_user;
 
@@ -151,3 +154,23 @@ SELECT count(*) FILTER (WHERE clash IS NOT NULL) AS clashes FROM m365.preview_fo
 SELECT * FROM m365.preview_format(1, 'v.achternaam');
 \echo :LAST_ERROR_SQLSTATE
 SELECT md5(string_agg(u::text, '|' ORDER BY id)) = :'before' AS nothing_written FROM m365.username AS u;
+
+-- Editing a staff username keeps the school domain (issue 14: 0.2.0 stored
+-- "leaves.later" without it, and the next feed left the teacher out).
+INSERT INTO m365.staff (id, first_name, last_name) VALUES (40, 'Leaves', 'Later');
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES (40, 1);
+SELECT m365.generate_usernames_in_transaction() >= 1 AS made;
+SELECT id AS later FROM m365.username WHERE person_kind = 'staff' AND person_id = 40 \gset
+SELECT username FROM m365.username WHERE id = :later;
+SELECT m365.set_sync(ARRAY[:later]::bigint[], true) AS synced;
+SELECT username FROM m365.set_username(:later, 'Leaves.Later');
+-- Another accepted domain is typed; the domain removed explicitly: saved, and
+-- the answer warns that SDS leaves the synced teacher out (nl, then en).
+SELECT username FROM m365.set_username(:later, 'leaves.later@andere.be');
+SELECT username FROM m365.set_username(:later, 'leaves.later', keep_domain => false);
+SET m365.language = 'en';
+SELECT username FROM m365.set_username(:later, 'l.later', keep_domain => false);
+RESET m365.language;
+-- A student without a fixed domain whose location has one: no warning.
+SELECT m365.set_sync(ARRAY[:jan]::bigint[], true) AS synced;
+SELECT username FROM m365.set_username(:jan, 'jan.p');

@@ -65,7 +65,11 @@ $$;
 REVOKE ALL ON FUNCTION m365.raise_message(text, text, text, text, text) FROM PUBLIC;
 
 -- Validates and saves a username typed by an administrator; returns the row.
-CREATE FUNCTION m365.set_username(username_id bigint, new_username text)
+-- A name typed without a domain keeps the domain the username has (a staff
+-- member's school domain, a student's fixed one): typing "leaves.later" for
+-- "later.leaves@a-staff.be" gives "leaves.later@a-staff.be". A domain is
+-- changed by typing it, and removed only with keep_domain => false.
+CREATE FUNCTION m365.set_username(username_id bigint, new_username text, keep_domain boolean DEFAULT true)
 RETURNS m365.username
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -96,9 +100,12 @@ BEGIN
                                    m365.message('unknown_username_id', NULL, coalesce(username_id::text, 'NULL')));
     END IF;
     SELECT * INTO config FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) current.configuration_id;
+    IF domain IS NULL AND keep_domain IS NOT false THEN
+        domain := NULLIF(pg_catalog.split_part(current.username, '@', 2), '');
+    END IF;
 
-    IF domain IS NOT NULL THEN
-        -- A domain only where the configuration sets one for this kind of person.
+    IF domain IS NOT NULL AND domain IS DISTINCT FROM NULLIF(pg_catalog.split_part(current.username, '@', 2), '') THEN
+        -- A new domain only where the configuration sets one for this kind of person.
         sets_domain := CASE current.person_kind
             WHEN 'student' THEN EXISTS (SELECT FROM m365.location AS l
                                          WHERE l.configuration_id OPERATOR(pg_catalog.=) config.id
@@ -145,13 +152,25 @@ BEGIN
         WHEN OTHERS THEN
             PERFORM m365.raise_message('M3U05', 'username_not_saved', wanted, SQLERRM);
     END;
+    -- Saved, but SDS will not take it: a synced user without a domain
+    -- (a staff member always needs one; a student gets the domain of their
+    -- location, so warn when none of their locations in it sets one).
+    IF saved.sync AND pg_catalog.strpos(saved.username, '@') OPERATOR(pg_catalog.=) 0
+       AND (saved.person_kind OPERATOR(pg_catalog.=) 'staff'
+            OR NOT EXISTS (SELECT FROM m365.enrolment AS e
+                             JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                            WHERE e.student_id OPERATOR(pg_catalog.=) saved.person_id
+                              AND l.configuration_id OPERATOR(pg_catalog.=) saved.configuration_id
+                              AND l.student_domain IS NOT NULL)) THEN
+        RAISE WARNING USING ERRCODE = 'M3W01', MESSAGE = m365.message('edit_leaves_feed', saved.username, NULL);
+    END IF;
     RETURN saved;
 END
 $$;
-COMMENT ON FUNCTION m365.set_username(bigint, text) IS
-'Validates and saves a username typed by an administrator (trimmed, local part in lower case); errors M3U01-M3U05 in the language of m365.language';
-REVOKE ALL ON FUNCTION m365.set_username(bigint, text) FROM PUBLIC;
-SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_username(bigint, text)');
+COMMENT ON FUNCTION m365.set_username(bigint, text, boolean) IS
+'Validates and saves a username typed by an administrator (trimmed, lower case; without a typed domain it keeps its domain unless keep_domain is false); errors M3U01-M3U05 in the language of m365.language, warning M3W01 when SDS will leave the user out';
+REVOKE ALL ON FUNCTION m365.set_username(bigint, text, boolean) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_username(bigint, text, boolean)');
 
 -- Sets the sync flag of the given usernames; returns how many changed.
 CREATE FUNCTION m365.set_sync(username_ids bigint[], value boolean)
