@@ -105,3 +105,20 @@ SELECT (SELECT digest FROM m365.sds_snapshot WHERE id = 1) = (SELECT digest FROM
        (SELECT digest FROM m365.sds_snapshot WHERE id = 2) = (SELECT digest FROM m365.sds_snapshot WHERE id = 4) AS other_tenant_unchanged;
 SELECT * FROM m365.sds_changes(1, 2);
 RESET m365.sds_on_date;
+
+-- A class change inside one location (one enrolment ends the day the next
+-- starts): one role row per user, org and role, the dates merged (0.2.0 gave
+-- two student rows for the same user and org).
+UPDATE m365.enrolment SET end_date = '2027-04-01' WHERE id = 1;
+INSERT INTO m365.class (id, location_id, name, school_year) VALUES (106, 10, '1B', 2026);
+INSERT INTO m365.enrolment (id, student_id, location_id, class_id, start_date, end_date)
+VALUES (10, 1, 10, 106, '2027-04-01', '2027-06-30');
+SET m365.sds_configuration = 1;
+SET m365.sds_on_date = '2027-04-01';
+SELECT * FROM m365_sds.roles WHERE "userSourcedId" = 'student-1';
+SELECT "userSourcedId", "orgSourcedId", "role", count(*) AS rows
+  FROM m365_sds.roles GROUP BY 1, 2, 3 HAVING count(*) > 1;
+SELECT * FROM m365_sds.enrollments WHERE "userSourcedId" = 'student-1' ORDER BY 1;
+SELECT * FROM orgs_vs_roles;
+RESET m365.sds_on_date;
+RESET m365.sds_configuration;

@@ -137,20 +137,29 @@ COMMENT ON VIEW m365_sds.users IS 'users.csv: every synced, active user with a f
 SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.users');
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.users');
 
--- Roles: students per active enrolment, teachers in each location of their schools.
+-- Roles: a student per location of their active enrolments, teachers in each
+-- location of their schools. One row per user, org and role: a class change
+-- inside a location (one enrolment ends the day the next starts) is one role,
+-- from the first start to the last end (open when one is open).
 CREATE VIEW m365.sds_role AS
 WITH scope AS (SELECT * FROM m365.sds_scope)
-SELECT 'student-' OPERATOR(pg_catalog.||) e.student_id AS user_sourced_id, e.location_id,
+SELECT 'student-' OPERATOR(pg_catalog.||) g.student_id AS user_sourced_id, g.location_id,
        'student'::text AS role, m365.school_year(scope.on_date) AS school_year,
-       pg_catalog.row_number() OVER (PARTITION BY e.student_id ORDER BY e.start_date DESC, e.location_id) OPERATOR(pg_catalog.=) 1 AS is_primary,
-       e.start_date, e.end_date
+       pg_catalog.row_number() OVER (PARTITION BY g.student_id ORDER BY g.latest_start DESC, g.location_id) OPERATOR(pg_catalog.=) 1 AS is_primary,
+       g.start_date, g.end_date
   FROM scope
-  JOIN m365.enrolment AS e ON e.start_date OPERATOR(pg_catalog.<=) scope.on_date
-                          AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
-  JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
-                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  JOIN (SELECT e.student_id, e.location_id, l.configuration_id,
+               pg_catalog.min(e.start_date) AS start_date, pg_catalog.max(e.start_date) AS latest_start,
+               CASE WHEN pg_catalog.bool_or(e.end_date IS NULL) THEN NULL ELSE pg_catalog.max(e.end_date) END AS end_date
+          FROM m365.sds_scope AS s
+          JOIN m365.enrolment AS e ON e.start_date OPERATOR(pg_catalog.<=) s.on_date
+                                  AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) s.on_date)
+          JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                                 AND l.configuration_id OPERATOR(pg_catalog.=) s.configuration_id
+         GROUP BY e.student_id, e.location_id, l.configuration_id) AS g
+    ON g.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
   -- A join, not a correlated EXISTS: the view is then computed once, not per row.
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) e.student_id
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) g.student_id
 UNION ALL
 SELECT 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', m365.school_year(scope.on_date),
        pg_catalog.row_number() OVER (PARTITION BY ss.staff_id ORDER BY ss.linked_at, ss.school_id, l.id) OPERATOR(pg_catalog.=) 1,
