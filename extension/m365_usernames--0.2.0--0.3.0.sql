@@ -2234,6 +2234,16 @@ REVOKE ALL ON FUNCTION m365.diagnose_staff(bigint, bigint, date) FROM PUBLIC;
 -- 0.3.0: the feed's views are security barriers; readers are bound by role
 -- OID; teachers only in locations of the feed's configuration.
 --------------------------------------------------------------------------------
+-- A name as the SDS feed sends it (NFC, white space collapsed, control and
+-- bidi characters removed). STABLE like make_username: NFC follows ICU's
+-- Unicode version.
+CREATE FUNCTION m365.feed_text(text)
+RETURNS text
+LANGUAGE C STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'm365_feed_text';
+COMMENT ON FUNCTION m365.feed_text(text) IS
+'A name as the SDS feed sends it: Unicode NFC, every run of white space (line breaks included) one space, trimmed, control and bidi characters removed (joiners kept)';
+
 DROP VIEW m365_sds."academicSessions", m365_sds.enrollments, m365_sds.classes, m365.sds_class_member,
           m365_sds.orgs, m365_sds.roles, m365.sds_role, m365_sds.users, m365.sds_user, m365_sds.left_out,
           m365.sds_user_candidate, m365.sds_scope;
@@ -2373,7 +2383,7 @@ SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS
        CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username
             WHEN se.student_domain IS NOT NULL THEN u.username OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) se.student_domain
        END AS username,
-       s.first_name, s.last_name, true AS in_a_location
+       m365.feed_text(s.first_name) AS first_name, m365.feed_text(s.last_name) AS last_name, true AS in_a_location
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.sync
@@ -2382,7 +2392,7 @@ SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS
 UNION ALL
 SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
        CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username END,
-       st.first_name, st.last_name,
+       m365.feed_text(st.first_name), m365.feed_text(st.last_name),
        -- A teacher's roles and groups are the locations of the configuration
        -- in their schools; a school none of whose locations is in it gives none.
        EXISTS (SELECT FROM m365.staff_school AS ss
@@ -2399,6 +2409,7 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
                  JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
                 WHERE ss.staff_id OPERATOR(pg_catalog.=) st.id
                   AND sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id);
+
 -- Why a candidate is left out of users.csv; NULL when it goes in.
 -- No SET search_path here, on purpose: a SQL function with a SET clause is
 -- never inlined, and this one runs for every user of every file. Its body is
@@ -2411,9 +2422,10 @@ RETURN CASE
     WHEN username IS NULL THEN 'no domain: SDS needs local@domain'
     WHEN pg_catalog.strpos(username, '@') OPERATOR(pg_catalog.=) 0 OR NOT m365.username_is_valid(username)
         THEN 'invalid username'
-    WHEN coalesce(first_name, '') OPERATOR(pg_catalog.~) '[\r\n]' OR coalesce(last_name, '') OPERATOR(pg_catalog.~) '[\r\n]'
-        THEN 'a line break in a name'
+    WHEN coalesce(first_name, '') OPERATOR(pg_catalog.=) '' AND coalesce(last_name, '') OPERATOR(pg_catalog.=) ''
+        THEN 'no name: the official first and last name are blank'
 END;
+
 CREATE VIEW m365_sds.left_out WITH (security_barrier) AS
 SELECT c.sourced_id AS "sourcedId", c.person_kind AS "kind",
        m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) AS "reason"
@@ -2427,7 +2439,11 @@ COMMENT ON VIEW m365_sds.left_out IS 'Synced users that SDS would reject, left o
 CREATE VIEW m365.sds_user AS
 SELECT c.* FROM m365.sds_user_candidate AS c WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NULL;
 CREATE VIEW m365_sds.users WITH (security_barrier) AS
-SELECT u.sourced_id AS "sourcedId", u.username AS "username", u.first_name AS "givenName", u.last_name AS "familyName",
+-- SDS needs both names to create a user: a person with one name (a blank
+-- first or last name) has it in both.
+SELECT u.sourced_id AS "sourcedId", u.username AS "username",
+       coalesce(NULLIF(u.first_name, ''), u.last_name) AS "givenName",
+       coalesce(NULLIF(u.last_name, ''), u.first_name) AS "familyName",
        NULL::text AS "password", NULL::text AS "activeDirectoryMatchId", NULL::text AS "email", NULL::text AS "phone",
        NULL::text AS "sms"
   FROM m365.sds_user AS u
@@ -2482,7 +2498,10 @@ COMMENT ON VIEW m365_sds.roles IS 'roles.csv: a student role per active enrolmen
 -- numbering, which sorted every enrolment only to be thrown away (1.3 s ->
 -- 0.7 s for 200,000 students).
 CREATE VIEW m365_sds.orgs WITH (security_barrier) AS
-SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId", l.name AS "name", 'school'::text AS "type",
+SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId",
+       -- Normalised like person names: a line break never removes a location.
+       coalesce(NULLIF(m365.feed_text(l.name), ''), 'location-' OPERATOR(pg_catalog.||) l.id) AS "name",
+       'school'::text AS "type",
        NULL::text AS "parentSourcedId"
   FROM m365.location AS l
  WHERE l.id OPERATOR(pg_catalog.=) ANY (
@@ -2503,7 +2522,6 @@ SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId", l.name AS "name"
                                      AND sl.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
              JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff'
                                     AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id)
-   AND l.name OPERATOR(pg_catalog.!~) '[\r\n]'
 -- A fence (see m365_sds.left_out).
 OFFSET 0;
 COMMENT ON VIEW m365_sds.orgs IS 'orgs.csv: one org (type school) per location with at least one synced user';
@@ -2530,10 +2548,10 @@ SELECT c.id, c.location_id, c.name, c.school_year, 'staff-' OPERATOR(pg_catalog.
   JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ct.staff_id;
 CREATE VIEW m365_sds.classes WITH (security_barrier) AS
 SELECT DISTINCT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "sourcedId",
-       'location-' OPERATOR(pg_catalog.||) m.location_id AS "orgSourcedId", m.name AS "title",
+       'location-' OPERATOR(pg_catalog.||) m.location_id AS "orgSourcedId",
+       coalesce(NULLIF(m365.feed_text(m.name), ''), 'class-' OPERATOR(pg_catalog.||) m.class_id) AS "title",
        'sy-' OPERATOR(pg_catalog.||) m.school_year AS "sessionSourcedIds", NULL::text AS "courseSourcedId"
   FROM m365.sds_class_member AS m
- WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]'
 -- A fence (see m365_sds.left_out).
 OFFSET 0;
 COMMENT ON VIEW m365_sds.classes IS 'classes.csv: one class per class of the current school year with a synced member';
@@ -2541,7 +2559,6 @@ CREATE VIEW m365_sds.enrollments WITH (security_barrier) AS
 SELECT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "classSourcedId", m.user_sourced_id AS "userSourcedId",
        m.role AS "role"
   FROM m365.sds_class_member AS m
- WHERE m.name OPERATOR(pg_catalog.!~) '[\r\n]'
 -- A fence (see m365_sds.left_out).
 OFFSET 0;
 COMMENT ON VIEW m365_sds.enrollments IS 'enrollments.csv: students as student, assigned teachers as teacher';

@@ -122,3 +122,50 @@ SELECT * FROM m365_sds.enrollments WHERE "userSourcedId" = 'student-1' ORDER BY 
 SELECT * FROM orgs_vs_roles;
 RESET m365.sds_on_date;
 RESET m365.sds_configuration;
+
+-- Names SDS chokes on are normalised in the feed (issue 14, point 5): NFC,
+-- white space collapsed and trimmed, control and bidi characters removed,
+-- joiners kept. A location or class whose name holds a line break stays in
+-- the files (0.2.0 left the location out of orgs.csv while roles.csv still
+-- pointed to it). A person with one name has it as both; with none left
+-- after normalising, they are left out with the reason.
+INSERT INTO m365.configuration (id, name) VALUES (3, 'Namen');
+INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (4, 'Namenschool', 3, 'namen.be');
+INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain)
+VALUES (40, 4, E'Campus\nNoord', 3, 'leerling.namen.be'), (41, 4, E'\u2028', 3, 'leerling.namen.be');
+INSERT INTO m365.class (id, location_id, name, school_year) VALUES (401, 40, E'1A\t(Latijn)\r\n', 2026);
+INSERT INTO m365.student (id, first_name, last_name) VALUES
+    (41, E'Tab\tBed', E'Naam\u2028Twee'),
+    (42, E'Zoe\u0308', E'Evil\u202Eliam\u202C'),
+    (43, '-', 'Soekarno'),
+    (44, E'\u3000', E'\t'),
+    (45, E'Sara\u200Cye', E'\u200FRezaei'),
+    (46, E'Ctl\u0001x', E'Maes\u00A0\u00A0Peeters ');
+UPDATE m365.student SET first_name = '' WHERE id = 43;
+INSERT INTO m365.enrolment (id, student_id, location_id, class_id, start_date)
+SELECT 400 + id, id, CASE WHEN id = 46 THEN 41 ELSE 40 END, CASE WHEN id = 46 THEN NULL ELSE 401 END, '2026-09-01'
+  FROM m365.student WHERE id BETWEEN 41 AND 46;
+SELECT m365.generate_usernames_in_transaction();
+SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id = 3;
+-- No name is left of student 44 after normalising: the job made none, and a
+-- username written for them anyway is left out with the reason.
+SELECT person_id, reason FROM m365.username_failure WHERE configuration_id = 3;
+INSERT INTO m365.username (configuration_id, person_kind, person_id, username, sync)
+VALUES (3, 'student', 44, 'zonder.naam', true);
+SET m365.sds_configuration = 3;
+SET m365.sds_on_date = '2027-03-01';
+SELECT "sourcedId", "username", "givenName", "familyName", length("givenName") AS given_length FROM m365_sds.users ORDER BY 1;
+SELECT * FROM m365_sds.left_out ORDER BY 1;
+SELECT * FROM m365_sds.orgs ORDER BY 1;
+SELECT * FROM m365_sds.classes ORDER BY 1;
+-- The files form a whole: every org the roles and classes name is in orgs.csv.
+SELECT count(*) AS dangling_orgs FROM (
+    SELECT "orgSourcedId" FROM m365_sds.roles UNION SELECT "orgSourcedId" FROM m365_sds.classes
+    EXCEPT SELECT "sourcedId" FROM m365_sds.orgs) AS d;
+-- No control, bidi or line-separator character in any value.
+SELECT count(*) AS bad_characters FROM (
+    SELECT t::text AS r FROM m365_sds.orgs AS t UNION ALL SELECT t::text FROM m365_sds.users AS t
+    UNION ALL SELECT t::text FROM m365_sds.classes AS t) AS x
+ WHERE r ~ E'[\\x01-\\x1f\\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f]';
+RESET m365.sds_on_date;
+RESET m365.sds_configuration;

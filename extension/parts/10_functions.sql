@@ -54,6 +54,16 @@ AS 'MODULE_PATHNAME', 'm365_username_with_suffix';
 COMMENT ON FUNCTION m365.username_with_suffix(text, bigint) IS
 'base with the numeric suffix n (n >= 2), base shortened so that the result stays within 64 characters';
 
+-- A name as the SDS feed sends it (NFC, white space collapsed, control and
+-- bidi characters removed). STABLE like make_username: NFC follows ICU's
+-- Unicode version.
+CREATE FUNCTION m365.feed_text(text)
+RETURNS text
+LANGUAGE C STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'm365_feed_text';
+COMMENT ON FUNCTION m365.feed_text(text) IS
+'A name as the SDS feed sends it: Unicode NFC, every run of white space (line breaks included) one space, trimmed, control and bidi characters removed (joiners kept)';
+
 CREATE FUNCTION m365.icu_version()
 RETURNS text
 LANGUAGE C STABLE PARALLEL SAFE

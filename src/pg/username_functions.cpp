@@ -10,6 +10,7 @@
 #include "core/transliterate.hpp"
 #include "core/upn.hpp"
 #include "core/username_format.hpp"
+#include "core/utf8.hpp"
 #include "pg/datum.hpp"
 #include "pg/guard.hpp"
 
@@ -58,7 +59,7 @@ M365_SQL_FUNCTION(m365_check_domain)
 	const m365::DomainProblem problem = m365::CheckDomain(domain);
 	if (problem != m365::DomainProblem::kNone)
 		throw m365::Error(m365::sqlstate::kInvalidDomain,
-		                  "invalid domain \"" + std::string(domain.substr(0, 100)) + "\"", m365::Describe(problem),
+		                  "invalid domain \"" + m365::Utf8Shown(domain, 100) + "\"", m365::Describe(problem),
 		                  "A domain is like \"school.be\": letters, digits and hyphens, at least two labels.");
 	PG_RETURN_BOOL(true);
 }

@@ -44,8 +44,9 @@ SET LOCAL jit = off;
 
 -- Data: tenant A (ids 911xxx, "Alfa") and tenant B (ids 8642xxx, "Geheim"),
 -- configurations 911000 and 864200 (B's id is no secret: the attacker types it),
--- each with a school, two locations, seven students (one with a line break
--- in a name, so that left_out has a row), two teachers, two classes.
+-- each with a school, two locations, seven students (one whose names, once
+-- made a username, become blank in the feed, so that left_out has a row), two
+-- teachers, two classes.
 INSERT INTO m365.configuration (id, name) VALUES (911000, 'isolation tenant Alfa'), (864200, 'isolation tenant Geheim');
 INSERT INTO m365.school (id, name, configuration_id, staff_domain)
 VALUES (911001, 'Alfaschool', 911000, 'alfa-school.be'), (8642001, 'Geheimschool', 864200, 'geheim-school.be');
@@ -80,6 +81,7 @@ VALUES (911101, 911001), (911102, 911001), (8642101, 8642001), (8642102, 8642001
 INSERT INTO m365.class_teacher (class_id, staff_id)
 VALUES (911201, 911101), (911202, 911102), (8642201, 8642101), (8642202, 8642102);
 CREATE TEMP TABLE made AS SELECT m365.generate_usernames_in_transaction() AS usernames;
+UPDATE m365.student SET first_name = E'\u3000', last_name = E'\t' WHERE id IN (911007, 8642007);
 CREATE TEMP TABLE synced AS SELECT m365.set_sync(array_agg(id), true) AS usernames FROM m365.username WHERE configuration_id IN (911000, 864200);
 
 -- Readers: plain LOGIN roles, made readers by the DBA; A may create temporary
