@@ -1933,7 +1933,7 @@ BEGIN
         PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL, m365.username_problem(wanted));
     END IF;
     local := pg_catalog.lower(pg_catalog.split_part(wanted, '@', 1));
-    domain := NULLIF(pg_catalog.lower(pg_catalog.split_part(wanted, '@', 2)), '');
+    domain := NULLIF(m365.lower_domain(pg_catalog.split_part(wanted, '@', 2)), '');
 
     SELECT * INTO current FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) set_username.username_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -1946,20 +1946,28 @@ BEGIN
     END IF;
 
     IF domain IS NOT NULL AND domain IS DISTINCT FROM NULLIF(pg_catalog.split_part(current.username, '@', 2), '') THEN
-        -- A new domain only where the configuration sets one for this kind of person.
+        -- A new domain only for a person whose own location (one of a
+        -- student's enrolments in the configuration) or school (one of a
+        -- staff member's in it) sets one: not because another location of
+        -- the configuration has one.
         sets_domain := CASE current.person_kind
-            WHEN 'student' THEN EXISTS (SELECT FROM m365.location AS l
-                                         WHERE l.configuration_id OPERATOR(pg_catalog.=) config.id
+            WHEN 'student' THEN EXISTS (SELECT FROM m365.enrolment AS e
+                                          JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                                         WHERE e.student_id OPERATOR(pg_catalog.=) current.person_id
+                                           AND l.configuration_id OPERATOR(pg_catalog.=) config.id
                                            AND l.student_domain IS NOT NULL)
-            ELSE EXISTS (SELECT FROM m365.school AS s
-                          WHERE s.configuration_id OPERATOR(pg_catalog.=) config.id
+            ELSE EXISTS (SELECT FROM m365.staff_school AS ss
+                           JOIN m365.school AS s ON s.id OPERATOR(pg_catalog.=) ss.school_id
+                          WHERE ss.staff_id OPERATOR(pg_catalog.=) current.person_id
+                            AND s.configuration_id OPERATOR(pg_catalog.=) config.id
                             AND s.staff_domain IS NOT NULL)
         END;
         IF NOT sets_domain THEN
             PERFORM m365.raise_message('M3U04', 'domain_not_allowed', wanted);
         END IF;
-        IF pg_catalog.cardinality(config.accepted_domains) OPERATOR(pg_catalog.>) 0
-           AND NOT domain OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.lower(d) FROM pg_catalog.unnest(config.accepted_domains) AS d) THEN
+        -- Among the configuration's accepted domains (its list, else the
+        -- domains of its locations and schools).
+        IF NOT domain OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT m365.accepted_domains(config.id))) THEN
             PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL,
                                        m365.message('domain_not_accepted', NULL, domain));
         END IF;
@@ -2805,6 +2813,121 @@ COMMENT ON FUNCTION m365.job_status() IS
 'The pg_cron jobs of m365_usernames in this database: scheduled, active, how pg_cron''s last run ended, how the job''s own last run ended and why it did nothing, and stale jobs under an old name';
 REVOKE ALL ON FUNCTION m365.job_status() FROM PUBLIC;
 
+--------------------------------------------------------------------------------
+-- 0.3.0: domains in lower case; a domain typed only where the person's own
+-- location or school sets one, and among the configuration's accepted domains
+-- (by default those of its locations and schools); fixed domains no longer
+-- accepted are reported.
+--------------------------------------------------------------------------------
+-- Domains are case-insensitive: they are stored in lower case (ASCII, whatever
+-- the database's collation: a Turkish locale lowers "I" to a dotless i), so
+-- that "School.BE" is exported, compared and accepted as school.be.
+CREATE FUNCTION m365.lower_domain(domain text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN pg_catalog.lower(domain COLLATE "C");
+COMMENT ON FUNCTION m365.lower_domain(text) IS 'A domain in lower case (ASCII letters only, whatever the collation)';
+
+-- Lower-cases the domains of a written row (configuration, school, location,
+-- reserved_username) before its CHECKs run.
+CREATE FUNCTION m365.domains_in_lower_case()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    CASE TG_TABLE_NAME
+        WHEN 'configuration' THEN
+            NEW.accepted_domains := ARRAY(SELECT m365.lower_domain(d.domain)
+                                            FROM pg_catalog.unnest(NEW.accepted_domains) WITH ORDINALITY AS d(domain, n)
+                                           ORDER BY d.n);
+        WHEN 'school' THEN
+            NEW.staff_domain := m365.lower_domain(NEW.staff_domain);
+        WHEN 'location' THEN
+            NEW.student_domain := m365.lower_domain(NEW.student_domain);
+        WHEN 'reserved_username' THEN
+            IF pg_catalog.strpos(NEW.username, '@') OPERATOR(pg_catalog.>) 0 THEN
+                NEW.username := pg_catalog.split_part(NEW.username, '@', 1) OPERATOR(pg_catalog.||) '@'
+                                OPERATOR(pg_catalog.||) m365.lower_domain(pg_catalog.split_part(NEW.username, '@', 2));
+            END IF;
+    END CASE;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.domains_in_lower_case() FROM PUBLIC;
+
+CREATE TRIGGER configuration_domains_in_lower_case
+    BEFORE INSERT OR UPDATE OF accepted_domains ON m365.configuration
+    FOR EACH ROW EXECUTE FUNCTION m365.domains_in_lower_case();
+CREATE TRIGGER school_domains_in_lower_case
+    BEFORE INSERT OR UPDATE OF staff_domain ON m365.school
+    FOR EACH ROW EXECUTE FUNCTION m365.domains_in_lower_case();
+CREATE TRIGGER location_domains_in_lower_case
+    BEFORE INSERT OR UPDATE OF student_domain ON m365.location
+    FOR EACH ROW EXECUTE FUNCTION m365.domains_in_lower_case();
+CREATE TRIGGER reserved_username_domains_in_lower_case
+    BEFORE INSERT OR UPDATE OF username ON m365.reserved_username
+    FOR EACH ROW EXECUTE FUNCTION m365.domains_in_lower_case();
+-- What was stored as typed comes out in lower case (the triggers above do it).
+UPDATE m365.configuration SET accepted_domains = accepted_domains
+ WHERE accepted_domains::text OPERATOR(pg_catalog.<>) m365.lower_domain(accepted_domains::text);
+UPDATE m365.school SET staff_domain = staff_domain
+ WHERE staff_domain OPERATOR(pg_catalog.<>) m365.lower_domain(staff_domain);
+UPDATE m365.location SET student_domain = student_domain
+ WHERE student_domain OPERATOR(pg_catalog.<>) m365.lower_domain(student_domain);
+UPDATE m365.reserved_username SET username = username
+ WHERE username OPERATOR(pg_catalog.<>) (pg_catalog.split_part(username, '@', 1) OPERATOR(pg_catalog.||)
+                                         m365.lower_domain(pg_catalog.substr(username, pg_catalog.strpos(username, '@'))));
+-- Usernames with a domain typed in capitals (0.2.0 stored "School.BE" as
+-- typed): the domain lower-cased, the local part as it was (recorded in
+-- username_history by the upgrade's role).
+UPDATE m365.username
+   SET username = pg_catalog.split_part(username, '@', 1) OPERATOR(pg_catalog.||) '@'
+                  OPERATOR(pg_catalog.||) m365.lower_domain(pg_catalog.split_part(username, '@', 2))
+ WHERE pg_catalog.strpos(username, '@') OPERATOR(pg_catalog.>) 0
+   AND pg_catalog.split_part(username, '@', 2) OPERATOR(pg_catalog.<>) m365.lower_domain(pg_catalog.split_part(username, '@', 2));
+-- The domains a username of the configuration may carry: its
+-- accepted_domains when set, else the domains set on its locations and
+-- schools, as they are now. Microsoft 365 only takes a tenant's verified
+-- domains; gmail.com or school.local never are.
+CREATE FUNCTION m365.accepted_domains(configuration_id bigint)
+RETURNS SETOF text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d FROM m365.configuration AS c, pg_catalog.unnest(c.accepted_domains) AS d
+     WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+    UNION
+    SELECT l.student_domain FROM m365.location AS l
+     WHERE l.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+       AND l.student_domain IS NOT NULL
+       AND NOT EXISTS (SELECT FROM m365.configuration AS c
+                        WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+                          AND pg_catalog.cardinality(c.accepted_domains) OPERATOR(pg_catalog.>) 0)
+    UNION
+    SELECT sc.staff_domain FROM m365.school AS sc
+     WHERE sc.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+       AND sc.staff_domain IS NOT NULL
+       AND NOT EXISTS (SELECT FROM m365.configuration AS c
+                        WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+                          AND pg_catalog.cardinality(c.accepted_domains) OPERATOR(pg_catalog.>) 0)
+$$;
+COMMENT ON FUNCTION m365.accepted_domains(bigint) IS
+'The domains a username of the configuration may carry: accepted_domains when set, else the domains of its locations and schools (live)';
+REVOKE ALL ON FUNCTION m365.accepted_domains(bigint) FROM PUBLIC;
+-- Usernames with a fixed domain the configuration no longer accepts (its
+-- accepted_domains changed, or the location or school that set the domain
+-- no longer does): reported, never changed.
+CREATE VIEW m365.username_domain_not_accepted AS
+SELECT u.id AS username_id, u.configuration_id, u.person_kind, u.person_id, u.username,
+       pg_catalog.split_part(u.username, '@', 2) AS domain
+  FROM m365.username AS u
+ WHERE pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0
+   AND NOT pg_catalog.split_part(u.username, '@', 2) OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT m365.accepted_domains(u.configuration_id)));
+COMMENT ON VIEW m365.username_domain_not_accepted IS
+'Usernames whose domain is not (or no longer) among the configuration''s accepted domains: to be looked at, never changed by the extension';
+
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_reader', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.access_role', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.job_run', '');
@@ -2878,6 +3001,8 @@ SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_membership');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.take_sds_snapshots(date)');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.status');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.job_status()');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.accepted_domains(bigint)');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_domain_not_accepted');
 
 -- Last in every upgrade script: what this script granted to roles that hold a
 -- level (and to readers) is not an initial privilege; pg_dump writes it.

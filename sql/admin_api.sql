@@ -174,3 +174,41 @@ RESET m365.language;
 -- A student without a fixed domain whose location has one: no warning.
 SELECT m365.set_sync(ARRAY[:jan]::bigint[], true) AS synced;
 SELECT username FROM m365.set_username(:jan, 'jan.p');
+
+-- Domains (issue 14, point 6): lower-cased on input, whatever the collation;
+-- typed only for a person whose own location or school sets one; accepted
+-- when among the configuration's accepted_domains, or by default the domains
+-- of its locations and schools (gmail.com never); fixed domains no longer
+-- accepted are reported, not changed.
+INSERT INTO m365.configuration (id, name) VALUES (50, 'Domeinen');
+INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (50, 'Hoofdletters', 50, 'Staff.ISTANBUL.be');
+INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain)
+VALUES (50, 50, 'Met domein', 50, 'Leerling.Istanbul.BE'), (51, 50, 'Zonder domein', 50, NULL);
+UPDATE m365.configuration SET accepted_domains = '{Andere.BE, INFO.be}' WHERE id = 2;
+INSERT INTO m365.reserved_username (configuration_id, username) VALUES (50, 'Beheer@Staff.Istanbul.BE');
+SELECT id, staff_domain FROM m365.school WHERE id = 50;
+SELECT id, student_domain FROM m365.location WHERE id IN (50, 51) ORDER BY id;
+SELECT accepted_domains FROM m365.configuration WHERE id = 2;
+SELECT username, local_part FROM m365.reserved_username WHERE configuration_id = 50;
+SELECT m365.lower_domain('ISTANBUL.BE' COLLATE "tr-TR-x-icu") AS turkish_collation;
+SELECT d FROM m365.accepted_domains(50) AS d ORDER BY d;
+INSERT INTO m365.student (id, first_name, last_name) VALUES (50, 'Ilse', 'Met'), (51, 'Ilse', 'Zonder');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (50, 50, 50, '2026-09-01'), (51, 51, 51, '2026-09-01');
+SELECT m365.generate_usernames_in_transaction() AS made;
+SELECT id AS met FROM m365.username WHERE person_kind = 'student' AND person_id = 50 \gset
+SELECT id AS zonder FROM m365.username WHERE person_kind = 'student' AND person_id = 51 \gset
+SET m365.language = 'en';
+-- Not a domain of the configuration: refused, also in a configuration
+-- without accepted_domains.
+SELECT m365.set_username(:met, 'ilse.met@gmail.com');
+SELECT m365.set_username(:met, 'ilse.met@school.local');
+-- The own location's domain and the school's: taken, in lower case.
+SELECT username FROM m365.set_username(:met, 'ilse.met@LEERLING.istanbul.be');
+SELECT username FROM m365.set_username(:met, 'ilse.met@staff.istanbul.be');
+-- Ilse Zonder's own location sets none: refused, though Ilse Met's has one.
+SELECT m365.set_username(:zonder, 'ilse.zonder@leerling.istanbul.be');
+RESET m365.language;
+-- The school's domain changes: Ilse Met's fixed domain is reported, unchanged.
+UPDATE m365.school SET staff_domain = 'personeel.istanbul.be' WHERE id = 50;
+SELECT username_id = :met AS is_ilse, username, domain FROM m365.username_domain_not_accepted WHERE configuration_id = 50;
+SELECT username FROM m365.username WHERE id = :met;

@@ -71,6 +71,9 @@ COMMENT ON TABLE m365.reserved_username IS
 'Usernames that already exist in the tenant outside this database; never handed out';
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.reserved_username');
 SELECT m365.allow('admin', 'INSERT, UPDATE, DELETE', 'TABLE m365.reserved_username');
+CREATE TRIGGER reserved_username_domains_in_lower_case
+    BEFORE INSERT OR UPDATE OF username ON m365.reserved_username
+    FOR EACH ROW EXECUTE FUNCTION m365.domains_in_lower_case();
 
 -- "Never reused", written once: a local part (lower case) is free for a
 -- person when nobody else holds it, it was not issued to anyone else before,

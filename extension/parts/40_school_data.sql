@@ -13,6 +13,9 @@ CREATE TABLE m365.school (
 );
 COMMENT ON TABLE m365.school IS 'A school (legal unit); its staff get usernames when it is linked to a configuration';
 SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.school');
+CREATE TRIGGER school_domains_in_lower_case
+    BEFORE INSERT OR UPDATE OF staff_domain ON m365.school
+    FOR EACH ROW EXECUTE FUNCTION m365.domains_in_lower_case();
 
 CREATE TABLE m365.location (
     id               bigint PRIMARY KEY,
@@ -25,9 +28,43 @@ CREATE TABLE m365.location (
     student_domain   text CONSTRAINT location_student_domain_valid CHECK (m365.check_domain(student_domain))
 );
 SELECT m365.allow('app', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE m365.location');
+CREATE TRIGGER location_domains_in_lower_case
+    BEFORE INSERT OR UPDATE OF student_domain ON m365.location
+    FOR EACH ROW EXECUTE FUNCTION m365.domains_in_lower_case();
 CREATE INDEX location_school ON m365.location (school_id);
 CREATE INDEX location_configuration ON m365.location (configuration_id);
 COMMENT ON TABLE m365.location IS 'A school location (vestiging); its students get usernames when it is linked to a configuration';
+
+-- The domains a username of the configuration may carry: its
+-- accepted_domains when set, else the domains set on its locations and
+-- schools, as they are now. Microsoft 365 only takes a tenant's verified
+-- domains; gmail.com or school.local never are.
+CREATE FUNCTION m365.accepted_domains(configuration_id bigint)
+RETURNS SETOF text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d FROM m365.configuration AS c, pg_catalog.unnest(c.accepted_domains) AS d
+     WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+    UNION
+    SELECT l.student_domain FROM m365.location AS l
+     WHERE l.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+       AND l.student_domain IS NOT NULL
+       AND NOT EXISTS (SELECT FROM m365.configuration AS c
+                        WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+                          AND pg_catalog.cardinality(c.accepted_domains) OPERATOR(pg_catalog.>) 0)
+    UNION
+    SELECT sc.staff_domain FROM m365.school AS sc
+     WHERE sc.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+       AND sc.staff_domain IS NOT NULL
+       AND NOT EXISTS (SELECT FROM m365.configuration AS c
+                        WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+                          AND pg_catalog.cardinality(c.accepted_domains) OPERATOR(pg_catalog.>) 0)
+$$;
+COMMENT ON FUNCTION m365.accepted_domains(bigint) IS
+'The domains a username of the configuration may carry: accepted_domains when set, else the domains of its locations and schools (live)';
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.accepted_domains(bigint)');
+REVOKE ALL ON FUNCTION m365.accepted_domains(bigint) FROM PUBLIC;
 
 CREATE TABLE m365.student (
     id               bigint PRIMARY KEY,

@@ -92,7 +92,7 @@ BEGIN
         PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL, m365.username_problem(wanted));
     END IF;
     local := pg_catalog.lower(pg_catalog.split_part(wanted, '@', 1));
-    domain := NULLIF(pg_catalog.lower(pg_catalog.split_part(wanted, '@', 2)), '');
+    domain := NULLIF(m365.lower_domain(pg_catalog.split_part(wanted, '@', 2)), '');
 
     SELECT * INTO current FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) set_username.username_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -105,20 +105,28 @@ BEGIN
     END IF;
 
     IF domain IS NOT NULL AND domain IS DISTINCT FROM NULLIF(pg_catalog.split_part(current.username, '@', 2), '') THEN
-        -- A new domain only where the configuration sets one for this kind of person.
+        -- A new domain only for a person whose own location (one of a
+        -- student's enrolments in the configuration) or school (one of a
+        -- staff member's in it) sets one: not because another location of
+        -- the configuration has one.
         sets_domain := CASE current.person_kind
-            WHEN 'student' THEN EXISTS (SELECT FROM m365.location AS l
-                                         WHERE l.configuration_id OPERATOR(pg_catalog.=) config.id
+            WHEN 'student' THEN EXISTS (SELECT FROM m365.enrolment AS e
+                                          JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                                         WHERE e.student_id OPERATOR(pg_catalog.=) current.person_id
+                                           AND l.configuration_id OPERATOR(pg_catalog.=) config.id
                                            AND l.student_domain IS NOT NULL)
-            ELSE EXISTS (SELECT FROM m365.school AS s
-                          WHERE s.configuration_id OPERATOR(pg_catalog.=) config.id
+            ELSE EXISTS (SELECT FROM m365.staff_school AS ss
+                           JOIN m365.school AS s ON s.id OPERATOR(pg_catalog.=) ss.school_id
+                          WHERE ss.staff_id OPERATOR(pg_catalog.=) current.person_id
+                            AND s.configuration_id OPERATOR(pg_catalog.=) config.id
                             AND s.staff_domain IS NOT NULL)
         END;
         IF NOT sets_domain THEN
             PERFORM m365.raise_message('M3U04', 'domain_not_allowed', wanted);
         END IF;
-        IF pg_catalog.cardinality(config.accepted_domains) OPERATOR(pg_catalog.>) 0
-           AND NOT domain OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.lower(d) FROM pg_catalog.unnest(config.accepted_domains) AS d) THEN
+        -- Among the configuration's accepted domains (its list, else the
+        -- domains of its locations and schools).
+        IF NOT domain OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT m365.accepted_domains(config.id))) THEN
             PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL,
                                        m365.message('domain_not_accepted', NULL, domain));
         END IF;

@@ -200,3 +200,16 @@ COMMENT ON FUNCTION m365.diagnose_staff(bigint, bigint, date) IS
 REVOKE ALL ON FUNCTION m365.diagnose_staff(bigint, bigint, date) FROM PUBLIC;
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.diagnose_staff(bigint, bigint, date)');
 
+
+-- Usernames with a fixed domain the configuration no longer accepts (its
+-- accepted_domains changed, or the location or school that set the domain
+-- no longer does): reported, never changed.
+CREATE VIEW m365.username_domain_not_accepted AS
+SELECT u.id AS username_id, u.configuration_id, u.person_kind, u.person_id, u.username,
+       pg_catalog.split_part(u.username, '@', 2) AS domain
+  FROM m365.username AS u
+ WHERE pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0
+   AND NOT pg_catalog.split_part(u.username, '@', 2) OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT m365.accepted_domains(u.configuration_id)));
+COMMENT ON VIEW m365.username_domain_not_accepted IS
+'Usernames whose domain is not (or no longer) among the configuration''s accepted domains: to be looked at, never changed by the extension';
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_domain_not_accepted');

@@ -28,7 +28,7 @@ waiting_digest() {
 }
 
 [ -n "$released" ] || { echo "1..0 # SKIP no released version before $current"; exit 0; }
-echo "1..$((2 + 10 * $(echo "$released" | wc -l)))"
+echo "1..$((3 + 10 * $(echo "$released" | wc -l)))"
 
 # The fresh install gets what an updated 0.2.0 database has kept: its roles'
 # access levels and its SDS reader.
@@ -113,5 +113,33 @@ status=$?
 [ $status = 0 ] || sed 's/^/# /' "$work/refused.err" | head -3
 ok $status "a 0.2.0 reader with members reads nothing after the update, which names it and says why"
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "DROP ROLE IF EXISTS member_$$" -c "DROP OWNED BY team_$$" -c "DROP ROLE IF EXISTS team_$$" >/dev/null 2>&1
+
+# Domains 0.2.0 stored as typed (issue 14): the update lower-cases them on
+# schools, locations, configurations, reserved names and the usernames the
+# job made from them, and records the usernames' change in the history.
+db="upgrade_domains_$$"
+dbs+=("$db")
+sql -d postgres -c "CREATE DATABASE $db" >/dev/null &&
+	sql -d "$db" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames VERSION '0.2.0'" >/dev/null 2>&1 &&
+	sql -d "$db" >/dev/null 2>&1 <<'SQL' &&
+INSERT INTO m365.configuration (id, name, accepted_domains) VALUES (1, 'Hoofdletters', '{Staff.School.BE, Andere.BE}');
+INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (1, 'School', 1, 'Staff.School.BE');
+INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain) VALUES (1, 1, 'Campus', 1, 'Leerling.School.BE');
+INSERT INTO m365.reserved_username (configuration_id, username) VALUES (1, 'Directie@Staff.School.BE');
+INSERT INTO m365.staff (id, first_name, last_name) VALUES (1, 'Els', 'Maes');
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES (1, 1);
+SELECT m365.generate_usernames();
+SQL
+	[ "$(sql -d "$db" -c "SELECT username FROM m365.username")" = "maes.els@Staff.School.BE" ] &&
+	sql -d "$db" -c "ALTER EXTENSION m365_usernames UPDATE" >/dev/null 2>"$work/domains.err" &&
+	[ "$(sql -d "$db" -c "SELECT concat_ws(' ', (SELECT username FROM m365.username), (SELECT staff_domain FROM m365.school),
+	                                        (SELECT student_domain FROM m365.location), (SELECT accepted_domains::text FROM m365.configuration),
+	                                        (SELECT username FROM m365.reserved_username))")" = \
+		"maes.els@staff.school.be staff.school.be leerling.school.be {staff.school.be,andere.be} Directie@staff.school.be" ] &&
+	[ "$(sql -d "$db" -c "SELECT old_value || ' -> ' || new_value FROM m365.username_history WHERE field = 'username'")" = \
+		"maes.els@Staff.School.BE -> maes.els@staff.school.be" ]
+status=$?
+[ $status = 0 ] || sed 's/^/# /' "$work/domains.err" | head -3
+ok $status "domains typed in capitals in 0.2.0 come out lower-cased (schools, locations, accepted, reserved, usernames; history kept)"
 
 [ "$failed" = 0 ]
