@@ -2373,6 +2373,12 @@ SELECT c.id AS configuration_id,
                                WHERE a.level OPERATOR(pg_catalog.=) 'admin'
                                  AND pg_catalog.pg_has_role(CURRENT_USER, a.role_id::oid, 'MEMBER'))
                 THEN NULLIF(pg_catalog.current_setting('m365.sds_configuration', true), '')::bigint END);
+-- Which configuration and day the asking role gets (not an SDS file): no row
+-- when it gets none (a reader whose configuration was deleted, an admin that
+-- chose none), which the export command refuses to write as an empty feed.
+CREATE VIEW m365_sds.scope WITH (security_barrier) AS
+SELECT s.configuration_id, s.on_date FROM m365.sds_scope AS s;
+COMMENT ON VIEW m365_sds.scope IS 'The configuration and day the feed is about for the asking role (not an SDS file); no row: none';
 -- The users SDS gets, and the ones it cannot get (with the reason).
 CREATE VIEW m365.sds_user_candidate AS
 WITH scope AS (SELECT * FROM m365.sds_scope),
@@ -3001,6 +3007,8 @@ SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_membership');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.take_sds_snapshots(date)');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.status');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.job_status()');
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.scope');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.scope');
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.accepted_domains(bigint)');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_domain_not_accepted');
 

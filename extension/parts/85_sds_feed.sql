@@ -49,6 +49,15 @@ SELECT c.id AS configuration_id,
                                  AND pg_catalog.pg_has_role(CURRENT_USER, a.role_id::oid, 'MEMBER'))
                 THEN NULLIF(pg_catalog.current_setting('m365.sds_configuration', true), '')::bigint END);
 
+-- Which configuration and day the asking role gets (not an SDS file): no row
+-- when it gets none (a reader whose configuration was deleted, an admin that
+-- chose none), which the export command refuses to write as an empty feed.
+CREATE VIEW m365_sds.scope WITH (security_barrier) AS
+SELECT s.configuration_id, s.on_date FROM m365.sds_scope AS s;
+COMMENT ON VIEW m365_sds.scope IS 'The configuration and day the feed is about for the asking role (not an SDS file); no row: none';
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.scope');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.scope');
+
 -- The users SDS gets, and the ones it cannot get (with the reason).
 CREATE VIEW m365.sds_user_candidate AS
 WITH scope AS (SELECT * FROM m365.sds_scope),

@@ -317,9 +317,9 @@ SELECT f.view, f.col, min(f.val) AS val
 CREATE FUNCTION pg_temp.explain_leaks() RETURNS SETOF text LANGUAGE sql AS $$
     SELECT b.view || '.' || b.col
       FROM b_only AS b
-     WHERE pg_temp.explain_rows('sds_iso_reader_a', format('SELECT * FROM m365_sds.%I WHERE %I = %L', b.view, b.col, b.val))
+     WHERE pg_temp.explain_rows('sds_iso_reader_a', format('SELECT * FROM m365_sds.%I WHERE %I::text = %L', b.view, b.col, b.val))
            IS DISTINCT FROM
-           pg_temp.explain_rows('sds_iso_reader_a', format('SELECT * FROM m365_sds.%I WHERE %I = %L', b.view, b.col, 'nobody at all'))
+           pg_temp.explain_rows('sds_iso_reader_a', format('SELECT * FROM m365_sds.%I WHERE %I::text = %L', b.view, b.col, 'nobody at all'))
 $$;
 SELECT cmp_ok((SELECT count(*)::int FROM b_only), '>=', 10, 'the EXPLAIN probe has tenant B''s values in many columns');
 SELECT is_empty('SELECT * FROM pg_temp.explain_leaks()',

@@ -11,7 +11,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-echo "1..19"
+echo "1..27"
 base=$(( $(date +%s) % 100000 * 1000 + 930000000 ))
 sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name) VALUES ($base, 'export test $base');
@@ -51,8 +51,11 @@ for f in "${!header[@]}"; do
 	[ "$(head -n 1 "$out/sds/$f.csv")" = "${header[$f]}" ] || { echo "# $f.csv header: $(head -n 1 "$out/sds/$f.csv")"; bad=1; }
 done
 ok $bad "the six files have SDS v2.1's headers, byte for byte"
-[ "$(ls "$out/sds" | wc -l)" = 6 ] && [ -z "$(ls -A "$out" | grep -v '^sds$' | grep -v stderr)" ]
-ok $? "exactly six files, and no temporary folder left"
+# The feed's versions beside the link (.sds.v<time>.<random>).
+versions() { ls -A "$out" | grep '^\.sds\.' | sort | tr '\n' ' '; }
+[ "$(ls "$out/sds/" | wc -l)" = 6 ] && [ -L "$out/sds" ] && [ -z "$(ls -A "$out" | grep -v -e '^sds$' -e '^stderr$' -e '^\.sds\.v')" ] &&
+	[ "$(versions)" = "$(readlink "$out/sds") " ]
+ok $? "exactly six files, in a versioned folder that the link sds names, and nothing else left"
 
 # Parse every file back (as the reader) and compare with the view.
 bad=0
@@ -83,11 +86,11 @@ ok $? "no carriage return anywhere"
 ok $? "enrollments.csv: the teacher, and the 24 class members with a domain"
 
 # Another export replaces the folder; a failed one leaves it alone.
-before=$(cat "$out/sds/"*.csv | md5sum)
+before=$(cat "$out/sds/"*.csv | md5sum) versions_before=$(versions)
 PGUSER=no_such_role bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null
 [ $? -ne 0 ]
 ok $? "an export that cannot connect fails"
-[ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && [ -z "$(ls -A "$out" | grep '^\.sds')" ]
+[ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && [ "$(versions)" = "$versions_before" ]
 ok $? "and leaves the previous folder as it was, with no half-written one"
 PGUSER=postgres sql -c "SELECT m365.set_sync(array_agg(id), false) FROM m365.username WHERE configuration_id = $base AND person_kind = 'staff'" >/dev/null
 bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null && [ "$(($(wc -l <"$out/sds/users.csv") - 1))" = 54 ]
@@ -96,13 +99,13 @@ ok $? "a new export replaces the folder (the teacher's sync is off now)"
 # A reader allowed a single connection: the parallel export cannot open its
 # sessions and leaves the folder alone; --one-session writes the same files.
 PGUSER=postgres sql -c "ALTER ROLE sds_export_$base CONNECTION LIMIT 1" >/dev/null
-before=$(cat "$out/sds/"*.csv | md5sum)
+before=$(cat "$out/sds/"*.csv | md5sum) versions_before=$(versions)
 bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null
-[ $? -ne 0 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && [ -z "$(ls -A "$out" | grep '^\.sds')" ]
+[ $? -ne 0 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && [ "$(versions)" = "$versions_before" ]
 ok $? "with one connection allowed, the parallel export fails and leaves the folder as it was"
 bin/m365-sds-export --one-session -d "dbname=$db" "$out/one" 2>/dev/null
 ok $? "--one-session exports with one connection"
-diff -r "$out/sds" "$out/one" >/dev/null
+diff -r "$out/sds/" "$out/one/" >/dev/null
 ok $? "and writes the very same six files"
 PGUSER=postgres sql -c "ALTER ROLE sds_export_$base CONNECTION LIMIT -1" >/dev/null
 
@@ -117,5 +120,58 @@ status=$?
 ok $status "an export into a folder whose name holds a quote, SQL and a line break writes its files there"
 [ "$(cat "$out/x")" = victim ] && [ ! -e "$out/SHELL_RAN" ]
 ok $? "and the name is only a name: no file outside it overwritten, no command run"
+
+# Never an empty or unscoped feed over a good one (issue 14, point 2).
+before=$(cat "$out/sds/"*.csv | md5sum) versions_before=$(versions)
+PGUSER=postgres bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/noconf.err"
+status=$?
+[ $status = 3 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && [ "$(versions)" = "$versions_before" ] &&
+	grep -q 'gets no configuration' "$out/noconf.err"
+ok $? "an admin without -c gets no configuration: exit 3 (was $status), the folder as it was"
+PGUSER=postgres sql >/dev/null <<SQL
+INSERT INTO m365.configuration (id, name) VALUES ($base + 7, 'export test deleted $base');
+SELECT m365.create_sds_reader('sds_export_gone_$base', $base + 7);
+SQL
+PGUSER="sds_export_gone_$base" bin/m365-sds-export -d "dbname=$db" "$out/gone" 2>/dev/null &&
+	PGUSER=postgres sql -c "DELETE FROM m365.configuration WHERE id = $base + 7" >/dev/null
+PGUSER="sds_export_gone_$base" bin/m365-sds-export -d "dbname=$db" "$out/gone" 2>/dev/null
+status=$?
+[ $status = 3 ] && [ -f "$out/gone/users.csv" ]
+ok $? "a reader whose configuration was deleted: exit 3 (was $status), its last feed left in place"
+PGUSER=postgres sql -c "SELECT m365.set_sync(array_agg(id), false) FROM m365.username WHERE configuration_id = $base" >/dev/null
+bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/empty.err"
+status=$?
+[ $status = 4 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && grep -q 'would be empty where' "$out/empty.err"
+ok $? "users.csv would be empty where the folder has users: refused with exit 4 (was $status), the folder as it was"
+bin/m365-sds-export --allow-empty -d "dbname=$db" "$out/sds" 2>/dev/null && [ "$(wc -l <"$out/sds/users.csv")" = 1 ]
+ok $? "--allow-empty writes the empty feed when that is meant"
+PGUSER=postgres sql -c "SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id = $base AND person_kind = 'student'" >/dev/null
+
+# The swap is atomic: stat() on the folder during 25 exports never misses it,
+# and at most the current and the previous version stay.
+( while [ ! -e "$out/stop" ]; do [ -f "$out/sds/users.csv" ] || echo miss >>"$out/misses"; done ) &
+watcher=$!
+bad=0
+for i in $(seq 1 25); do bin/m365-sds-export --one-session -d "dbname=$db" "$out/sds" 2>/dev/null || bad=1; done
+touch "$out/stop"; wait "$watcher"
+[ $bad = 0 ] && [ ! -e "$out/misses" ] && [ "$(versions | wc -w)" = 2 ] && [ "$(($(wc -l <"$out/sds/users.csv") - 1))" = 54 ]
+ok $? "25 swaps while another process stats the folder: never missing ($(cat "$out/misses" 2>/dev/null | wc -l) misses), two versions kept"
+
+# A plain folder from before becomes the link once; its files are kept aside.
+mkdir -p "$out/plain" && echo old >"$out/plain/users.csv"
+bin/m365-sds-export -d "dbname=$db" "$out/plain" 2>/dev/null && [ -L "$out/plain" ] &&
+	[ "$(cat "$out"/.plain.v*-migrated.*/feed/users.csv)" = old ] && [ "$(($(wc -l <"$out/plain/users.csv") - 1))" = 54 ]
+ok $? "a plain folder is migrated once: moved aside, the target made a link to the new version"
+
+# The checker the export runs before each swap: the six files form a whole,
+# and a dangling reference (an org removed from orgs.csv, a user from
+# users.csv) is named.
+bin/m365-sds-check "$out/sds" 2>"$out/check.err"
+ok $? "m365-sds-check: the exported files form a whole"
+cp -rL "$out/sds" "$out/broken" && sed -i '2d' "$out/broken/orgs.csv" && sed -i '/^student-/{p;d}; 2d' "$out/broken/users.csv"
+bin/m365-sds-check "$out/broken" 2>"$out/check.err"
+status=$?
+[ $status = 1 ] && grep -q 'refers to org "location-' "$out/check.err" && grep -q 'dangling reference' "$out/check.err"
+ok $? "m365-sds-check: a folder with an org missing fails (exit $status) and names the dangling references"
 
 [ "$failed" = 0 ]
