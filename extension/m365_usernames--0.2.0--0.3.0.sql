@@ -2507,10 +2507,31 @@ SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||)
 -- A fence (see m365_sds.left_out).
 OFFSET 0;
 COMMENT ON VIEW m365_sds.roles IS 'roles.csv: a student role per active enrolment, a teacher role per location of the staff member''s schools';
+-- Class members: students by active enrolment, assigned teachers.
+CREATE VIEW m365.sds_class_member AS
+WITH scope AS (SELECT * FROM m365.sds_scope)
+SELECT c.id AS class_id, c.location_id, c.name, c.school_year,
+       'student-' OPERATOR(pg_catalog.||) e.student_id AS user_sourced_id, 'student'::text AS role
+  FROM scope
+  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
+  JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  JOIN m365.enrolment AS e ON e.class_id OPERATOR(pg_catalog.=) c.id
+                          AND e.start_date OPERATOR(pg_catalog.<=) scope.on_date
+                          AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) e.student_id
+UNION
+SELECT c.id, c.location_id, c.name, c.school_year, 'staff-' OPERATOR(pg_catalog.||) ct.staff_id, 'teacher'
+  FROM scope
+  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
+  JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ct.staff_id;
 -- Orgs: each location with at least one synced user (one security group each),
--- i.e. with a role in m365.sds_role; asked of its joins without the roles'
--- numbering, which sorted every enrolment only to be thrown away (1.3 s ->
--- 0.7 s for 200,000 students).
+-- i.e. with a role in m365.sds_role, or with a class in classes.csv; asked of
+-- the roles' joins without their numbering, which sorted every enrolment only
+-- to be thrown away (1.3 s -> 0.7 s for 200,000 students).
 CREATE VIEW m365_sds.orgs WITH (security_barrier) AS
 SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId",
        -- Normalised like person names: a line break never removes a location.
@@ -2535,31 +2556,14 @@ SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId",
              JOIN m365.location AS sl ON sl.school_id OPERATOR(pg_catalog.=) sc.id
                                      AND sl.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
              JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff'
-                                    AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id)
+                                    AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id
+           -- A class's location, even where nobody has a role (a teacher of
+           -- another school of the configuration): classes.csv points to it.
+           UNION ALL
+           SELECT m.location_id FROM m365.sds_class_member AS m)
 -- A fence (see m365_sds.left_out).
 OFFSET 0;
-COMMENT ON VIEW m365_sds.orgs IS 'orgs.csv: one org (type school) per location with at least one synced user';
--- Class members: students by active enrolment, assigned teachers.
-CREATE VIEW m365.sds_class_member AS
-WITH scope AS (SELECT * FROM m365.sds_scope)
-SELECT c.id AS class_id, c.location_id, c.name, c.school_year,
-       'student-' OPERATOR(pg_catalog.||) e.student_id AS user_sourced_id, 'student'::text AS role
-  FROM scope
-  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
-  JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
-                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-  JOIN m365.enrolment AS e ON e.class_id OPERATOR(pg_catalog.=) c.id
-                          AND e.start_date OPERATOR(pg_catalog.<=) scope.on_date
-                          AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) e.student_id
-UNION
-SELECT c.id, c.location_id, c.name, c.school_year, 'staff-' OPERATOR(pg_catalog.||) ct.staff_id, 'teacher'
-  FROM scope
-  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
-  JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
-                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-  JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ct.staff_id;
+COMMENT ON VIEW m365_sds.orgs IS 'orgs.csv: one org (type school) per location with a synced user or a class';
 CREATE VIEW m365_sds.classes WITH (security_barrier) AS
 SELECT DISTINCT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "sourcedId",
        'location-' OPERATOR(pg_catalog.||) m.location_id AS "orgSourcedId",

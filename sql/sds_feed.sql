@@ -145,6 +145,15 @@ INSERT INTO m365.student (id, first_name, last_name) VALUES
     (45, E'Sara\u200Cye', E'\u200FRezaei'),
     (46, E'Ctl\u0001x', E'Maes\u00A0\u00A0Peeters ');
 UPDATE m365.student SET first_name = '' WHERE id = 43;
+-- A class in a location where nobody has a role, taught by a teacher of
+-- another school of the configuration (0.2.0: classes.csv pointed to an org
+-- that orgs.csv did not hold).
+INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (5, 'Andere school', 3, 'namen.be');
+INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain) VALUES (42, 5, 'Leeg', 3, NULL);
+INSERT INTO m365.class (id, location_id, name, school_year) VALUES (402, 42, 'Gastles', 2026);
+INSERT INTO m365.staff (id, first_name, last_name) VALUES (50, 'Gast', 'Docent');
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES (50, 4);
+INSERT INTO m365.class_teacher (class_id, staff_id) VALUES (402, 50);
 INSERT INTO m365.enrolment (id, student_id, location_id, class_id, start_date)
 SELECT 400 + id, id, CASE WHEN id = 46 THEN 41 ELSE 40 END, CASE WHEN id = 46 THEN NULL ELSE 401 END, '2026-09-01'
   FROM m365.student WHERE id BETWEEN 41 AND 46;
@@ -161,6 +170,7 @@ SELECT "sourcedId", "username", "givenName", "familyName", length("givenName") A
 SELECT * FROM m365_sds.left_out ORDER BY 1;
 SELECT * FROM m365_sds.orgs ORDER BY 1;
 SELECT * FROM m365_sds.classes ORDER BY 1;
+SELECT * FROM m365_sds.enrollments WHERE "classSourcedId" = 'class-402';
 -- The files form a whole: every org the roles and classes name is in orgs.csv.
 SELECT count(*) AS dangling_orgs FROM (
     SELECT "orgSourcedId" FROM m365_sds.roles UNION SELECT "orgSourcedId" FROM m365_sds.classes
