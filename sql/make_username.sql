@@ -89,3 +89,12 @@ RESET client_encoding;
 -- Cyrillic, cut inside its second letter: the quoted text keeps one whole letter.
 SELECT m365.make_username(repeat('x', 57) || chr(1044) || chr(1084), 'Jan', 'Peeters');
 \echo :LAST_ERROR_SQLSTATE
+
+-- The cache of transliterated words is bounded in bytes, and shows its size:
+-- 2,000 distinct short names are kept; 2,000 distinct long words (over 256
+-- bytes) are transliterated but not kept.
+SELECT count(m365.make_username('voornaam.naam', 'Žofia' || g, 'Ærø')) FROM generate_series(1, 2000) AS g;
+SELECT m365.name_cache_bytes() AS after_short \gset
+SELECT :after_short BETWEEN 2000 * 20 AND 8 * 1024 * 1024 AS short_names_kept;
+SELECT count(m365.make_username('voornaam.naam', repeat('Ž', 200) || g, 'x')) FROM generate_series(1, 2000) AS g;
+SELECT m365.name_cache_bytes() - :after_short AS long_words_kept_bytes;

@@ -71,6 +71,14 @@ AS 'MODULE_PATHNAME', 'm365_icu_version';
 COMMENT ON FUNCTION m365.icu_version() IS
 'The ICU version make_username transliterates with';
 
+-- VOLATILE: it changes with every new word this backend transliterates.
+CREATE FUNCTION m365.name_cache_bytes()
+RETURNS bigint
+LANGUAGE C VOLATILE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'm365_name_cache_bytes';
+COMMENT ON FUNCTION m365.name_cache_bytes() IS
+'Bytes held by this backend''s cache of transliterated words (bounded at 8 MiB; outside PostgreSQL''s memory accounting)';
+
 -- Array forms for CHECK constraints: every element must pass.
 CREATE FUNCTION m365.check_domains(domains text[])
 RETURNS boolean

@@ -155,22 +155,26 @@ SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.users');
 -- inside a location (one enrolment ends the day the next starts) is one role,
 -- from the first start to the last end (open when one is open).
 CREATE VIEW m365.sds_role AS
-WITH scope AS (SELECT * FROM m365.sds_scope)
+WITH scope AS (SELECT * FROM m365.sds_scope),
+-- A student's active enrolments, one row per location (no join outside it
+-- without an equality: with nested loops switched off, as the export does,
+-- such a join costs 1e10 and JIT-compiles the feed for seconds).
+student_location AS (
+    SELECT e.student_id, e.location_id, m365.school_year(scope.on_date) AS school_year,
+           pg_catalog.min(e.start_date) AS start_date, pg_catalog.max(e.start_date) AS latest_start,
+           CASE WHEN pg_catalog.bool_or(e.end_date IS NULL) THEN NULL ELSE pg_catalog.max(e.end_date) END AS end_date
+      FROM scope
+      JOIN m365.enrolment AS e ON e.start_date OPERATOR(pg_catalog.<=) scope.on_date
+                              AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
+      JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                             AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+     GROUP BY e.student_id, e.location_id, m365.school_year(scope.on_date)
+)
 SELECT 'student-' OPERATOR(pg_catalog.||) g.student_id AS user_sourced_id, g.location_id,
-       'student'::text AS role, m365.school_year(scope.on_date) AS school_year,
+       'student'::text AS role, g.school_year,
        pg_catalog.row_number() OVER (PARTITION BY g.student_id ORDER BY g.latest_start DESC, g.location_id) OPERATOR(pg_catalog.=) 1 AS is_primary,
        g.start_date, g.end_date
-  FROM scope
-  JOIN (SELECT e.student_id, e.location_id, l.configuration_id,
-               pg_catalog.min(e.start_date) AS start_date, pg_catalog.max(e.start_date) AS latest_start,
-               CASE WHEN pg_catalog.bool_or(e.end_date IS NULL) THEN NULL ELSE pg_catalog.max(e.end_date) END AS end_date
-          FROM m365.sds_scope AS s
-          JOIN m365.enrolment AS e ON e.start_date OPERATOR(pg_catalog.<=) s.on_date
-                                  AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) s.on_date)
-          JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
-                                 AND l.configuration_id OPERATOR(pg_catalog.=) s.configuration_id
-         GROUP BY e.student_id, e.location_id, l.configuration_id) AS g
-    ON g.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
+  FROM student_location AS g
   -- A join, not a correlated EXISTS: the view is then computed once, not per row.
   JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) g.student_id
 UNION ALL

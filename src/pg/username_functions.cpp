@@ -82,3 +82,10 @@ M365_SQL_FUNCTION(m365_icu_version)
 {
 	return TextDatum(m365::IcuVersion());
 }
+
+/* m365.name_cache_bytes() RETURNS bigint: what this backend's cache of
+ * transliterated words holds (outside PostgreSQL's memory accounting). */
+M365_SQL_FUNCTION(m365_name_cache_bytes)
+{
+	PG_RETURN_INT64(static_cast<int64>(m365::TransliterationCacheBytes()));
+}
