@@ -865,6 +865,9 @@ SELECT d.person_kind, p.person_id, d.deferred_at
 DROP VIEW m365.status;  -- made again below, without the queue
 DELETE FROM m365.message WHERE code OPERATOR(pg_catalog.=) 'queued_in_bulk';  -- no bulk deferral any more
 INSERT INTO m365.message (code, language, text) VALUES
+    ('domain_removed', 'nl', 'De gebruikersnaam heeft geen domein meer (de school heeft er wel een: <reason>): SDS slaat de gebruiker over. Geef het domein opnieuw in.'),
+    ('domain_removed', 'fr', 'Le nom d''utilisateur n''a plus de domaine (l''école en a un : <reason>) : SDS ignore l''utilisateur. Saisissez à nouveau le domaine.'),
+    ('domain_removed', 'en', 'The username no longer has a domain (the school has one: <reason>): SDS leaves the user out. Type the domain again.'),
     ('edit_leaves_feed', 'nl', 'De gebruikersnaam ''$$$'' is opgeslagen zonder domein: SDS slaat deze gebruiker over tot er een domein is.'),
     ('edit_leaves_feed', 'fr', 'Le nom d''utilisateur ''$$$'' est enregistré sans domaine : SDS ignore cet utilisateur tant qu''il n''a pas de domaine.'),
     ('edit_leaves_feed', 'en', 'The username ''$$$'' was saved without a domain: SDS leaves this user out until it has one.');
@@ -2225,7 +2228,10 @@ BEGIN
         IF NOT listed.sync THEN
             RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
         END IF;
-        IF listed.domain IS NULL THEN
+        IF listed.domain IS NULL AND sch.staff_domain IS NOT NULL THEN
+            -- The school has one: the username's was edited away.
+            RETURN QUERY SELECT 'no_domain', m365.message('domain_removed', NULL, sch.staff_domain);
+        ELSIF listed.domain IS NULL THEN
             RETURN QUERY SELECT 'no_domain', m365.message('no_domain');
         END IF;
         IF listed.sync AND listed.domain IS NOT NULL THEN

@@ -212,3 +212,9 @@ RESET m365.language;
 UPDATE m365.school SET staff_domain = 'personeel.istanbul.be' WHERE id = 50;
 SELECT username_id = :met AS is_ilse, username, domain FROM m365.username_domain_not_accepted WHERE configuration_id = 50;
 SELECT username FROM m365.username WHERE id = :met;
+
+-- The diagnosis of a staff member whose domain was edited away names the
+-- school's domain instead of blaming the school (issue 14, point 3).
+SET m365.language = 'en';
+SELECT code, message FROM m365.diagnose_staff(40, 1) WHERE code = 'no_domain';
+RESET m365.language;

@@ -186,7 +186,10 @@ BEGIN
         IF NOT listed.sync THEN
             RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
         END IF;
-        IF listed.domain IS NULL THEN
+        IF listed.domain IS NULL AND sch.staff_domain IS NOT NULL THEN
+            -- The school has one: the username's was edited away.
+            RETURN QUERY SELECT 'no_domain', m365.message('domain_removed', NULL, sch.staff_domain);
+        ELSIF listed.domain IS NULL THEN
             RETURN QUERY SELECT 'no_domain', m365.message('no_domain');
         END IF;
         IF listed.sync AND listed.domain IS NOT NULL THEN

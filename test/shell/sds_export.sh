@@ -11,7 +11,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-echo "1..27"
+echo "1..33"
 base=$(( $(date +%s) % 100000 * 1000 + 930000000 ))
 sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name) VALUES ($base, 'export test $base');
@@ -52,10 +52,10 @@ for f in "${!header[@]}"; do
 done
 ok $bad "the six files have SDS v2.1's headers, byte for byte"
 # The feed's versions beside the link (.sds.v<time>.<random>).
-versions() { ls -A "$out" | grep '^\.sds\.' | sort | tr '\n' ' '; }
-[ "$(ls "$out/sds/" | wc -l)" = 6 ] && [ -L "$out/sds" ] && [ -z "$(ls -A "$out" | grep -v -e '^sds$' -e '^stderr$' -e '^\.sds\.v')" ] &&
+versions() { ls -A "$out" | grep '^\.sds\.v' | sort | tr '\n' ' '; }
+[ "$(ls "$out/sds/" | wc -l)" = 6 ] && [ -L "$out/sds" ] && [ -z "$(ls -A "$out" | grep -v -e '^sds$' -e '^stderr$' -e '^\.sds\.v' -e '^\.sds\.lock$')" ] &&
 	[ "$(versions)" = "$(readlink "$out/sds") " ]
-ok $? "exactly six files, in a versioned folder that the link sds names, and nothing else left"
+ok $? "exactly six files, in a versioned folder that the link sds names, and nothing else left (but the lock file)"
 
 # Parse every file back (as the reader) and compare with the view.
 bad=0
@@ -173,5 +173,46 @@ bin/m365-sds-check "$out/broken" 2>"$out/check.err"
 status=$?
 [ $status = 1 ] && grep -q 'refers to org "location-' "$out/check.err" && grep -q 'dangling reference' "$out/check.err"
 ok $? "m365-sds-check: a folder with an org missing fails (exit $status) and names the dangling references"
+
+# Red-team finds against the first symlink swap, kept as tests.
+# Two exports of one folder at once: one at a time (a lock beside it), both
+# succeed, and a reader never misses the folder (each export's clean-up
+# removed the version the other was writing or had linked).
+rm -f "$out/misses" "$out/stop"
+( while [ ! -e "$out/stop" ]; do [ -f "$out/sds/users.csv" ] || echo miss >>"$out/misses"; done ) &
+watcher=$!
+bad=0
+for round in 1 2 3 4 5; do
+	bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null & first=$!
+	bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null || bad=1
+	wait "$first" || bad=1
+done
+touch "$out/stop"; wait "$watcher"
+[ $bad = 0 ] && [ ! -e "$out/misses" ] && [ -f "$out/sds/users.csv" ] && [ "$(versions | wc -w)" = 2 ]
+ok $? "two exports of one folder at once, five times: both succeed, the folder never missing ($(cat "$out/misses" 2>/dev/null | wc -l) misses)"
+# A folder whose name starts like another's keeps its feed (the clean-up
+# matched .feed.v* and removed feed.v2's versions).
+bin/m365-sds-export -d "dbname=$db" "$out/feed.v2" 2>/dev/null && bin/m365-sds-export -d "dbname=$db" "$out/feed" 2>/dev/null &&
+	[ -f "$out/feed.v2/users.csv" ] && [ -f "$out/feed/users.csv" ]
+ok $? "exporting feed leaves the feed of feed.v2 alone"
+# A line break that ends a folder's name is part of it ($(dirname) dropped it
+# and wrote beside another folder); "." and ".." are not a folder's name.
+mkdir -p "$out/nl"$'\n' "$out/plainnl"
+bin/m365-sds-export -d "dbname=$db" "$out/nl"$'\n'"/feed" 2>/dev/null && [ -f "$out/nl"$'\n'"/feed/users.csv" ] && [ ! -e "$out/nl" ] &&
+	bin/m365-sds-export -d "dbname=$db" "$out/plainnl/feed"$'\n' 2>/dev/null && [ -f "$out/plainnl/feed"$'\n'"/users.csv" ] && [ ! -e "$out/plainnl/feed" ]
+ok $? "a line break that ends a name stays part of it: nothing written beside another folder"
+before=$(ls -A "$out/sds/" | md5sum) versions_before=$(versions)
+bin/m365-sds-export -d "dbname=$db" "$out/sds/." 2>/dev/null
+status=$?
+[ $status = 2 ] && [ "$(ls -A "$out/sds/" | md5sum)" = "$before" ] && [ "$(versions)" = "$versions_before" ]
+ok $? "sds/. is refused (exit $status) and leaves nothing in the feed or beside it"
+bin/m365-sds-export -d "dbname=$db" -- "$out/-dash" 2>/dev/null && [ -f "$out/-dash/users.csv" ]
+ok $? "-- ends the options: a folder named -dash"
+# The checker: an org's parentSourcedId is a reference too.
+cp -rL "$out/sds" "$out/parent" && sed -i '2s/,$/,location-404/' "$out/parent/orgs.csv"
+bin/m365-sds-check "$out/parent" 2>"$out/check.err"
+status=$?
+[ $status = 1 ] && grep -q 'refers to org "location-404"' "$out/check.err"
+ok $? "m365-sds-check: a dangling parentSourcedId is found (exit $status)"
 
 [ "$failed" = 0 ]
