@@ -2244,6 +2244,176 @@ COMMENT ON FUNCTION m365.diagnose_staff(bigint, bigint, date) IS
 'Why a staff member is not (yet) in a school''s list or in Microsoft 365: the reasons that apply, as (code, message)';
 REVOKE ALL ON FUNCTION m365.diagnose_staff(bigint, bigint, date) FROM PUBLIC;
 
+-- A name as the SDS feed sends it (NFC, white space collapsed, control and
+-- bidi characters removed). STABLE like make_username: NFC follows ICU's
+-- Unicode version.
+CREATE FUNCTION m365.feed_text(text)
+RETURNS text
+LANGUAGE C STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'm365_feed_text';
+COMMENT ON FUNCTION m365.feed_text(text) IS
+'A name as the SDS feed sends it: Unicode NFC, every run of white space (line breaks included) one space, trimmed, control and bidi characters removed (joiners kept)';
+
+--------------------------------------------------------------------------------
+-- 0.3.0: the application's id is the person. A student or staff member deleted and
+-- inserted again under the same id (a reload) keeps their username. When the
+-- id comes back with other official names (no name in common), it may be
+-- someone else: their username is held out of the feed and listed for an
+-- administrator, who confirms it or releases it. The application's delete
+-- and insert are never refused.
+--------------------------------------------------------------------------------
+
+-- The words of a person's names as the job reads them (transliterated, lower
+-- case ASCII): what "a name in common" compares.
+CREATE FUNCTION m365.name_words(first_name text, last_name text)
+RETURNS text[]
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN ARRAY(SELECT DISTINCT w.word
+               FROM (SELECT m365.make_username('voornaam', p.part, '') AS word
+                       FROM pg_catalog.regexp_split_to_table(
+                                m365.feed_text(coalesce(first_name, '') OPERATOR(pg_catalog.||) ' '
+                                               OPERATOR(pg_catalog.||) coalesce(last_name, '')), ' ') AS p(part)) AS w
+              WHERE w.word IS NOT NULL);
+COMMENT ON FUNCTION m365.name_words(text, text) IS
+'The words of a person''s names, transliterated to lower-case ASCII as the job reads them (to tell whether two sets of names have one in common)';
+
+-- The names of people deleted while they had a username, until their id
+-- comes back (or forever: then the username stays issued, out of the feed).
+CREATE TABLE m365.departed_person (
+    person_kind  text NOT NULL,
+    person_id    bigint NOT NULL,
+    first_name   text NOT NULL,
+    last_name    text NOT NULL,
+    departed_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (person_kind, person_id)
+);
+COMMENT ON TABLE m365.departed_person IS
+'Students and staff deleted while they had a username, with their names, until their id is inserted again';
+
+-- Usernames held out of the feed: their id came back with other names.
+CREATE TABLE m365.username_hold (
+    username_id      bigint PRIMARY KEY REFERENCES m365.username (id) ON DELETE CASCADE,
+    old_first_name   text NOT NULL,
+    old_last_name    text NOT NULL,
+    new_first_name   text NOT NULL,
+    new_last_name    text NOT NULL,
+    held_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE m365.username_hold IS
+'Usernames held out of the SDS feed because their person''s id came back with other names: an administrator confirms (m365.confirm_held_username) or releases (m365.release_held_username) each';
+
+-- Statement triggers on m365.student and m365.staff: a delete records the
+-- names of people with a username; an insert of such an id holds the
+-- username when the names have nothing in common, and forgets the record.
+CREATE FUNCTION m365.person_identity()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    kind text := CASE TG_TABLE_NAME WHEN 'student' THEN 'student' ELSE 'staff' END;
+BEGIN
+    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        INSERT INTO m365.departed_person AS d (person_kind, person_id, first_name, last_name)
+        SELECT kind, o.id, o.first_name, o.last_name
+          FROM old_rows AS o
+         WHERE EXISTS (SELECT FROM m365.username AS u
+                        WHERE u.person_kind OPERATOR(pg_catalog.=) kind AND u.person_id OPERATOR(pg_catalog.=) o.id)
+        ON CONFLICT (person_kind, person_id) DO UPDATE
+           SET first_name = excluded.first_name, last_name = excluded.last_name, departed_at = excluded.departed_at;
+        RETURN NULL;
+    END IF;
+    -- INSERT: only ids that departed with a username are looked at.
+    INSERT INTO m365.username_hold (username_id, old_first_name, old_last_name, new_first_name, new_last_name)
+    SELECT u.id, d.first_name, d.last_name, n.first_name, n.last_name
+      FROM new_rows AS n
+      JOIN m365.departed_person AS d
+        ON d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) n.id
+      JOIN m365.username AS u
+        ON u.person_kind OPERATOR(pg_catalog.=) kind AND u.person_id OPERATOR(pg_catalog.=) n.id
+     WHERE NOT (m365.name_words(d.first_name, d.last_name) OPERATOR(pg_catalog.&&) m365.name_words(n.first_name, n.last_name))
+    ON CONFLICT (username_id) DO NOTHING;
+    DELETE FROM m365.departed_person AS d
+     USING new_rows AS n
+     WHERE d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) n.id;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.person_identity() FROM PUBLIC;
+
+CREATE TRIGGER student_identity_delete
+    AFTER DELETE ON m365.student
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
+CREATE TRIGGER student_identity_insert
+    AFTER INSERT ON m365.student
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
+CREATE TRIGGER staff_identity_delete
+    AFTER DELETE ON m365.staff
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
+CREATE TRIGGER staff_identity_insert
+    AFTER INSERT ON m365.staff
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
+
+-- The administrator's answers to a hold.
+-- Confirm: the newcomer is the same person; the username goes back into the feed.
+CREATE FUNCTION m365.confirm_held_username(username_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) confirm_held_username.username_id;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION m365.confirm_held_username(bigint) IS
+'The person whose id came back with other names is the same person: their username goes back into the feed (true when it was held)';
+REVOKE ALL ON FUNCTION m365.confirm_held_username(bigint) FROM PUBLIC;
+
+-- Release: the newcomer is someone else. The name stays issued to the one
+-- who had it, recorded in the ledger under a person that is no longer the
+-- id's ("former student"), so that nobody gets it, the newcomer included;
+-- the newcomer is logged, and the next run makes them a name of their own.
+CREATE FUNCTION m365.release_held_username(username_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    held m365.username;
+BEGIN
+    SELECT u.* INTO held
+      FROM m365.username AS u
+      JOIN m365.username_hold AS h ON h.username_id OPERATOR(pg_catalog.=) u.id
+     WHERE u.id OPERATOR(pg_catalog.=) release_held_username.username_id
+       FOR UPDATE OF u;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    -- First in the ledger under the former person: the delete's own ledger
+    -- row (under the id) then finds the name there and adds nothing.
+    INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id, base, suffix)
+    VALUES (held.configuration_id, held.local_part, 'former ' OPERATOR(pg_catalog.||) held.person_kind, held.person_id,
+            held.base, held.suffix)
+    ON CONFLICT (configuration_id, local_part) DO UPDATE SET person_kind = excluded.person_kind;
+    DELETE FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) held.id;
+    INSERT INTO m365.username_request (person_kind, person_id) VALUES (held.person_kind, held.person_id);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION m365.release_held_username(bigint) IS
+'The person whose id came back with other names is someone else: the held name stays issued to its former owner (never handed to anyone, the newcomer included) and the newcomer gets a new username at the next run';
+REVOKE ALL ON FUNCTION m365.release_held_username(bigint) FROM PUBLIC;
+
 --------------------------------------------------------------------------------
 -- 0.3.0: the feed's views are security barriers; readers are bound by role
 -- OID; teachers only in locations of the feed's configuration.
@@ -2255,16 +2425,6 @@ LANGUAGE C VOLATILE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'm365_name_cache_bytes';
 COMMENT ON FUNCTION m365.name_cache_bytes() IS
 'Bytes held by this backend''s cache of transliterated words (bounded at 8 MiB; outside PostgreSQL''s memory accounting)';
-
--- A name as the SDS feed sends it (NFC, white space collapsed, control and
--- bidi characters removed). STABLE like make_username: NFC follows ICU's
--- Unicode version.
-CREATE FUNCTION m365.feed_text(text)
-RETURNS text
-LANGUAGE C STABLE STRICT PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'm365_feed_text';
-COMMENT ON FUNCTION m365.feed_text(text) IS
-'A name as the SDS feed sends it: Unicode NFC, every run of white space (line breaks included) one space, trimmed, control and bidi characters removed (joiners kept)';
 
 DROP VIEW m365_sds."academicSessions", m365_sds.enrollments, m365_sds.classes, m365.sds_class_member,
           m365_sds.orgs, m365_sds.roles, m365.sds_role, m365_sds.users, m365.sds_user, m365_sds.left_out,
@@ -2411,7 +2571,8 @@ SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS
        CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username
             WHEN se.student_domain IS NOT NULL THEN u.username OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) se.student_domain
        END AS username,
-       m365.feed_text(s.first_name) AS first_name, m365.feed_text(s.last_name) AS last_name, true AS in_a_location
+       m365.feed_text(s.first_name) AS first_name, m365.feed_text(s.last_name) AS last_name, true AS in_a_location,
+       EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) u.id) AS held
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.sync
@@ -2428,7 +2589,8 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
                  JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
                 WHERE ss.staff_id OPERATOR(pg_catalog.=) st.id
                   AND sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-                  AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id)
+                  AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id),
+       EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) u.id)
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.sync
@@ -2442,10 +2604,11 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
 -- No SET search_path here, on purpose: a SQL function with a SET clause is
 -- never inlined, and this one runs for every user of every file. Its body is
 -- schema-qualified throughout, so the caller's search_path cannot change it.
-CREATE FUNCTION m365.sds_problem(username text, first_name text, last_name text, in_a_location boolean)
+CREATE FUNCTION m365.sds_problem(username text, first_name text, last_name text, in_a_location boolean, held boolean)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
+    WHEN held THEN 'held: the person''s id came back with other names (m365.username_hold)'
     WHEN NOT in_a_location THEN 'no location of the staff member''s schools belongs to this configuration'
     WHEN username IS NULL THEN 'no domain: SDS needs local@domain'
     WHEN pg_catalog.strpos(username, '@') OPERATOR(pg_catalog.=) 0 OR NOT m365.username_is_valid(username)
@@ -2456,16 +2619,17 @@ END;
 
 CREATE VIEW m365_sds.left_out WITH (security_barrier) AS
 SELECT c.sourced_id AS "sourcedId", c.person_kind AS "kind",
-       m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) AS "reason"
+       m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location, c.held) AS "reason"
   FROM m365.sds_user_candidate AS c
- WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NOT NULL
+ WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location, c.held) IS NOT NULL
 -- A fence: no condition of the reader's, not even a leakproof one (text =, <,
 -- ^@), is pushed below it into the scans of every configuration's people,
 -- whose row counts EXPLAIN ANALYZE would show.
 OFFSET 0;
 COMMENT ON VIEW m365_sds.left_out IS 'Synced users that SDS would reject, left out of users.csv, with the reason (not an SDS file)';
 CREATE VIEW m365.sds_user AS
-SELECT c.* FROM m365.sds_user_candidate AS c WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NULL;
+SELECT c.* FROM m365.sds_user_candidate AS c WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location, c.held) IS NULL;
+
 CREATE VIEW m365_sds.users WITH (security_barrier) AS
 -- SDS needs both names to create a user: a person with one name (a blank
 -- first or last name) has it in both.
@@ -2956,6 +3120,8 @@ SELECT u.id AS username_id, u.configuration_id, u.person_kind, u.person_id, u.us
 COMMENT ON VIEW m365.username_domain_not_accepted IS
 'Usernames whose domain is not (or no longer) among the configuration''s accepted domains: to be looked at, never changed by the extension';
 
+SELECT pg_catalog.pg_extension_config_dump('m365.departed_person', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.username_hold', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_reader', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.access_role', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.job_run', '');
@@ -3029,6 +3195,10 @@ SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_membership');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.take_sds_snapshots(date)');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.status');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.job_status()');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.departed_person');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_hold');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.confirm_held_username(bigint)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.release_held_username(bigint)');
 SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.scope');
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.scope');
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.accepted_domains(bigint)');

@@ -76,7 +76,8 @@ SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS
        CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username
             WHEN se.student_domain IS NOT NULL THEN u.username OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) se.student_domain
        END AS username,
-       m365.feed_text(s.first_name) AS first_name, m365.feed_text(s.last_name) AS last_name, true AS in_a_location
+       m365.feed_text(s.first_name) AS first_name, m365.feed_text(s.last_name) AS last_name, true AS in_a_location,
+       EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) u.id) AS held
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.sync
@@ -93,7 +94,8 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
                  JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
                 WHERE ss.staff_id OPERATOR(pg_catalog.=) st.id
                   AND sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-                  AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id)
+                  AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id),
+       EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) u.id)
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.sync
@@ -107,10 +109,11 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
 -- No SET search_path here, on purpose: a SQL function with a SET clause is
 -- never inlined, and this one runs for every user of every file. Its body is
 -- schema-qualified throughout, so the caller's search_path cannot change it.
-CREATE FUNCTION m365.sds_problem(username text, first_name text, last_name text, in_a_location boolean)
+CREATE FUNCTION m365.sds_problem(username text, first_name text, last_name text, in_a_location boolean, held boolean)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
+    WHEN held THEN 'held: the person''s id came back with other names (m365.username_hold)'
     WHEN NOT in_a_location THEN 'no location of the staff member''s schools belongs to this configuration'
     WHEN username IS NULL THEN 'no domain: SDS needs local@domain'
     WHEN pg_catalog.strpos(username, '@') OPERATOR(pg_catalog.=) 0 OR NOT m365.username_is_valid(username)
@@ -121,9 +124,9 @@ END;
 
 CREATE VIEW m365_sds.left_out WITH (security_barrier) AS
 SELECT c.sourced_id AS "sourcedId", c.person_kind AS "kind",
-       m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) AS "reason"
+       m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location, c.held) AS "reason"
   FROM m365.sds_user_candidate AS c
- WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NOT NULL
+ WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location, c.held) IS NOT NULL
 -- A fence: no condition of the reader's, not even a leakproof one (text =, <,
 -- ^@), is pushed below it into the scans of every configuration's people,
 -- whose row counts EXPLAIN ANALYZE would show.
@@ -133,7 +136,7 @@ SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.left_out');
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.left_out');
 
 CREATE VIEW m365.sds_user AS
-SELECT c.* FROM m365.sds_user_candidate AS c WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location) IS NULL;
+SELECT c.* FROM m365.sds_user_candidate AS c WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location, c.held) IS NULL;
 
 CREATE VIEW m365_sds.users WITH (security_barrier) AS
 -- SDS needs both names to create a user: a person with one name (a blank

@@ -45,7 +45,7 @@ SELECT is_empty($$
      WHERE l.lanname <> 'c'
        AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)
        -- Inlined on purpose (a SET clause prevents inlining); schema-qualified bodies.
-       AND p.oid NOT IN ('m365.sds_problem(text,text,text,boolean)'::regprocedure, 'm365.school_year(date)'::regprocedure,
+       AND p.oid NOT IN ('m365.sds_problem(text,text,text,boolean,boolean)'::regprocedure, 'm365.school_year(date)'::regprocedure,
                          'm365.local_date(text)'::regprocedure, 'm365.configuration_today(bigint)'::regprocedure,
                          'm365.username_is_free(bigint,text,text,bigint)'::regprocedure,
                          'm365.username_is_taken(bigint,text)'::regprocedure, 'm365.highest_suffix(bigint,text)'::regprocedure,
@@ -63,7 +63,8 @@ $$, ARRAY['m365.configuration', 'm365.configuration_id_seq', 'm365.username', 'm
           'm365.class', 'm365.enrolment', 'm365.staff', 'm365.staff_school', 'm365.class_teacher',
           'm365.username_history', 'm365.username_history_id_seq', 'm365.sds_reader', 'm365.access_role',
           'm365.job_run', 'm365.job_run_id_seq',
-          'm365.sds_snapshot', 'm365.sds_snapshot_id_seq', 'm365.sds_snapshot_user', 'm365.sds_snapshot_membership'],
+          'm365.sds_snapshot', 'm365.sds_snapshot_id_seq', 'm365.sds_snapshot_user', 'm365.sds_snapshot_membership',
+          'm365.departed_person', 'm365.username_hold'],
    'the tables holding user data are dumped by pg_dump');
 
 -- School data keys and rules.

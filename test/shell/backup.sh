@@ -14,11 +14,20 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
-echo "1..10"
+echo "1..11"
 sql -d postgres -c "CREATE DATABASE $src" -c "CREATE DATABASE $dst" -c "CREATE DATABASE $again" >/dev/null
 sql -d "$src" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" -f demo/load.sql >/dev/null 2>&1 &&
-sql -d "$src" -f test/shell/lib/populate.sql >/dev/null
-ok $? "a populated database: 1,500 usernames, 560 queued, edits, history, a reader, a snapshot"
+sql -d "$src" -f test/shell/lib/populate.sql >/dev/null &&
+	# A held username (an id back with other names) and a departed person.
+	sql -d "$src" >/dev/null <<'SQL'
+CREATE TEMP TABLE two AS SELECT person_id FROM m365.username WHERE person_kind = 'student' ORDER BY person_id LIMIT 2;
+CREATE TEMP TABLE gone AS SELECT s.*, e.location_id, e.start_date FROM m365.student AS s JOIN m365.enrolment AS e ON e.student_id = s.id
+ WHERE s.id IN (SELECT person_id FROM two);
+DELETE FROM m365.enrolment WHERE student_id IN (SELECT person_id FROM two);
+DELETE FROM m365.student WHERE id IN (SELECT person_id FROM two);
+INSERT INTO m365.student (id, first_name, last_name) SELECT id, 'Iemand', 'Anders' FROM gone WHERE id = (SELECT min(person_id) FROM two);
+SQL
+ok $? "a populated database: 1,500 usernames, 560 queued, edits, history, a reader, a snapshot, a held username, a departed person"
 
 "$PG_BIN/pg_dump" -Fc -d "$src" -f "$work/dump" 2>"$work/dump.err"
 ok $? "pg_dump"
@@ -32,6 +41,12 @@ a=$(digest "$src"); b=$(digest "$dst")
 [ "$a" = "$b" ] || { echo "# source:   $a"; echo "# restored: $b"; }
 [ "$a" = "$b" ]
 ok $? "every username, sync flag, issued and reserved name, history row, school row and snapshot is the same"
+held() { sql -d "$1" -c "SELECT concat_ws(' / ', (SELECT string_agg(h::text, ',' ORDER BY username_id) FROM m365.username_hold AS h),
+                                           (SELECT string_agg(concat_ws(' ', person_kind, person_id, first_name, last_name), ',' ORDER BY person_id)
+                                              FROM m365.departed_person))"; }
+[ -n "$(held "$src")" ] && [ "$(held "$src")" = "$(held "$dst")" ] &&
+	[ "$(sql -d "$dst" -c "SELECT count(*) FROM m365.username_hold")" = 1 ] && [ "$(sql -d "$dst" -c "SELECT count(*) FROM m365.departed_person")" = 1 ]
+ok $? "the held username and the departed person are restored as they were (the restore's inserts hold nothing more)"
 
 missing() { sql -d "$1" -c "SELECT count(*) FROM m365.student s WHERE NOT EXISTS (SELECT FROM m365.username u WHERE u.person_kind = 'student' AND u.person_id = s.id) AND NOT EXISTS (SELECT FROM m365.username_request q WHERE q.person_kind = 'student' AND q.person_id = s.id)"; }
 [ "$(missing "$dst")" = 0 ] && [ "$(missing "$src")" = 0 ]

@@ -1,0 +1,84 @@
+-- The application's id is the person (issue 14, point 7). 0.2.0 handed a
+-- deleted student's username to whoever was inserted next under the same id:
+-- listed, exported, with the old owner's account.
+BEGIN;
+SELECT plan(17);
+
+INSERT INTO m365.configuration (id, name) VALUES (915000, 'identity');
+INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (915000, 'Identiteit', 915000, 'id-school.be');
+INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain)
+VALUES (915000, 915000, 'Campus', 915000, 'leerling.id-school.be');
+INSERT INTO m365.student (id, first_name, last_name) VALUES (915001, 'Jan', 'Peeters'), (915002, 'Lotte', 'Claes');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+VALUES (915001, 915001, 915000, CURRENT_DATE - 30), (915002, 915002, 915000, CURRENT_DATE - 30);
+SELECT m365.generate_usernames_in_transaction();
+SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id = 915000;
+CREATE TEMP TABLE jan AS SELECT id, username, local_part FROM m365.username WHERE person_kind = 'student' AND person_id = 915001;
+SET LOCAL m365.sds_configuration = 915000;
+
+-- A reload: deleted and inserted again with the same names.
+DELETE FROM m365.enrolment WHERE student_id = 915001;
+DELETE FROM m365.student WHERE id = 915001;
+SELECT is((SELECT first_name || ' ' || last_name FROM m365.departed_person WHERE person_kind = 'student' AND person_id = 915001),
+          'Jan Peeters', 'a deleted student with a username is remembered with their names');
+SELECT is((SELECT count(*)::int FROM m365_sds.users WHERE "sourcedId" = 'student-915001'), 0,
+          'a deleted student leaves the feed; the username stays issued');
+INSERT INTO m365.student (id, first_name, last_name) VALUES (915001, 'Jan', 'Peeters');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (915001, 915001, 915000, CURRENT_DATE - 30);
+SELECT is((SELECT "username" FROM m365_sds.users WHERE "sourcedId" = 'student-915001'),
+          (SELECT username || '@leerling.id-school.be' FROM jan), 'a reload keeps the username, in the feed');
+SELECT is((SELECT count(*)::int FROM m365.username_hold), 0, 'a reload holds nothing');
+SELECT is((SELECT count(*)::int FROM m365.departed_person WHERE person_id = 915001), 0, 'and the record of the departure is gone');
+
+-- A corrected name (one name in common) is the same person.
+DELETE FROM m365.enrolment WHERE student_id = 915001;
+DELETE FROM m365.student WHERE id = 915001;
+INSERT INTO m365.student (id, first_name, last_name) VALUES (915001, 'Jan', 'Peters');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (915001, 915001, 915000, CURRENT_DATE - 30);
+SELECT is((SELECT count(*)::int FROM m365.username_hold), 0, 'a reload with a corrected last name (first name in common) holds nothing');
+
+-- The id comes back as someone else: held out of the feed, listed.
+DELETE FROM m365.enrolment WHERE student_id = 915001;
+DELETE FROM m365.student WHERE id = 915001;
+INSERT INTO m365.student (id, first_name, last_name) VALUES (915001, 'Piet', 'Maes');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (915001, 915001, 915000, CURRENT_DATE - 30);
+SELECT is((SELECT old_first_name || ' ' || old_last_name || ' -> ' || new_first_name || ' ' || new_last_name
+             FROM m365.username_hold WHERE username_id = (SELECT id FROM jan)),
+          'Jan Peters -> Piet Maes', 'an id back with no name in common: its username is held, with both names');
+SELECT is((SELECT count(*)::int FROM m365_sds.users WHERE "sourcedId" = 'student-915001'), 0,
+          'a held username is not in users.csv');
+SELECT is((SELECT "reason" FROM m365_sds.left_out WHERE "sourcedId" = 'student-915001'),
+          'held: the person''s id came back with other names (m365.username_hold)', 'it is left out, with the reason');
+SELECT is((SELECT count(*)::int FROM m365_sds.roles WHERE "userSourcedId" = 'student-915001'), 0,
+          'and nothing else of the feed points to it');
+
+-- Confirmed: the same person after all.
+SELECT is(m365.confirm_held_username((SELECT id FROM jan)), true, 'an administrator confirms the hold');
+SELECT is((SELECT count(*)::int FROM m365_sds.users WHERE "sourcedId" = 'student-915001'), 1, 'and the username is back in the feed');
+
+-- Released: someone else. The name stays issued to its former owner, never
+-- to the newcomer; the newcomer gets a name of their own at the next run.
+DELETE FROM m365.enrolment WHERE student_id = 915001;
+DELETE FROM m365.student WHERE id = 915001;
+INSERT INTO m365.student (id, first_name, last_name) VALUES (915001, 'Emma', 'Wouters');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (915001, 915001, 915000, CURRENT_DATE - 30);
+SELECT is((SELECT count(*)::int FROM m365.username_hold WHERE username_id = (SELECT id FROM jan)), 1,
+          'the id back as Emma Wouters after Piet Maes: held again');
+SELECT is(m365.release_held_username((SELECT id FROM jan)), true, 'an administrator releases it');
+SELECT is(m365.username_is_free(915000, (SELECT local_part FROM jan), 'student', 915001), false,
+          'the released name is not free for the newcomer under the same id');
+SELECT m365.generate_usernames_in_transaction();
+SELECT isnt((SELECT local_part FROM m365.username WHERE person_kind = 'student' AND person_id = 915001), (SELECT local_part FROM jan),
+            'the next run gives the newcomer a new name, never the released one');
+
+-- A delete while the person waits in the log: nothing made, nothing fails.
+INSERT INTO m365.student (id, first_name, last_name) VALUES (915003, 'Kort', 'Verblijf');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (915003, 915003, 915000, CURRENT_DATE);
+DELETE FROM m365.enrolment WHERE student_id = 915003;
+DELETE FROM m365.student WHERE id = 915003;
+SELECT m365.generate_usernames_in_transaction();
+SELECT is((SELECT count(*)::int FROM m365.username WHERE person_kind = 'student' AND person_id = 915003), 0,
+          'a student deleted while in the log gets no username, and the run does not fail');
+
+SELECT * FROM finish();
+ROLLBACK;
