@@ -52,6 +52,7 @@ SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_hold');
 -- Statement triggers on m365.student and m365.staff: a delete records the
 -- names of people with a username; an insert of such an id holds the
 -- username when the names have nothing in common, and forgets the record.
+-- An update of the id is both: the old id departs, the new one arrives.
 CREATE FUNCTION m365.person_identity()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -62,6 +63,7 @@ AS $$
 DECLARE
     kind text := CASE TG_TABLE_NAME WHEN 'student' THEN 'student' ELSE 'staff' END;
 BEGIN
+    -- Ids that leave: deleted, or moved away from by an update.
     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         INSERT INTO m365.departed_person AS d (person_kind, person_id, first_name, last_name)
         SELECT kind, o.id, o.first_name, o.last_name
@@ -71,8 +73,33 @@ BEGIN
         ON CONFLICT (person_kind, person_id) DO UPDATE
            SET first_name = excluded.first_name, last_name = excluded.last_name, departed_at = excluded.departed_at;
         RETURN NULL;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+        INSERT INTO m365.departed_person AS d (person_kind, person_id, first_name, last_name)
+        SELECT kind, o.id, o.first_name, o.last_name
+          FROM old_rows AS o
+         WHERE EXISTS (SELECT FROM m365.username AS u
+                        WHERE u.person_kind OPERATOR(pg_catalog.=) kind AND u.person_id OPERATOR(pg_catalog.=) o.id)
+           AND NOT EXISTS (SELECT FROM new_rows AS n WHERE n.id OPERATOR(pg_catalog.=) o.id)
+        ON CONFLICT (person_kind, person_id) DO UPDATE
+           SET first_name = excluded.first_name, last_name = excluded.last_name, departed_at = excluded.departed_at;
+        -- Ids that arrive by an update: as if inserted.
+        INSERT INTO m365.username_hold (username_id, old_first_name, old_last_name, new_first_name, new_last_name)
+        SELECT u.id, d.first_name, d.last_name, n.first_name, n.last_name
+          FROM new_rows AS n
+          JOIN m365.departed_person AS d
+            ON d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) n.id
+          JOIN m365.username AS u
+            ON u.person_kind OPERATOR(pg_catalog.=) kind AND u.person_id OPERATOR(pg_catalog.=) n.id
+         WHERE NOT EXISTS (SELECT FROM old_rows AS o WHERE o.id OPERATOR(pg_catalog.=) n.id)
+           AND NOT (m365.name_words(d.first_name, d.last_name) OPERATOR(pg_catalog.&&) m365.name_words(n.first_name, n.last_name))
+        ON CONFLICT (username_id) DO NOTHING;
+        DELETE FROM m365.departed_person AS d
+         USING new_rows AS n
+         WHERE d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) n.id
+           AND NOT EXISTS (SELECT FROM old_rows AS o WHERE o.id OPERATOR(pg_catalog.=) n.id);
+        RETURN NULL;
     END IF;
-    -- INSERT: only ids that departed with a username are looked at.
+    -- Ids that arrive by an insert: only those that departed with a username.
     INSERT INTO m365.username_hold (username_id, old_first_name, old_last_name, new_first_name, new_last_name)
     SELECT u.id, d.first_name, d.last_name, n.first_name, n.last_name
       FROM new_rows AS n
@@ -98,6 +125,10 @@ CREATE TRIGGER student_identity_insert
     AFTER INSERT ON m365.student
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
+CREATE TRIGGER student_identity_update
+    AFTER UPDATE ON m365.student
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
 CREATE TRIGGER staff_identity_delete
     AFTER DELETE ON m365.staff
     REFERENCING OLD TABLE AS old_rows
@@ -105,6 +136,10 @@ CREATE TRIGGER staff_identity_delete
 CREATE TRIGGER staff_identity_insert
     AFTER INSERT ON m365.staff
     REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
+CREATE TRIGGER staff_identity_update
+    AFTER UPDATE ON m365.staff
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
 
 -- The administrator's answers to a hold.

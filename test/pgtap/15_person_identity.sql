@@ -2,7 +2,7 @@
 -- deleted student's username to whoever was inserted next under the same id:
 -- listed, exported, with the old owner's account.
 BEGIN;
-SELECT plan(17);
+SELECT plan(18);
 
 INSERT INTO m365.configuration (id, name) VALUES (915000, 'identity');
 INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (915000, 'Identiteit', 915000, 'id-school.be');
@@ -79,6 +79,18 @@ DELETE FROM m365.student WHERE id = 915003;
 SELECT m365.generate_usernames_in_transaction();
 SELECT is((SELECT count(*)::int FROM m365.username WHERE person_kind = 'student' AND person_id = 915003), 0,
           'a student deleted while in the log gets no username, and the run does not fail');
+
+-- An update of the id is a departure and an arrival: a staff member moved to
+-- the id of someone who left with a username does not take it over.
+INSERT INTO m365.staff (id, first_name, last_name) VALUES (915101, 'Els', 'Maes'), (915102, 'Tom', 'Dierckx');
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES (915101, 915000);
+SELECT m365.generate_usernames_in_transaction();
+DELETE FROM m365.staff_school WHERE staff_id = 915101;
+DELETE FROM m365.staff WHERE id = 915101;
+UPDATE m365.staff SET id = 915101 WHERE id = 915102;
+SELECT is((SELECT new_first_name || ' ' || new_last_name FROM m365.username_hold AS h JOIN m365.username AS u ON u.id = h.username_id
+            WHERE u.person_kind = 'staff' AND u.person_id = 915101),
+          'Tom Dierckx', 'an update of the id onto a departed one with other names holds that username');
 
 SELECT * FROM finish();
 ROLLBACK;
