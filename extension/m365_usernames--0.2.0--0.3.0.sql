@@ -2316,56 +2316,43 @@ SET jit = off
 AS $$
 DECLARE
     kind text := CASE TG_TABLE_NAME WHEN 'student' THEN 'student' ELSE 'staff' END;
+    -- On UPDATE only the ids that changed count (a transition table that a
+    -- trigger does not have cannot be named, hence the text).
+    left_id    text := CASE TG_OP WHEN 'UPDATE' THEN 'AND NOT EXISTS (SELECT FROM new_rows AS n WHERE n.id OPERATOR(pg_catalog.=) o.id)' ELSE '' END;
+    arrived_id text := CASE TG_OP WHEN 'UPDATE' THEN 'AND NOT EXISTS (SELECT FROM old_rows AS o WHERE o.id OPERATOR(pg_catalog.=) n.id)' ELSE '' END;
 BEGIN
-    -- Ids that leave: deleted, or moved away from by an update.
-    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-        INSERT INTO m365.departed_person AS d (person_kind, person_id, first_name, last_name)
-        SELECT kind, o.id, o.first_name, o.last_name
-          FROM old_rows AS o
-         WHERE EXISTS (SELECT FROM m365.username AS u
-                        WHERE u.person_kind OPERATOR(pg_catalog.=) kind AND u.person_id OPERATOR(pg_catalog.=) o.id)
-        ON CONFLICT (person_kind, person_id) DO UPDATE
-           SET first_name = excluded.first_name, last_name = excluded.last_name, departed_at = excluded.departed_at;
-        RETURN NULL;
-    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
-        INSERT INTO m365.departed_person AS d (person_kind, person_id, first_name, last_name)
-        SELECT kind, o.id, o.first_name, o.last_name
-          FROM old_rows AS o
-         WHERE EXISTS (SELECT FROM m365.username AS u
-                        WHERE u.person_kind OPERATOR(pg_catalog.=) kind AND u.person_id OPERATOR(pg_catalog.=) o.id)
-           AND NOT EXISTS (SELECT FROM new_rows AS n WHERE n.id OPERATOR(pg_catalog.=) o.id)
-        ON CONFLICT (person_kind, person_id) DO UPDATE
-           SET first_name = excluded.first_name, last_name = excluded.last_name, departed_at = excluded.departed_at;
-        -- Ids that arrive by an update: as if inserted.
-        INSERT INTO m365.username_hold (username_id, old_first_name, old_last_name, new_first_name, new_last_name)
-        SELECT u.id, d.first_name, d.last_name, n.first_name, n.last_name
-          FROM new_rows AS n
-          JOIN m365.departed_person AS d
-            ON d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) n.id
-          JOIN m365.username AS u
-            ON u.person_kind OPERATOR(pg_catalog.=) kind AND u.person_id OPERATOR(pg_catalog.=) n.id
-         WHERE NOT EXISTS (SELECT FROM old_rows AS o WHERE o.id OPERATOR(pg_catalog.=) n.id)
-           AND NOT (m365.name_words(d.first_name, d.last_name) OPERATOR(pg_catalog.&&) m365.name_words(n.first_name, n.last_name))
-        ON CONFLICT (username_id) DO NOTHING;
-        DELETE FROM m365.departed_person AS d
-         USING new_rows AS n
-         WHERE d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) n.id
-           AND NOT EXISTS (SELECT FROM old_rows AS o WHERE o.id OPERATOR(pg_catalog.=) n.id);
-        RETURN NULL;
+    -- Ids that leave (deleted, or moved away from) with a username.
+    IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
+        EXECUTE pg_catalog.format($q$
+            INSERT INTO m365.departed_person AS d (person_kind, person_id, first_name, last_name)
+            SELECT $1, o.id, o.first_name, o.last_name
+              FROM old_rows AS o
+             WHERE EXISTS (SELECT FROM m365.username AS u
+                            WHERE u.person_kind OPERATOR(pg_catalog.=) $1 AND u.person_id OPERATOR(pg_catalog.=) o.id) %s
+            ON CONFLICT (person_kind, person_id) DO UPDATE
+               SET first_name = excluded.first_name, last_name = excluded.last_name, departed_at = excluded.departed_at
+            $q$, left_id) USING kind;
     END IF;
-    -- Ids that arrive by an insert: only those that departed with a username.
-    INSERT INTO m365.username_hold (username_id, old_first_name, old_last_name, new_first_name, new_last_name)
-    SELECT u.id, d.first_name, d.last_name, n.first_name, n.last_name
-      FROM new_rows AS n
-      JOIN m365.departed_person AS d
-        ON d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) n.id
-      JOIN m365.username AS u
-        ON u.person_kind OPERATOR(pg_catalog.=) kind AND u.person_id OPERATOR(pg_catalog.=) n.id
-     WHERE NOT (m365.name_words(d.first_name, d.last_name) OPERATOR(pg_catalog.&&) m365.name_words(n.first_name, n.last_name))
-    ON CONFLICT (username_id) DO NOTHING;
-    DELETE FROM m365.departed_person AS d
-     USING new_rows AS n
-     WHERE d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) n.id;
+    -- Ids that arrive (inserted, or moved to): only those that departed with
+    -- a username are looked at.
+    IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
+        EXECUTE pg_catalog.format($q$
+            INSERT INTO m365.username_hold (username_id, old_first_name, old_last_name, new_first_name, new_last_name)
+            SELECT u.id, d.first_name, d.last_name, n.first_name, n.last_name
+              FROM new_rows AS n
+              JOIN m365.departed_person AS d
+                ON d.person_kind OPERATOR(pg_catalog.=) $1 AND d.person_id OPERATOR(pg_catalog.=) n.id
+              JOIN m365.username AS u
+                ON u.person_kind OPERATOR(pg_catalog.=) $1 AND u.person_id OPERATOR(pg_catalog.=) n.id
+             WHERE NOT (m365.name_words(d.first_name, d.last_name) OPERATOR(pg_catalog.&&) m365.name_words(n.first_name, n.last_name)) %s
+            ON CONFLICT (username_id) DO NOTHING
+            $q$, arrived_id) USING kind;
+        EXECUTE pg_catalog.format($q$
+            DELETE FROM m365.departed_person AS d
+             USING new_rows AS n
+             WHERE d.person_kind OPERATOR(pg_catalog.=) $1 AND d.person_id OPERATOR(pg_catalog.=) n.id %s
+            $q$, arrived_id) USING kind;
+    END IF;
     RETURN NULL;
 END
 $$;
