@@ -8,17 +8,24 @@
 --------------------------------------------------------------------------------
 
 -- The words of a person's names as the job reads them (transliterated, lower
--- case ASCII): what "a name in common" compares.
+-- case ASCII): what "a name in common" compares. Particles that millions
+-- share (van, de, el, Vietnamese Van and Thi, ...) do not count, unless
+-- they are all there is (a red-team find: "Van Gorp" and "Van An" matched).
 CREATE FUNCTION m365.name_words(first_name text, last_name text)
 RETURNS text[]
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN ARRAY(SELECT DISTINCT w.word
-               FROM (SELECT m365.make_username('voornaam', p.part, '') AS word
-                       FROM pg_catalog.regexp_split_to_table(
-                                m365.feed_text(coalesce(first_name, '') OPERATOR(pg_catalog.||) ' '
-                                               OPERATOR(pg_catalog.||) coalesce(last_name, '')), ' ') AS p(part)) AS w
-              WHERE w.word IS NOT NULL);
+RETURN (WITH w AS (
+            SELECT DISTINCT m365.make_username('voornaam', p.part, '') AS word
+              FROM pg_catalog.regexp_split_to_table(
+                       m365.feed_text(coalesce(first_name, '') OPERATOR(pg_catalog.||) ' '
+                                      OPERATOR(pg_catalog.||) coalesce(last_name, '')), ' ') AS p(part))
+        SELECT coalesce(pg_catalog.array_agg(w.word) FILTER (WHERE NOT w.word OPERATOR(pg_catalog.=) ANY (
+                            '{van,de,der,den,het,t,ten,ter,te,in,op,la,le,les,du,des,di,da,do,dos,das,del,della,von,vom,zu,
+                              el,al,ibn,bin,ben,bint,abu,y,e,thi,mac,mc,o}'::text[])),
+                        pg_catalog.array_agg(w.word))
+          FROM w
+         WHERE w.word IS NOT NULL);
 COMMENT ON FUNCTION m365.name_words(text, text) IS
 'The words of a person''s names, transliterated to lower-case ASCII as the job reads them (to tell whether two sets of names have one in common)';
 
@@ -38,7 +45,9 @@ SELECT m365.allow('app', 'SELECT', 'TABLE m365.departed_person');
 
 -- Usernames held out of the feed: their id came back with other names.
 CREATE TABLE m365.username_hold (
-    username_id      bigint PRIMARY KEY REFERENCES m365.username (id) ON DELETE CASCADE,
+    -- No foreign key: a hold written while an administrator releases the
+    -- very username must not fail the application's insert (a red-team find).
+    username_id      bigint PRIMARY KEY,
     old_first_name   text NOT NULL,
     old_last_name    text NOT NULL,
     new_first_name   text NOT NULL,
@@ -49,10 +58,13 @@ COMMENT ON TABLE m365.username_hold IS
 'Usernames held out of the SDS feed because their person''s id came back with other names: an administrator confirms (m365.confirm_held_username) or releases (m365.release_held_username) each';
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_hold');
 
--- Statement triggers on m365.student and m365.staff: a delete records the
--- names of people with a username; an insert of such an id holds the
--- username when the names have nothing in common, and forgets the record.
--- An update of the id is both: the old id departs, the new one arrives.
+-- Statement triggers on m365.student and m365.staff, reconciling with the
+-- table as it is after the statement: an id gone from it departs (its names
+-- recorded, username or not: the job may be making one that very moment);
+-- an id inserted (or moved to) where someone departed, or an id still there
+-- whose names all changed in the statement (a writable CTE that deletes and
+-- inserts it, a chain of id updates, a wholesale rename), holds its username
+-- when the names have no word in common. A TRUNCATE departs everyone.
 CREATE FUNCTION m365.person_identity()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -61,43 +73,51 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    kind text := CASE TG_TABLE_NAME WHEN 'student' THEN 'student' ELSE 'staff' END;
-    -- On UPDATE only the ids that changed count (a transition table that a
-    -- trigger does not have cannot be named, hence the text).
-    left_id    text := CASE TG_OP WHEN 'UPDATE' THEN 'AND NOT EXISTS (SELECT FROM new_rows AS n WHERE n.id OPERATOR(pg_catalog.=) o.id)' ELSE '' END;
-    arrived_id text := CASE TG_OP WHEN 'UPDATE' THEN 'AND NOT EXISTS (SELECT FROM old_rows AS o WHERE o.id OPERATOR(pg_catalog.=) n.id)' ELSE '' END;
+    kind  text := CASE TG_TABLE_NAME WHEN 'student' THEN 'student' ELSE 'staff' END;
 BEGIN
-    -- Ids that leave (deleted, or moved away from) with a username.
+    -- Who departs: everyone (TRUNCATE: no transition table, the rows are
+    -- still there), or the old rows whose id is gone. The table is named with
+    -- %I (TG_TABLE_SCHEMA, TG_TABLE_NAME): student or staff.
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+        EXECUTE pg_catalog.format($q$
+            INSERT INTO m365.departed_person AS d (person_kind, person_id, first_name, last_name)
+            SELECT $1, o.id, o.first_name, o.last_name FROM %I.%I AS o
+            ON CONFLICT (person_kind, person_id) DO UPDATE
+               SET first_name = excluded.first_name, last_name = excluded.last_name, departed_at = excluded.departed_at
+            $q$, TG_TABLE_SCHEMA, TG_TABLE_NAME) USING kind;
+        RETURN NULL;
+    END IF;
     IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
         EXECUTE pg_catalog.format($q$
             INSERT INTO m365.departed_person AS d (person_kind, person_id, first_name, last_name)
-            SELECT $1, o.id, o.first_name, o.last_name
-              FROM old_rows AS o
-             WHERE EXISTS (SELECT FROM m365.username AS u
-                            WHERE u.person_kind OPERATOR(pg_catalog.=) $1 AND u.person_id OPERATOR(pg_catalog.=) o.id) %s
+            SELECT $1, o.id, o.first_name, o.last_name FROM old_rows AS o
+             WHERE NOT EXISTS (SELECT FROM %I.%I AS t WHERE t.id OPERATOR(pg_catalog.=) o.id)
             ON CONFLICT (person_kind, person_id) DO UPDATE
                SET first_name = excluded.first_name, last_name = excluded.last_name, departed_at = excluded.departed_at
-            $q$, left_id) USING kind;
-    END IF;
-    -- Ids that arrive (inserted, or moved to): only those that departed with
-    -- a username are looked at.
-    IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
+            $q$, TG_TABLE_SCHEMA, TG_TABLE_NAME) USING kind;
         EXECUTE pg_catalog.format($q$
             INSERT INTO m365.username_hold (username_id, old_first_name, old_last_name, new_first_name, new_last_name)
-            SELECT u.id, d.first_name, d.last_name, n.first_name, n.last_name
-              FROM new_rows AS n
-              JOIN m365.departed_person AS d
-                ON d.person_kind OPERATOR(pg_catalog.=) $1 AND d.person_id OPERATOR(pg_catalog.=) n.id
-              JOIN m365.username AS u
-                ON u.person_kind OPERATOR(pg_catalog.=) $1 AND u.person_id OPERATOR(pg_catalog.=) n.id
-             WHERE NOT (m365.name_words(d.first_name, d.last_name) OPERATOR(pg_catalog.&&) m365.name_words(n.first_name, n.last_name)) %s
-            ON CONFLICT (username_id) DO NOTHING
-            $q$, arrived_id) USING kind;
-        EXECUTE pg_catalog.format($q$
-            DELETE FROM m365.departed_person AS d
-             USING new_rows AS n
-             WHERE d.person_kind OPERATOR(pg_catalog.=) $1 AND d.person_id OPERATOR(pg_catalog.=) n.id %s
-            $q$, arrived_id) USING kind;
+            SELECT u.id, o.first_name, o.last_name, t.first_name, t.last_name
+              FROM old_rows AS o
+              JOIN %I.%I AS t ON t.id OPERATOR(pg_catalog.=) o.id
+              JOIN m365.username AS u ON u.person_kind OPERATOR(pg_catalog.=) $1 AND u.person_id OPERATOR(pg_catalog.=) o.id
+             WHERE (o.first_name, o.last_name) IS DISTINCT FROM (t.first_name, t.last_name)
+               AND NOT coalesce(m365.name_words(o.first_name, o.last_name) OPERATOR(pg_catalog.&&) m365.name_words(t.first_name, t.last_name), false)
+            ON CONFLICT (username_id) DO NOTHING$q$, TG_TABLE_SCHEMA, TG_TABLE_NAME) USING kind;
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
+        INSERT INTO m365.username_hold (username_id, old_first_name, old_last_name, new_first_name, new_last_name)
+        SELECT u.id, d.first_name, d.last_name, n.first_name, n.last_name
+          FROM new_rows AS n
+          JOIN m365.departed_person AS d
+            ON d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) n.id
+          JOIN m365.username AS u
+            ON u.person_kind OPERATOR(pg_catalog.=) kind AND u.person_id OPERATOR(pg_catalog.=) n.id
+         WHERE NOT coalesce(m365.name_words(d.first_name, d.last_name) OPERATOR(pg_catalog.&&) m365.name_words(n.first_name, n.last_name), false)
+        ON CONFLICT (username_id) DO NOTHING;
+        DELETE FROM m365.departed_person AS d
+         USING new_rows AS n
+         WHERE d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) n.id;
     END IF;
     RETURN NULL;
 END
@@ -116,6 +136,9 @@ CREATE TRIGGER student_identity_update
     AFTER UPDATE ON m365.student
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
+CREATE TRIGGER student_identity_truncate
+    BEFORE TRUNCATE ON m365.student
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
 CREATE TRIGGER staff_identity_delete
     AFTER DELETE ON m365.staff
     REFERENCING OLD TABLE AS old_rows
@@ -127,6 +150,9 @@ CREATE TRIGGER staff_identity_insert
 CREATE TRIGGER staff_identity_update
     AFTER UPDATE ON m365.staff
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
+CREATE TRIGGER staff_identity_truncate
+    BEFORE TRUNCATE ON m365.staff
     FOR EACH STATEMENT EXECUTE FUNCTION m365.person_identity();
 
 -- The administrator's answers to a hold.
@@ -168,12 +194,18 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    -- First in the ledger under the former person: the delete's own ledger
-    -- row (under the id) then finds the name there and adds nothing.
+    -- Every name issued to the id before (renamed away, a red-team find) and
+    -- the held one: in the ledger under the former person, so that the delete's
+    -- own ledger row (under the id) finds the name there and adds nothing.
+    UPDATE m365.issued_username AS i SET person_kind = 'former ' OPERATOR(pg_catalog.||) held.person_kind
+     WHERE i.configuration_id OPERATOR(pg_catalog.=) held.configuration_id
+       AND i.person_kind OPERATOR(pg_catalog.=) held.person_kind
+       AND i.person_id OPERATOR(pg_catalog.=) held.person_id;
     INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id, base, suffix)
     VALUES (held.configuration_id, held.local_part, 'former ' OPERATOR(pg_catalog.||) held.person_kind, held.person_id,
             held.base, held.suffix)
     ON CONFLICT (configuration_id, local_part) DO UPDATE SET person_kind = excluded.person_kind;
+    DELETE FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) held.id;
     DELETE FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) held.id;
     INSERT INTO m365.username_request (person_kind, person_id) VALUES (held.person_kind, held.person_id);
     RETURN true;

@@ -2,7 +2,7 @@
 -- deleted student's username to whoever was inserted next under the same id:
 -- listed, exported, with the old owner's account.
 BEGIN;
-SELECT plan(18);
+SELECT plan(23);
 
 INSERT INTO m365.configuration (id, name) VALUES (915000, 'identity');
 INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (915000, 'Identiteit', 915000, 'id-school.be');
@@ -91,6 +91,46 @@ UPDATE m365.staff SET id = 915101 WHERE id = 915102;
 SELECT is((SELECT new_first_name || ' ' || new_last_name FROM m365.username_hold AS h JOIN m365.username AS u ON u.id = h.username_id
             WHERE u.person_kind = 'staff' AND u.person_id = 915101),
           'Tom Dierckx', 'an update of the id onto a departed one with other names holds that username');
+
+-- Red-team finds, kept as tests.
+INSERT INTO m365.student (id, first_name, last_name) VALUES (915201, 'Alice', 'Moulin'), (915202, 'Wandrille', 'Garnier'),
+                                                         (915203, 'Yfke', 'Van Gorp'), (915204, 'Noor', 'Janssens');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+SELECT id, id, 915000, CURRENT_DATE - 30 FROM m365.student WHERE id BETWEEN 915201 AND 915204;
+SELECT m365.generate_usernames_in_transaction();
+-- One statement that deletes an id and inserts someone else under it (the
+-- insert's trigger ran first and found nobody departed).
+DELETE FROM m365.enrolment WHERE student_id = 915201;
+WITH d AS (DELETE FROM m365.student WHERE id = 915201 RETURNING id)
+INSERT INTO m365.student SELECT id, 'Piet', 'Maes' FROM d LIMIT 1;
+SELECT is((SELECT count(*)::int FROM m365.username_hold AS h JOIN m365.username AS u ON u.id = h.username_id
+            WHERE u.person_id = 915201), 1, 'a writable CTE that deletes an id and inserts another person under it: held');
+-- A chain of id updates in one statement: 915202 leaves, 915204 moves onto it.
+DELETE FROM m365.enrolment WHERE student_id IN (915202, 915204);
+UPDATE m365.student SET id = CASE id WHEN 915204 THEN 915202 ELSE 915299 END WHERE id IN (915202, 915204);
+SELECT is((SELECT new_first_name FROM m365.username_hold AS h JOIN m365.username AS u ON u.id = h.username_id
+            WHERE u.person_id = 915202), 'Noor', 'an id left and taken in one UPDATE: held');
+-- Names that share only a particle are not one person.
+DELETE FROM m365.enrolment WHERE student_id = 915203;
+DELETE FROM m365.student WHERE id = 915203;
+INSERT INTO m365.student (id, first_name, last_name) VALUES (915203, 'Nguyễn', 'Văn An');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (915203, 915203, 915000, CURRENT_DATE - 30);
+SELECT is((SELECT count(*)::int FROM m365.username_hold AS h JOIN m365.username AS u ON u.id = h.username_id
+            WHERE u.person_id = 915203), 1, '"Van Gorp" and "Văn An" share only a particle: held');
+-- A name edited while held, then released: every name the id had stays
+-- with its former owner.
+SELECT username AS held_name FROM m365.username WHERE person_kind = 'student' AND person_id = 915203 \gset
+SELECT m365.set_username((SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 915203), 'nguyen.van');
+SELECT m365.release_held_username((SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 915203));
+SELECT m365.generate_usernames_in_transaction();
+SELECT throws_ok(format($$ SELECT m365.set_username((SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 915203), %L) $$,
+                        :'held_name'),
+                 'M3U03', NULL, 'after a release, a name the former owner had before the edit is not the newcomer''s');
+-- A TRUNCATE departs everyone: a reload after it with other names is held.
+TRUNCATE m365.student CASCADE;
+INSERT INTO m365.student (id, first_name, last_name) VALUES (915002, 'Karel', 'Janssens');
+SELECT is((SELECT count(*)::int FROM m365.username_hold AS h JOIN m365.username AS u ON u.id = h.username_id
+            WHERE u.person_kind = 'student' AND u.person_id = 915002), 1, 'TRUNCATE, then the id back with other names: held');
 
 SELECT * FROM finish();
 ROLLBACK;
