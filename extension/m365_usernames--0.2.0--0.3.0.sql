@@ -868,6 +868,9 @@ INSERT INTO m365.message (code, language, text) VALUES
     ('domain_removed', 'nl', 'De gebruikersnaam heeft geen domein meer (de school heeft er wel een: <reason>): SDS slaat de gebruiker over. Geef het domein opnieuw in.'),
     ('domain_removed', 'fr', 'Le nom d''utilisateur n''a plus de domaine (l''école en a un : <reason>) : SDS ignore l''utilisateur. Saisissez à nouveau le domaine.'),
     ('domain_removed', 'en', 'The username no longer has a domain (the school has one: <reason>): SDS leaves the user out. Type the domain again.'),
+    ('username_held', 'nl', 'De gebruikersnaam hoorde bij <reason>, die onder dezelfde id werd verwijderd: hij blijft buiten M365 tot een beheerder bevestigt dat het dezelfde persoon is (m365.confirm_held_username) of hem vrijgeeft (m365.release_held_username).'),
+    ('username_held', 'fr', 'Le nom d''utilisateur appartenait à <reason>, supprimé sous le même identifiant : il reste hors de M365 jusqu''à ce qu''un administrateur confirme qu''il s''agit de la même personne (m365.confirm_held_username) ou le libère (m365.release_held_username).'),
+    ('username_held', 'en', 'The username belonged to <reason>, deleted under the same id: it stays out of M365 until an administrator confirms it is the same person (m365.confirm_held_username) or releases it (m365.release_held_username).'),
     ('edit_leaves_feed', 'nl', 'De gebruikersnaam ''$$$'' is opgeslagen zonder domein: SDS slaat deze gebruiker over tot er een domein is.'),
     ('edit_leaves_feed', 'fr', 'Le nom d''utilisateur ''$$$'' est enregistré sans domaine : SDS ignore cet utilisateur tant qu''il n''a pas de domaine.'),
     ('edit_leaves_feed', 'en', 'The username ''$$$'' was saved without a domain: SDS leaves this user out until it has one.');
@@ -2173,6 +2176,11 @@ BEGIN
     END IF;
 
     -- Listed: what keeps the username from Microsoft 365?
+    IF EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id) THEN
+        RETURN QUERY SELECT 'held', m365.message('username_held', NULL,
+            (SELECT h.old_first_name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.old_last_name
+               FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id));
+    END IF;
     IF NOT listed.sync THEN
         RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
     END IF;
@@ -2225,6 +2233,11 @@ BEGIN
 
     SELECT * INTO listed FROM m365.staff_usernames(sch.id, d) AS s WHERE s.staff_id OPERATOR(pg_catalog.=) diagnose_staff.staff_id;
     IF FOUND AND person.active THEN
+        IF EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id) THEN
+            RETURN QUERY SELECT 'held', m365.message('username_held', NULL,
+                (SELECT h.old_first_name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.old_last_name
+                   FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id));
+        END IF;
         IF NOT listed.sync THEN
             RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
         END IF;

@@ -129,6 +129,11 @@ BEGIN
     END IF;
 
     -- Listed: what keeps the username from Microsoft 365?
+    IF EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id) THEN
+        RETURN QUERY SELECT 'held', m365.message('username_held', NULL,
+            (SELECT h.old_first_name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.old_last_name
+               FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id));
+    END IF;
     IF NOT listed.sync THEN
         RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
     END IF;
@@ -183,6 +188,11 @@ BEGIN
 
     SELECT * INTO listed FROM m365.staff_usernames(sch.id, d) AS s WHERE s.staff_id OPERATOR(pg_catalog.=) diagnose_staff.staff_id;
     IF FOUND AND person.active THEN
+        IF EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id) THEN
+            RETURN QUERY SELECT 'held', m365.message('username_held', NULL,
+                (SELECT h.old_first_name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.old_last_name
+                   FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id));
+        END IF;
         IF NOT listed.sync THEN
             RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
         END IF;

@@ -2,7 +2,7 @@
 -- deleted student's username to whoever was inserted next under the same id:
 -- listed, exported, with the old owner's account.
 BEGIN;
-SELECT plan(23);
+SELECT plan(24);
 
 INSERT INTO m365.configuration (id, name) VALUES (915000, 'identity');
 INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (915000, 'Identiteit', 915000, 'id-school.be');
@@ -51,6 +51,12 @@ SELECT is((SELECT "reason" FROM m365_sds.left_out WHERE "sourcedId" = 'student-9
           'held: the person''s id came back with other names (m365.username_hold)', 'it is left out, with the reason');
 SELECT is((SELECT count(*)::int FROM m365_sds.roles WHERE "userSourcedId" = 'student-915001'), 0,
           'and nothing else of the feed points to it');
+
+SET LOCAL m365.language = 'en';
+SELECT is((SELECT message FROM m365.diagnose_student(915001, 915000) WHERE code = 'held'),
+          'The username belonged to Jan Peters, deleted under the same id: it stays out of M365 until an administrator confirms it is the same person (m365.confirm_held_username) or releases it (m365.release_held_username).',
+          'the diagnosis says the username is held, and whose it was');
+RESET m365.language;
 
 -- Confirmed: the same person after all.
 SELECT is(m365.confirm_held_username((SELECT id FROM jan)), true, 'an administrator confirms the hold');
