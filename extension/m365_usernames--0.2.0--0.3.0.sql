@@ -1930,6 +1930,7 @@ DECLARE
     current  m365.username;
     config   m365.configuration;
     saved    m365.username;
+    had_domain  text;
     sets_domain boolean;
 BEGIN
     IF wanted OPERATOR(pg_catalog.=) '' THEN
@@ -1947,27 +1948,28 @@ BEGIN
                                    m365.message('unknown_username_id', NULL, coalesce(username_id::text, 'NULL')));
     END IF;
     SELECT * INTO config FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) current.configuration_id;
+    had_domain := NULLIF(pg_catalog.split_part(current.username, '@', 2), '');
     IF domain IS NULL AND keep_domain IS NOT false THEN
-        domain := NULLIF(pg_catalog.split_part(current.username, '@', 2), '');
+        domain := had_domain;
     END IF;
+    -- Whether the person's own location (one of a student's enrolments in
+    -- the configuration) or school (one of a staff member's in it) sets a
+    -- domain: not another location of the configuration.
+    sets_domain := CASE current.person_kind
+        WHEN 'student' THEN EXISTS (SELECT FROM m365.enrolment AS e
+                                      JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                                     WHERE e.student_id OPERATOR(pg_catalog.=) current.person_id
+                                       AND l.configuration_id OPERATOR(pg_catalog.=) config.id
+                                       AND l.student_domain IS NOT NULL)
+        ELSE EXISTS (SELECT FROM m365.staff_school AS ss
+                       JOIN m365.school AS s ON s.id OPERATOR(pg_catalog.=) ss.school_id
+                      WHERE ss.staff_id OPERATOR(pg_catalog.=) current.person_id
+                        AND s.configuration_id OPERATOR(pg_catalog.=) config.id
+                        AND s.staff_domain IS NOT NULL)
+    END;
 
-    IF domain IS NOT NULL AND domain IS DISTINCT FROM NULLIF(pg_catalog.split_part(current.username, '@', 2), '') THEN
-        -- A new domain only for a person whose own location (one of a
-        -- student's enrolments in the configuration) or school (one of a
-        -- staff member's in it) sets one: not because another location of
-        -- the configuration has one.
-        sets_domain := CASE current.person_kind
-            WHEN 'student' THEN EXISTS (SELECT FROM m365.enrolment AS e
-                                          JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
-                                         WHERE e.student_id OPERATOR(pg_catalog.=) current.person_id
-                                           AND l.configuration_id OPERATOR(pg_catalog.=) config.id
-                                           AND l.student_domain IS NOT NULL)
-            ELSE EXISTS (SELECT FROM m365.staff_school AS ss
-                           JOIN m365.school AS s ON s.id OPERATOR(pg_catalog.=) ss.school_id
-                          WHERE ss.staff_id OPERATOR(pg_catalog.=) current.person_id
-                            AND s.configuration_id OPERATOR(pg_catalog.=) config.id
-                            AND s.staff_domain IS NOT NULL)
-        END;
+    IF domain IS NOT NULL AND domain IS DISTINCT FROM had_domain THEN
+        -- A new domain only where the person's own location or school sets one.
         IF NOT sets_domain THEN
             PERFORM m365.raise_message('M3U04', 'domain_not_allowed', wanted);
         END IF;
@@ -2011,12 +2013,7 @@ BEGIN
     -- (a staff member always needs one; a student gets the domain of their
     -- location, so warn when none of their locations in it sets one).
     IF saved.sync AND pg_catalog.strpos(saved.username, '@') OPERATOR(pg_catalog.=) 0
-       AND (saved.person_kind OPERATOR(pg_catalog.=) 'staff'
-            OR NOT EXISTS (SELECT FROM m365.enrolment AS e
-                             JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
-                            WHERE e.student_id OPERATOR(pg_catalog.=) saved.person_id
-                              AND l.configuration_id OPERATOR(pg_catalog.=) saved.configuration_id
-                              AND l.student_domain IS NOT NULL)) THEN
+       AND (saved.person_kind OPERATOR(pg_catalog.=) 'staff' OR NOT sets_domain) THEN
         RAISE WARNING USING ERRCODE = 'M3W01', MESSAGE = m365.message('edit_leaves_feed', saved.username, NULL);
     END IF;
     RETURN saved;
@@ -2176,11 +2173,7 @@ BEGIN
     END IF;
 
     -- Listed: what keeps the username from Microsoft 365?
-    IF EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id) THEN
-        RETURN QUERY SELECT 'held', m365.message('username_held', NULL,
-            (SELECT h.old_first_name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.old_last_name
-               FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id));
-    END IF;
+    RETURN QUERY SELECT * FROM m365.diagnose_hold(listed.username_id);
     IF NOT listed.sync THEN
         RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
     END IF;
@@ -2233,11 +2226,7 @@ BEGIN
 
     SELECT * INTO listed FROM m365.staff_usernames(sch.id, d) AS s WHERE s.staff_id OPERATOR(pg_catalog.=) diagnose_staff.staff_id;
     IF FOUND AND person.active THEN
-        IF EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id) THEN
-            RETURN QUERY SELECT 'held', m365.message('username_held', NULL,
-                (SELECT h.old_first_name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.old_last_name
-                   FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id));
-        END IF;
+        RETURN QUERY SELECT * FROM m365.diagnose_hold(listed.username_id);
         IF NOT listed.sync THEN
             RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
         END IF;
@@ -2480,6 +2469,19 @@ $$;
 COMMENT ON FUNCTION m365.release_held_username(bigint) IS
 'The person whose id came back with other names is someone else: the held name stays issued to its former owner (never handed to anyone, the newcomer included) and the newcomer gets a new username at the next run';
 REVOKE ALL ON FUNCTION m365.release_held_username(bigint) FROM PUBLIC;
+
+-- A held username (its person's id came back with other names), and whose it was.
+CREATE FUNCTION m365.diagnose_hold(username_id bigint, OUT code text, OUT message text)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'held', m365.message('username_held', NULL, h.old_first_name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.old_last_name)
+      FROM m365.username_hold AS h
+     WHERE h.username_id OPERATOR(pg_catalog.=) diagnose_hold.username_id
+$$;
+COMMENT ON FUNCTION m365.diagnose_hold(bigint) IS 'The diagnosis row of a held username (code held), naming whose it was; no row when it is not held';
+REVOKE ALL ON FUNCTION m365.diagnose_hold(bigint) FROM PUBLIC;
 
 --------------------------------------------------------------------------------
 -- 0.3.0: the feed's views are security barriers; readers are bound by role
@@ -3158,16 +3160,14 @@ AS $$
     SELECT d FROM m365.configuration AS c, pg_catalog.unnest(c.accepted_domains) AS d
      WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
     UNION
-    SELECT l.student_domain FROM m365.location AS l
-     WHERE l.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
-       AND l.student_domain IS NOT NULL
-       AND NOT EXISTS (SELECT FROM m365.configuration AS c
-                        WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
-                          AND pg_catalog.cardinality(c.accepted_domains) OPERATOR(pg_catalog.>) 0)
-    UNION
-    SELECT sc.staff_domain FROM m365.school AS sc
-     WHERE sc.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
-       AND sc.staff_domain IS NOT NULL
+    SELECT s.domain
+      FROM (SELECT l.student_domain FROM m365.location AS l
+             WHERE l.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+            UNION ALL
+            SELECT sc.staff_domain FROM m365.school AS sc
+             WHERE sc.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id) AS s(domain)
+     WHERE s.domain IS NOT NULL
+       -- Only when the configuration lists none.
        AND NOT EXISTS (SELECT FROM m365.configuration AS c
                         WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
                           AND pg_catalog.cardinality(c.accepted_domains) OPERATOR(pg_catalog.>) 0)
@@ -3262,6 +3262,7 @@ SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_membership');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.take_sds_snapshots(date)');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.status');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.job_status()');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.diagnose_hold(bigint)');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.departed_person');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_hold');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.confirm_held_username(bigint)');

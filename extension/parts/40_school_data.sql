@@ -47,16 +47,14 @@ AS $$
     SELECT d FROM m365.configuration AS c, pg_catalog.unnest(c.accepted_domains) AS d
      WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
     UNION
-    SELECT l.student_domain FROM m365.location AS l
-     WHERE l.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
-       AND l.student_domain IS NOT NULL
-       AND NOT EXISTS (SELECT FROM m365.configuration AS c
-                        WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
-                          AND pg_catalog.cardinality(c.accepted_domains) OPERATOR(pg_catalog.>) 0)
-    UNION
-    SELECT sc.staff_domain FROM m365.school AS sc
-     WHERE sc.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
-       AND sc.staff_domain IS NOT NULL
+    SELECT s.domain
+      FROM (SELECT l.student_domain FROM m365.location AS l
+             WHERE l.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
+            UNION ALL
+            SELECT sc.staff_domain FROM m365.school AS sc
+             WHERE sc.configuration_id OPERATOR(pg_catalog.=) accepted_domains.configuration_id) AS s(domain)
+     WHERE s.domain IS NOT NULL
+       -- Only when the configuration lists none.
        AND NOT EXISTS (SELECT FROM m365.configuration AS c
                         WHERE c.id OPERATOR(pg_catalog.=) accepted_domains.configuration_id
                           AND pg_catalog.cardinality(c.accepted_domains) OPERATOR(pg_catalog.>) 0)

@@ -83,6 +83,7 @@ DECLARE
     current  m365.username;
     config   m365.configuration;
     saved    m365.username;
+    had_domain  text;
     sets_domain boolean;
 BEGIN
     IF wanted OPERATOR(pg_catalog.=) '' THEN
@@ -100,27 +101,28 @@ BEGIN
                                    m365.message('unknown_username_id', NULL, coalesce(username_id::text, 'NULL')));
     END IF;
     SELECT * INTO config FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) current.configuration_id;
+    had_domain := NULLIF(pg_catalog.split_part(current.username, '@', 2), '');
     IF domain IS NULL AND keep_domain IS NOT false THEN
-        domain := NULLIF(pg_catalog.split_part(current.username, '@', 2), '');
+        domain := had_domain;
     END IF;
+    -- Whether the person's own location (one of a student's enrolments in
+    -- the configuration) or school (one of a staff member's in it) sets a
+    -- domain: not another location of the configuration.
+    sets_domain := CASE current.person_kind
+        WHEN 'student' THEN EXISTS (SELECT FROM m365.enrolment AS e
+                                      JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                                     WHERE e.student_id OPERATOR(pg_catalog.=) current.person_id
+                                       AND l.configuration_id OPERATOR(pg_catalog.=) config.id
+                                       AND l.student_domain IS NOT NULL)
+        ELSE EXISTS (SELECT FROM m365.staff_school AS ss
+                       JOIN m365.school AS s ON s.id OPERATOR(pg_catalog.=) ss.school_id
+                      WHERE ss.staff_id OPERATOR(pg_catalog.=) current.person_id
+                        AND s.configuration_id OPERATOR(pg_catalog.=) config.id
+                        AND s.staff_domain IS NOT NULL)
+    END;
 
-    IF domain IS NOT NULL AND domain IS DISTINCT FROM NULLIF(pg_catalog.split_part(current.username, '@', 2), '') THEN
-        -- A new domain only for a person whose own location (one of a
-        -- student's enrolments in the configuration) or school (one of a
-        -- staff member's in it) sets one: not because another location of
-        -- the configuration has one.
-        sets_domain := CASE current.person_kind
-            WHEN 'student' THEN EXISTS (SELECT FROM m365.enrolment AS e
-                                          JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
-                                         WHERE e.student_id OPERATOR(pg_catalog.=) current.person_id
-                                           AND l.configuration_id OPERATOR(pg_catalog.=) config.id
-                                           AND l.student_domain IS NOT NULL)
-            ELSE EXISTS (SELECT FROM m365.staff_school AS ss
-                           JOIN m365.school AS s ON s.id OPERATOR(pg_catalog.=) ss.school_id
-                          WHERE ss.staff_id OPERATOR(pg_catalog.=) current.person_id
-                            AND s.configuration_id OPERATOR(pg_catalog.=) config.id
-                            AND s.staff_domain IS NOT NULL)
-        END;
+    IF domain IS NOT NULL AND domain IS DISTINCT FROM had_domain THEN
+        -- A new domain only where the person's own location or school sets one.
         IF NOT sets_domain THEN
             PERFORM m365.raise_message('M3U04', 'domain_not_allowed', wanted);
         END IF;
@@ -164,12 +166,7 @@ BEGIN
     -- (a staff member always needs one; a student gets the domain of their
     -- location, so warn when none of their locations in it sets one).
     IF saved.sync AND pg_catalog.strpos(saved.username, '@') OPERATOR(pg_catalog.=) 0
-       AND (saved.person_kind OPERATOR(pg_catalog.=) 'staff'
-            OR NOT EXISTS (SELECT FROM m365.enrolment AS e
-                             JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
-                            WHERE e.student_id OPERATOR(pg_catalog.=) saved.person_id
-                              AND l.configuration_id OPERATOR(pg_catalog.=) saved.configuration_id
-                              AND l.student_domain IS NOT NULL)) THEN
+       AND (saved.person_kind OPERATOR(pg_catalog.=) 'staff' OR NOT sets_domain) THEN
         RAISE WARNING USING ERRCODE = 'M3W01', MESSAGE = m365.message('edit_leaves_feed', saved.username, NULL);
     END IF;
     RETURN saved;

@@ -79,6 +79,20 @@ $$;
 REVOKE ALL ON FUNCTION m365.diagnose_generation(bigint, text, bigint) FROM PUBLIC;
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.diagnose_generation(bigint, text, bigint)');
 
+-- A held username (its person's id came back with other names), and whose it was.
+CREATE FUNCTION m365.diagnose_hold(username_id bigint, OUT code text, OUT message text)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'held', m365.message('username_held', NULL, h.old_first_name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.old_last_name)
+      FROM m365.username_hold AS h
+     WHERE h.username_id OPERATOR(pg_catalog.=) diagnose_hold.username_id
+$$;
+COMMENT ON FUNCTION m365.diagnose_hold(bigint) IS 'The diagnosis row of a held username (code held), naming whose it was; no row when it is not held';
+REVOKE ALL ON FUNCTION m365.diagnose_hold(bigint) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.diagnose_hold(bigint)');
+
 CREATE FUNCTION m365.diagnose_student(student_id bigint, location_id bigint, on_date date DEFAULT NULL)
 RETURNS TABLE (code text, message text)
 LANGUAGE plpgsql STABLE
@@ -129,11 +143,7 @@ BEGIN
     END IF;
 
     -- Listed: what keeps the username from Microsoft 365?
-    IF EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id) THEN
-        RETURN QUERY SELECT 'held', m365.message('username_held', NULL,
-            (SELECT h.old_first_name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.old_last_name
-               FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id));
-    END IF;
+    RETURN QUERY SELECT * FROM m365.diagnose_hold(listed.username_id);
     IF NOT listed.sync THEN
         RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
     END IF;
@@ -188,11 +198,7 @@ BEGIN
 
     SELECT * INTO listed FROM m365.staff_usernames(sch.id, d) AS s WHERE s.staff_id OPERATOR(pg_catalog.=) diagnose_staff.staff_id;
     IF FOUND AND person.active THEN
-        IF EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id) THEN
-            RETURN QUERY SELECT 'held', m365.message('username_held', NULL,
-                (SELECT h.old_first_name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.old_last_name
-                   FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) listed.username_id));
-        END IF;
+        RETURN QUERY SELECT * FROM m365.diagnose_hold(listed.username_id);
         IF NOT listed.sync THEN
             RETURN QUERY SELECT 'sync_off', m365.message('sync_off');
         END IF;

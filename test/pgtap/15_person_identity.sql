@@ -2,7 +2,7 @@
 -- deleted student's username to whoever was inserted next under the same id:
 -- listed, exported, with the old owner's account.
 BEGIN;
-SELECT plan(24);
+SELECT plan(27);
 
 INSERT INTO m365.configuration (id, name) VALUES (915000, 'identity');
 INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (915000, 'Identiteit', 915000, 'id-school.be');
@@ -97,6 +97,18 @@ UPDATE m365.staff SET id = 915101 WHERE id = 915102;
 SELECT is((SELECT new_first_name || ' ' || new_last_name FROM m365.username_hold AS h JOIN m365.username AS u ON u.id = h.username_id
             WHERE u.person_kind = 'staff' AND u.person_id = 915101),
           'Tom Dierckx', 'an update of the id onto a departed one with other names holds that username');
+
+-- Bad input: an id that is not held, NULL.
+SELECT is(ARRAY[m365.confirm_held_username(-1), m365.confirm_held_username(NULL),
+                m365.release_held_username(-1), m365.release_held_username(NULL)],
+          ARRAY[false, false, false, false], 'confirming or releasing what is not held (or NULL) answers false and changes nothing');
+SELECT is((SELECT count(*)::int FROM m365.diagnose_hold(NULL)), 0, 'no diagnosis row for NULL');
+CREATE FUNCTION pg_temp.words(f text, l text) RETURNS text LANGUAGE sql AS $$
+    SELECT string_agg(w, ' ' ORDER BY w) FROM unnest(m365.name_words(f, l)) AS w
+$$;
+SELECT is(ARRAY[pg_temp.words('Van', 'de'), pg_temp.words(NULL, NULL), pg_temp.words('Jan', 'Van den Broeck')],
+          ARRAY['de van', NULL, 'broeck jan'],
+          'name_words: particles only when they are all there is; NULL names give no words');
 
 -- Red-team finds, kept as tests.
 INSERT INTO m365.student (id, first_name, last_name) VALUES (915201, 'Alice', 'Moulin'), (915202, 'Wandrille', 'Garnier'),
