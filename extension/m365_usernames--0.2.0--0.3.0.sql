@@ -366,6 +366,85 @@ ALTER TABLE m365.username
     ADD CONSTRAINT username_suffix_with_base CHECK (suffix IS NULL OR base IS NOT NULL);
 COMMENT ON TABLE m365.username IS
 'The Microsoft 365 username of each student and staff member, one per person and configuration (with the base, suffix and format the job made it from)';
+
+--------------------------------------------------------------------------------
+-- The uniqueness key, the same in every database. 0.2.0 keyed a local part
+-- with lower(), which follows the locale: in a Turkish one "IVO.X" became
+-- "ıvo.x", a name of its own beside "ivo.x", while Microsoft 365 sees one.
+-- First stop, listing them, when names would be one under the new key
+-- (docs/dba-guide.md gives the query); then re-create the generated columns
+-- (PostgreSQL 15 has no SET EXPRESSION), last, as a fresh install has them.
+--------------------------------------------------------------------------------
+CREATE FUNCTION m365.local_part_key(username text)
+RETURNS text
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'm365_local_part_key';
+COMMENT ON FUNCTION m365.local_part_key(text) IS
+'The uniqueness key of a username: the part before "@" with ASCII letters in lower case, whatever the database''s locale';
+
+-- A ledger row of 0.2.0 holds lower()'s output: "ı" where the name had "I"
+-- (no other locale makes anything else of an ASCII letter). In UTF-8 only:
+-- another encoding has no "ı".
+DO $key$
+DECLARE
+    ledger_key text := CASE WHEN pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.=) 'UTF8'
+                            THEN $e$m365.local_part_key(pg_catalog.translate(i.local_part, U&'\0131', 'i'))$e$
+                            ELSE 'm365.local_part_key(i.local_part)' END;
+    clashes text;
+BEGIN
+    EXECUTE pg_catalog.format($q$
+    SELECT pg_catalog.string_agg(pg_catalog.format('%%s in configuration %%s: %%s', c.source, c.configuration_id, c.names), '; '
+                                 ORDER BY c.source, c.configuration_id, c.names)
+      FROM (SELECT 'm365.username' AS source, u.configuration_id,
+                   pg_catalog.string_agg(u.username, ', ' ORDER BY u.username) AS names
+              FROM m365.username AS u GROUP BY u.configuration_id, m365.local_part_key(u.username)
+            HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1
+            UNION ALL
+            SELECT 'm365.reserved_username', r.configuration_id, pg_catalog.string_agg(r.username, ', ' ORDER BY r.username)
+              FROM m365.reserved_username AS r GROUP BY r.configuration_id, m365.local_part_key(r.username)
+            HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1
+            UNION ALL
+            SELECT 'm365.issued_username', i.configuration_id, pg_catalog.string_agg(i.local_part, ', ' ORDER BY i.local_part)
+              FROM m365.issued_username AS i GROUP BY i.configuration_id, %1$s
+            HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1) AS c$q$, ledger_key)
+    INTO clashes;
+    IF clashes IS NOT NULL THEN
+        RAISE EXCEPTION 'these names would be one name under the uniqueness key of 0.3.0 (ASCII letters compared case-insensitively): %', clashes
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Keep one of each: rename the others with m365.set_username, or delete the reserved ones; then update again. docs/dba-guide.md (Upgrade) has the query that lists them.';
+    END IF;
+    EXECUTE pg_catalog.format('UPDATE m365.issued_username AS i SET local_part = %1$s WHERE %1$s OPERATOR(pg_catalog.<>) i.local_part',
+                              ledger_key);
+END
+$key$;
+
+DROP FUNCTION m365.username_is_taken(bigint, text);  -- a SQL body that reads the old columns; made again below
+ALTER TABLE m365.username DROP COLUMN local_part;  -- and username_unique_in_configuration with it
+ALTER TABLE m365.username
+    ADD COLUMN local_part text NOT NULL GENERATED ALWAYS AS (m365.local_part_key(username)) STORED,
+    ADD CONSTRAINT username_unique_in_configuration UNIQUE (configuration_id, local_part);
+ALTER TABLE m365.reserved_username DROP COLUMN local_part;  -- and the primary key with it
+ALTER TABLE m365.reserved_username
+    ADD COLUMN local_part text NOT NULL GENERATED ALWAYS AS (m365.local_part_key(username)) STORED,
+    ADD PRIMARY KEY (configuration_id, local_part);
+
+-- The other case-insensitive comparisons, the same in every locale too.
+CREATE OR REPLACE FUNCTION m365.language()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE WHEN pg_catalog.lower(coalesce(pg_catalog.current_setting('m365.language', true), '') COLLATE "C")
+                 OPERATOR(pg_catalog.=) ANY ('{nl,fr,en}'::text[])
+            THEN pg_catalog.lower(pg_catalog.current_setting('m365.language', true) COLLATE "C")
+            ELSE 'nl' END;
+CREATE OR REPLACE FUNCTION m365.list_row_matches(filter text, username text, first_name text, last_name text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN filter IS NULL
+    OR pg_catalog.strpos(pg_catalog.lower(pg_catalog.concat_ws(' ', username, first_name, last_name) COLLATE "und-x-icu"),
+                         pg_catalog.lower(filter COLLATE "und-x-icu")) OPERATOR(pg_catalog.>) 0;
+
 ALTER TABLE m365.username DISABLE TRIGGER USER;  -- not an edit: no history row, updated_at kept
 UPDATE m365.username AS u
    SET base = i.base,
@@ -406,7 +485,7 @@ CREATE INDEX issued_username_base ON m365.issued_username (configuration_id, bas
 COMMENT ON TABLE m365.issued_username IS
 'Names no longer held by the person they were issued to (renamed away, deleted): never handed to anyone else';
 
--- "Never reused", written once: a local part (lower case) is free for a
+-- "Never reused", written once: a local part (its key, m365.local_part_key) is free for a
 -- person when nobody else holds it, it was not issued to anyone else before,
 -- and it is not reserved. The job, set_username, the preview and the
 -- username triggers all ask this. Plain SQL without SET, fully qualified, so
@@ -431,12 +510,12 @@ RETURN (SELECT true FROM m365.username AS u
          WHERE r.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
            AND r.local_part OPERATOR(pg_catalog.=) username_is_free.local_part) IS NULL;
 COMMENT ON FUNCTION m365.username_is_free(bigint, text, text, bigint) IS
-'Whether a local part (lower case) is free for the person: held by nobody else, never issued to anyone else, not reserved (NULL person: free for anyone)';
+'Whether a local part (its key, m365.local_part_key) is free for the person: held by nobody else, never issued to anyone else, not reserved (NULL person: free for anyone)';
 
 CREATE OR REPLACE FUNCTION m365.username_is_taken(configuration_id bigint, local_part text)
 RETURNS boolean
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
-RETURN NOT m365.username_is_free(configuration_id, pg_catalog.lower(local_part), NULL, NULL);
+RETURN NOT m365.username_is_free(configuration_id, m365.local_part_key(local_part), NULL, NULL);
 COMMENT ON FUNCTION m365.username_is_taken(bigint, text) IS
 'Whether a local part is in use, was issued before, or is reserved in the configuration (case-insensitive)';
 
@@ -464,14 +543,14 @@ LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    wanted    text := pg_catalog.lower(base);
+    wanted    text := m365.local_part_key(base);
     n         bigint;
     candidate text;
 BEGIN
-    IF pg_catalog.strpos(wanted, '@') OPERATOR(pg_catalog.>) 0 OR NOT m365.username_is_valid(wanted) THEN
+    IF pg_catalog.strpos(base, '@') OPERATOR(pg_catalog.>) 0 OR NOT m365.username_is_valid(base) THEN
         RAISE EXCEPTION 'invalid username base "%"', base
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = coalesce(m365.username_problem(wanted), 'a base is a local part, without "@"');
+                  DETAIL = coalesce(m365.username_problem(base), 'a base is a local part, without "@"');
     END IF;
     IF m365.username_is_free(configuration_id, wanted, NULL, NULL) THEN
         RETURN wanted;
@@ -565,7 +644,7 @@ BEGIN
     IF FOUND THEN
         IF EXISTS (SELECT FROM m365.reserved_username AS r
                     WHERE r.configuration_id OPERATOR(pg_catalog.=) clash.configuration_id
-                      AND r.local_part OPERATOR(pg_catalog.=) pg_catalog.lower(pg_catalog.split_part(clash.username, '@', 1))) THEN
+                      AND r.local_part OPERATOR(pg_catalog.=) m365.local_part_key(clash.username)) THEN
             RAISE EXCEPTION 'username "%" is reserved in configuration %', clash.username, clash.configuration_id
                 USING ERRCODE = 'unique_violation', CONSTRAINT = 'reserved_username_pkey';
         END IF;
@@ -1939,7 +2018,7 @@ BEGIN
     IF NOT m365.username_is_valid(wanted) THEN
         PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL, m365.username_problem(wanted));
     END IF;
-    local := pg_catalog.lower(pg_catalog.split_part(wanted, '@', 1));
+    local := m365.local_part_key(wanted);
     domain := NULLIF(m365.lower_domain(pg_catalog.split_part(wanted, '@', 2)), '');
 
     SELECT * INTO current FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) set_username.username_id FOR UPDATE;

@@ -66,7 +66,8 @@ CONF
 	trap m365_cluster_stop EXIT
 	runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$M365_CLUSTER/data" -l "$M365_CLUSTER/server.log" -w start >/dev/null \
 		|| { cat "$M365_CLUSTER/server.log"; die "the cluster did not start"; }
-	psql -q -X -c "CREATE DATABASE $cron_db" >/dev/null
+	# M365_DB_LOCALE: an ICU locale for that database (the suite also runs in tr-TR).
+	psql -q -X -c "CREATE DATABASE $cron_db${M365_DB_LOCALE:+ TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '$M365_DB_LOCALE'}" >/dev/null
 }
 
 m365_cluster_stop() {

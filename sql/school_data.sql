@@ -45,7 +45,8 @@ INSERT INTO m365.staff (id, first_name, last_name) VALUES (1, 'Els', 'Maes');
 INSERT INTO m365.staff (id, first_name, last_name, active, inactive_since) VALUES (2, 'Piet', 'Wouters', false, '2026-10-01');
 SELECT id, active, inactive_since FROM m365.staff ORDER BY id;
 UPDATE m365.staff SET active = false WHERE id = 1;
-SELECT id, active, inactive_since = CURRENT_DATE AS inactive_since_today FROM m365.staff WHERE id = 1;
+-- Today where the staff member works (no school yet: Europe/Brussels), not in the session's TimeZone.
+SELECT id, active, inactive_since = m365.configuration_today(NULL) AS inactive_since_today FROM m365.staff WHERE id = 1;
 UPDATE m365.staff SET active = true WHERE id = 1;
 SELECT id, active, inactive_since FROM m365.staff WHERE id = 1;
 INSERT INTO m365.staff_school (staff_id, school_id) VALUES (1, 1), (1, 1);

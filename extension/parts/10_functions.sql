@@ -26,6 +26,16 @@ AS 'MODULE_PATHNAME', 'm365_username_problem';
 COMMENT ON FUNCTION m365.username_problem(text) IS
 'Why a username is not valid, in English; NULL when it is valid';
 
+-- The uniqueness key of a username, the same in every database: the local
+-- part with ASCII A-Z in lower case (lower() follows the locale: in Turkish
+-- "I" becomes "ı"). Every index, comparison and check of a local part uses it.
+CREATE FUNCTION m365.local_part_key(username text)
+RETURNS text
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'm365_local_part_key';
+COMMENT ON FUNCTION m365.local_part_key(text) IS
+'The uniqueness key of a username: the part before "@" with ASCII letters in lower case, whatever the database''s locale';
+
 CREATE FUNCTION m365.domain_is_valid(domain text)
 RETURNS boolean
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE

@@ -11,9 +11,6 @@ CREATE TABLE m365.username (
     -- The local part, or local@domain (a fixed domain, or a staff member's).
     username         text NOT NULL
                      CONSTRAINT username_is_valid CHECK (m365.username_is_valid(username)),
-    -- What uniqueness is about: the part before "@", case-insensitively.
-    local_part       text NOT NULL
-                     GENERATED ALWAYS AS (pg_catalog.lower(pg_catalog.split_part(username, '@', 1))) STORED,
     sync             boolean NOT NULL DEFAULT false,
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -22,6 +19,9 @@ CREATE TABLE m365.username (
     base             text,
     suffix           integer CONSTRAINT username_suffix_from_two CHECK (suffix OPERATOR(pg_catalog.>=) 2),
     format           text,
+    -- What uniqueness is about: the part before "@", ASCII case-insensitively
+    -- (last: an upgrade re-creates it, and a fresh install has the same shape).
+    local_part       text NOT NULL GENERATED ALWAYS AS (m365.local_part_key(username)) STORED,
     CONSTRAINT username_one_per_person UNIQUE (configuration_id, person_kind, person_id),
     CONSTRAINT username_unique_in_configuration UNIQUE (configuration_id, local_part),
     CONSTRAINT username_suffix_with_base CHECK (suffix IS NULL OR base IS NOT NULL)
@@ -61,10 +61,9 @@ CREATE TABLE m365.reserved_username (
     configuration_id bigint NOT NULL REFERENCES m365.configuration (id) ON DELETE CASCADE,
     username         text NOT NULL
                      CONSTRAINT reserved_username_is_valid CHECK (m365.username_is_valid(username)),
-    local_part       text NOT NULL
-                     GENERATED ALWAYS AS (pg_catalog.lower(pg_catalog.split_part(username, '@', 1))) STORED,
     note             text,
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    local_part       text NOT NULL GENERATED ALWAYS AS (m365.local_part_key(username)) STORED,
     PRIMARY KEY (configuration_id, local_part)
 );
 COMMENT ON TABLE m365.reserved_username IS
@@ -75,7 +74,7 @@ CREATE TRIGGER reserved_username_domains_in_lower_case
     BEFORE INSERT OR UPDATE OF username ON m365.reserved_username
     FOR EACH ROW EXECUTE FUNCTION m365.domains_in_lower_case();
 
--- "Never reused", written once: a local part (lower case) is free for a
+-- "Never reused", written once: a local part (its key, m365.local_part_key) is free for a
 -- person when nobody else holds it, it was not issued to anyone else before,
 -- and it is not reserved. The job, set_username, the preview and the
 -- username triggers all ask this. Plain SQL without SET, fully qualified, so
@@ -100,12 +99,12 @@ RETURN (SELECT true FROM m365.username AS u
          WHERE r.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
            AND r.local_part OPERATOR(pg_catalog.=) username_is_free.local_part) IS NULL;
 COMMENT ON FUNCTION m365.username_is_free(bigint, text, text, bigint) IS
-'Whether a local part (lower case) is free for the person: held by nobody else, never issued to anyone else, not reserved (NULL person: free for anyone)';
+'Whether a local part (its key, m365.local_part_key) is free for the person: held by nobody else, never issued to anyone else, not reserved (NULL person: free for anyone)';
 
 CREATE FUNCTION m365.username_is_taken(configuration_id bigint, local_part text)
 RETURNS boolean
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
-RETURN NOT m365.username_is_free(configuration_id, pg_catalog.lower(local_part), NULL, NULL);
+RETURN NOT m365.username_is_free(configuration_id, m365.local_part_key(local_part), NULL, NULL);
 COMMENT ON FUNCTION m365.username_is_taken(bigint, text) IS
 'Whether a local part is in use, was issued before, or is reserved in the configuration (case-insensitive)';
 
@@ -133,14 +132,14 @@ LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    wanted    text := pg_catalog.lower(base);
+    wanted    text := m365.local_part_key(base);
     n         bigint;
     candidate text;
 BEGIN
-    IF pg_catalog.strpos(wanted, '@') OPERATOR(pg_catalog.>) 0 OR NOT m365.username_is_valid(wanted) THEN
+    IF pg_catalog.strpos(base, '@') OPERATOR(pg_catalog.>) 0 OR NOT m365.username_is_valid(base) THEN
         RAISE EXCEPTION 'invalid username base "%"', base
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = coalesce(m365.username_problem(wanted), 'a base is a local part, without "@"');
+                  DETAIL = coalesce(m365.username_problem(base), 'a base is a local part, without "@"');
     END IF;
     IF m365.username_is_free(configuration_id, wanted, NULL, NULL) THEN
         RETURN wanted;
@@ -234,7 +233,7 @@ BEGIN
     IF FOUND THEN
         IF EXISTS (SELECT FROM m365.reserved_username AS r
                     WHERE r.configuration_id OPERATOR(pg_catalog.=) clash.configuration_id
-                      AND r.local_part OPERATOR(pg_catalog.=) pg_catalog.lower(pg_catalog.split_part(clash.username, '@', 1))) THEN
+                      AND r.local_part OPERATOR(pg_catalog.=) m365.local_part_key(clash.username)) THEN
             RAISE EXCEPTION 'username "%" is reserved in configuration %', clash.username, clash.configuration_id
                 USING ERRCODE = 'unique_violation', CONSTRAINT = 'reserved_username_pkey';
         END IF;

@@ -97,9 +97,9 @@ CREATE FUNCTION m365.language()
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-RETURN CASE WHEN pg_catalog.lower(coalesce(pg_catalog.current_setting('m365.language', true), ''))
+RETURN CASE WHEN pg_catalog.lower(coalesce(pg_catalog.current_setting('m365.language', true), '') COLLATE "C")
                  OPERATOR(pg_catalog.=) ANY ('{nl,fr,en}'::text[])
-            THEN pg_catalog.lower(pg_catalog.current_setting('m365.language', true))
+            THEN pg_catalog.lower(pg_catalog.current_setting('m365.language', true) COLLATE "C")
             ELSE 'nl' END;
 COMMENT ON FUNCTION m365.language() IS 'The language of messages: SET m365.language = nl | fr | en (default nl)';
 

@@ -92,7 +92,7 @@ BEGIN
     IF NOT m365.username_is_valid(wanted) THEN
         PERFORM m365.raise_message('M3U02', 'username_invalid', wanted, NULL, m365.username_problem(wanted));
     END IF;
-    local := pg_catalog.lower(pg_catalog.split_part(wanted, '@', 1));
+    local := m365.local_part_key(wanted);
     domain := NULLIF(m365.lower_domain(pg_catalog.split_part(wanted, '@', 2)), '');
 
     SELECT * INTO current FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) set_username.username_id FOR UPDATE;
@@ -224,14 +224,16 @@ REVOKE ALL ON FUNCTION m365.set_sync(bigint[], boolean) FROM PUBLIC;
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.set_sync(bigint[], boolean)');
 
 -- Whether a list row matches the text filter of the bulk forms: NULL matches
--- all, otherwise the username or a name contains it (case-insensitive).
+-- all, otherwise the username or a name contains it (case-insensitive, by
+-- ICU's root locale: the database's could be Turkish, where "I" does not
+-- find "i").
 CREATE FUNCTION m365.list_row_matches(filter text, username text, first_name text, last_name text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 RETURN filter IS NULL
-    OR pg_catalog.strpos(pg_catalog.lower(pg_catalog.concat_ws(' ', username, first_name, last_name)),
-                         pg_catalog.lower(filter)) OPERATOR(pg_catalog.>) 0;
+    OR pg_catalog.strpos(pg_catalog.lower(pg_catalog.concat_ws(' ', username, first_name, last_name) COLLATE "und-x-icu"),
+                         pg_catalog.lower(filter COLLATE "und-x-icu")) OPERATOR(pg_catalog.>) 0;
 
 -- The same for every username of a location's (or school's) list on a date,
 -- optionally only those whose username or name contains `filter`.

@@ -58,6 +58,16 @@ CheckLabel(std::string_view label)
 
 }  // namespace
 
+std::string
+LocalPartKey(std::string_view username)
+{
+	std::string key(username.substr(0, username.find('@')));
+	for (char& c : key)
+		if (c >= 'A' && c <= 'Z')
+			c = static_cast<char>(c - 'A' + 'a');
+	return key;
+}
+
 DomainProblem
 CheckDomain(std::string_view domain)
 {

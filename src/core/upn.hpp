@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace m365 {
@@ -53,6 +54,14 @@ IsValidDomain(std::string_view domain)
 {
 	return CheckDomain(domain) == DomainProblem::kNone;
 }
+
+/*
+ * What uniqueness is about: the part before the first "@", with ASCII A-Z in
+ * lower case and every other byte as it is. Not the database's lower(): under
+ * a Turkish locale that makes "I" a dotless "ı", so "IVO" and "ivo" would be
+ * two names, while Microsoft 365 compares ASCII case-insensitively.
+ */
+std::string LocalPartKey(std::string_view username);
 
 /* Short English reasons, for error details. */
 const char* Describe(UsernameProblem problem);

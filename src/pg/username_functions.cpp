@@ -46,6 +46,12 @@ M365_SQL_FUNCTION(m365_username_problem)
 	return TextDatum(reason);
 }
 
+/* m365.local_part_key(username text) RETURNS text IMMUTABLE: the uniqueness key. */
+M365_SQL_FUNCTION(m365_local_part_key)
+{
+	return TextDatum(m365::LocalPartKey(TextArg(fcinfo, 0)));
+}
+
 /* m365.domain_is_valid(domain text) RETURNS boolean */
 M365_SQL_FUNCTION(m365_domain_is_valid)
 {

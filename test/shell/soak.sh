@@ -83,10 +83,10 @@ ok $? "every username is unique in its configuration, and nobody has two"
 	[ "$(sql -c "SELECT count(*) FROM m365.username_history AS h
                  WHERE h.field = 'username'
                    AND NOT EXISTS (SELECT FROM m365.username AS u
-                                    WHERE u.configuration_id = h.configuration_id AND u.local_part = lower(split_part(h.old_value, '@', 1))
+                                    WHERE u.configuration_id = h.configuration_id AND u.local_part = m365.local_part_key(h.old_value)
                                       AND (u.person_kind, u.person_id) = (h.person_kind, h.person_id))
                    AND NOT EXISTS (SELECT FROM m365.issued_username AS i
-                                    WHERE i.configuration_id = h.configuration_id AND i.local_part = lower(split_part(h.old_value, '@', 1))
+                                    WHERE i.configuration_id = h.configuration_id AND i.local_part = m365.local_part_key(h.old_value)
                                       AND (i.person_kind, i.person_id) = (h.person_kind, h.person_id))")" = 0 ]
 ok $? "every name edited away is still its owner's (in the ledger, or taken back): no name was handed to a second person"
 

@@ -28,7 +28,7 @@ waiting_digest() {
 }
 
 [ -n "$released" ] || { echo "1..0 # SKIP no released version before $current"; exit 0; }
-echo "1..$((3 + 10 * $(echo "$released" | wc -l)))"
+echo "1..$((4 + 10 * $(echo "$released" | wc -l)))"
 
 # The fresh install gets what an updated 0.2.0 database has kept: its roles'
 # access levels and its SDS reader.
@@ -141,5 +141,30 @@ SQL
 status=$?
 [ $status = 0 ] || sed 's/^/# /' "$work/domains.err" | head -3
 ok $status "domains typed in capitals in 0.2.0 come out lower-cased (schools, locations, accepted, reserved, usernames; history kept)"
+
+# The uniqueness key (issue 14): 0.2.0 keyed names with lower(), so a Turkish
+# database held "IVO.X" and "ivo.x" as two names (and its ledger "ıvo.z" for
+# "IVO.Z"). The update stops and lists such names; once one of each is kept it
+# re-keys everything with m365.local_part_key.
+db="upgrade_turkish_$$"
+dbs+=("$db")
+sql -d postgres -c "CREATE DATABASE $db TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C.UTF-8' LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR'" >/dev/null &&
+	sql -d "$db" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames VERSION '0.2.0'" >/dev/null 2>&1 &&
+	sql -d "$db" >/dev/null 2>&1 <<'SQL' &&
+INSERT INTO m365.configuration (id, name) VALUES (1, 'Turks');
+INSERT INTO m365.reserved_username (configuration_id, username) VALUES (1, 'IVO.X'), (1, 'ivo.x');
+INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id) VALUES (1, lower('IVO.Z'), 'student', 7);
+SQL
+	[ "$(sql -d "$db" -c "SELECT string_agg(local_part, ',' ORDER BY local_part COLLATE \"C\") FROM m365.reserved_username")" = "ivo.x,ıvo.x" ] &&
+	! sql -d "$db" -c "ALTER EXTENSION m365_usernames UPDATE" >/dev/null 2>"$work/turkish.err" &&
+	grep -q "m365.reserved_username in configuration 1: IVO.X, ivo.x" "$work/turkish.err" &&
+	[ "$(sql -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'm365_usernames'")" = 0.2.0 ] &&
+	sql -d "$db" -c "DELETE FROM m365.reserved_username WHERE username = 'IVO.X'" -c "ALTER EXTENSION m365_usernames UPDATE" >/dev/null 2>>"$work/turkish.err" &&
+	[ "$(sql -d "$db" -c "SELECT concat_ws(' ', (SELECT local_part FROM m365.reserved_username), (SELECT local_part FROM m365.issued_username))")" = "ivo.x ivo.z" ] &&
+	! sql -d "$db" -c "INSERT INTO m365.reserved_username (configuration_id, username) VALUES (1, 'IVO.X')" >/dev/null 2>&1 &&
+	[ "$(sql -d "$db" -c "SELECT m365.username_is_taken(1, 'IVO.Z')")" = t ]
+status=$?
+[ $status = 0 ] || sed 's/^/# /' "$work/turkish.err" | head -3
+ok $status "in a Turkish database the update stops on IVO.X beside ivo.x, naming both; with one kept it re-keys the names and the ledger"
 
 [ "$failed" = 0 ]

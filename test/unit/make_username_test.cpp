@@ -96,5 +96,17 @@ TEST(Upn, Rules)
 	EXPECT_EQ(CheckDomain(std::string(47, 'b') + ".be"), DomainProblem::kTooLong);
 }
 
+/* The uniqueness key is ASCII lower case, never the locale's (Turkish "I" -> "ı"). */
+TEST(Upn, LocalPartKey)
+{
+	EXPECT_EQ(LocalPartKey("IVO.Peeters@School.BE"), "ivo.peeters");
+	EXPECT_EQ(LocalPartKey("ivo.peeters"), "ivo.peeters");
+	EXPECT_EQ(LocalPartKey("O'Neil_Z-9"), "o'neil_z-9");
+	EXPECT_EQ(LocalPartKey("a@b@c.be"), "a");
+	EXPECT_EQ(LocalPartKey("@school.be"), "");
+	EXPECT_EQ(LocalPartKey(""), "");
+	EXPECT_EQ(LocalPartKey("\xc3\x89LODIE"), "\xc3\x89lodie"); /* bytes >= 0x80 kept (the CHECK refuses them) */
+}
+
 }  // namespace
 }  // namespace m365

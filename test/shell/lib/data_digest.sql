@@ -1,6 +1,7 @@
 -- One md5 per table of user data (not the queue or log: derived state), in
 -- one line: equal lines mean equal data. Shared by the backup and upgrade
--- tests, so columns a later version adds are left out, a reader is its role's
+-- tests, so columns a later version adds are left out, columns are named
+-- (a version may re-create one at the end), a reader is its role's
 -- name whether bound by name (0.2.0) or OID, and "issued" is every name ever
 -- issued with its owner, wherever a version keeps it (0.2.0: all in the
 -- ledger; 0.3.0: in use in username, the others in the ledger).
@@ -12,7 +13,7 @@ SELECT string_agg(t || ':' || d, ' ' ORDER BY t) FROM (
                                               ORDER BY x.configuration_id, x.local_part)) FROM (
         SELECT i.configuration_id, i.local_part, i.person_kind, i.person_id FROM m365.issued_username AS i
         UNION SELECT u.configuration_id, u.local_part, u.person_kind, u.person_id FROM m365.username AS u) AS x
-    UNION ALL SELECT 'reserved', md5(string_agg(x::text, '|' ORDER BY x.configuration_id, x.local_part)) FROM m365.reserved_username AS x
+    UNION ALL SELECT 'reserved', md5(string_agg(to_jsonb(x)::text, '|' ORDER BY x.configuration_id, x.local_part)) FROM m365.reserved_username AS x
     UNION ALL SELECT 'history', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.username_history AS x
     UNION ALL SELECT 'school', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.school AS x
     UNION ALL SELECT 'location', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.location AS x

@@ -29,8 +29,10 @@ WITH member AS (
            || ' options=' || coalesce(c.reloptions::text, '-')
       FROM member JOIN pg_class AS c ON member.classid = 'pg_class'::regclass AND c.oid = member.objid
     UNION ALL
-    -- Columns, in order, with types, defaults, generation and comments.
-    SELECT 'column ' || c.oid::regclass::text || '.' || a.attnum || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+    -- Columns, in order (their place among the columns a user sees: an update
+    -- that re-creates a column leaves a dropped one behind), with types,
+    -- defaults, generation and comments.
+    SELECT 'column ' || c.oid::regclass::text || '.' || row_number() OVER (PARTITION BY c.oid ORDER BY a.attnum) || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
            || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
            || coalesce(' identity=' || nullif(a.attidentity::text, ''), '')
            || coalesce(' generated=' || nullif(a.attgenerated::text, ''), '')
