@@ -406,12 +406,25 @@ BEGIN
             UNION ALL
             SELECT 'm365.issued_username', i.configuration_id, pg_catalog.string_agg(i.local_part, ', ' ORDER BY i.local_part)
               FROM m365.issued_username AS i GROUP BY i.configuration_id, %1$s
-            HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1) AS c$q$, ledger_key)
+            HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1
+            UNION ALL
+            -- A name held by one person and reserved, or issued to another.
+            SELECT 'm365.username and m365.reserved_username', u.configuration_id, u.username OPERATOR(pg_catalog.||) ', ' OPERATOR(pg_catalog.||) r.username
+              FROM m365.username AS u JOIN m365.reserved_username AS r
+                ON r.configuration_id OPERATOR(pg_catalog.=) u.configuration_id
+               AND m365.local_part_key(r.username) OPERATOR(pg_catalog.=) m365.local_part_key(u.username)
+            UNION ALL
+            SELECT 'm365.username and m365.issued_username', u.configuration_id,
+                   pg_catalog.format('%%s (%%s %%s), %%s (%%s %%s)', u.username, u.person_kind, u.person_id, i.local_part, i.person_kind, i.person_id)
+              FROM m365.username AS u JOIN m365.issued_username AS i
+                ON i.configuration_id OPERATOR(pg_catalog.=) u.configuration_id
+               AND %1$s OPERATOR(pg_catalog.=) m365.local_part_key(u.username)
+               AND (i.person_kind OPERATOR(pg_catalog.<>) u.person_kind OR i.person_id OPERATOR(pg_catalog.<>) u.person_id)) AS c$q$, ledger_key)
     INTO clashes;
     IF clashes IS NOT NULL THEN
         RAISE EXCEPTION 'these names would be one name under the uniqueness key of 0.3.0 (ASCII letters compared case-insensitively): %', clashes
             USING ERRCODE = 'unique_violation',
-                  HINT = 'Keep one of each: rename the others with m365.set_username, or delete the reserved ones; then update again. docs/dba-guide.md (Upgrade) has the query that lists them.';
+                  HINT = 'Keep one of each: rename the others with m365.set_username, delete the reserved ones (a name this database gave out needs no reservation); then update again. docs/dba-guide.md (Upgrade) has the query that lists them.';
     END IF;
     EXECUTE pg_catalog.format('UPDATE m365.issued_username AS i SET local_part = %1$s WHERE %1$s OPERATOR(pg_catalog.<>) i.local_part',
                               ledger_key);
@@ -653,11 +666,19 @@ BEGIN
                   DETAIL = 'An issued name is never given to anyone else.';
     END IF;
     -- Under REPEATABLE READ or SERIALIZABLE the check above reads the caller's
-    -- old snapshot, which cannot see a name retired since (a red-team find).
-    -- There the new names probe the ledger's key: a committed row the snapshot
-    -- cannot see fails the write with 40001 (the caller retries and is then
-    -- refused); the probe rows are removed just below.
+    -- old snapshot, which cannot see a name retired or reserved since (red-team
+    -- finds). There the new names probe the keys of the ledger and of the
+    -- reserved names: a committed row the snapshot cannot see fails the write
+    -- with 40001 (the caller retries and is then refused); the probe rows are
+    -- removed just below.
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        INSERT INTO m365.reserved_username (configuration_id, username, note)
+        SELECT n.configuration_id, n.local_part, 'probe' FROM new_rows AS n
+        ON CONFLICT (configuration_id, local_part) DO NOTHING;
+        DELETE FROM m365.reserved_username AS r
+         USING new_rows AS n
+         WHERE r.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+           AND r.local_part OPERATOR(pg_catalog.=) n.local_part;
         IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
             INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
             SELECT n.configuration_id, n.local_part, n.person_kind, n.person_id FROM new_rows AS n
@@ -3272,6 +3293,72 @@ SELECT pg_catalog.pg_extension_config_dump('m365.sds_reader', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.access_role', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.job_run', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.job_run_id_seq', '');
+
+-- A reserved name is one the tenant has outside this database. A name this
+-- database gave out is no such name (its username or the ledger keeps it from
+-- anyone else), and a reservation of it made a restore fail and give names
+-- out again (a red-team find). Race-proof: the reservation locks its
+-- configurations' rows, which every username write's foreign key check
+-- shares, so it waits for usernames being written and they wait for it; the
+-- check then runs with a new snapshot. So READ COMMITTED only. It runs as
+-- the writer (an administrator may lock its configurations' rows), so that it
+-- knows the username trigger's probe, which writes here as the owner.
+CREATE FUNCTION m365.reserved_username_is_new()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    clash record;
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        -- The username trigger's probe under REPEATABLE READ (as the owner,
+        -- rows removed again at once): not a reservation.
+        IF CURRENT_USER OPERATOR(pg_catalog.=) (SELECT e.extowner::regrole::name FROM pg_catalog.pg_extension AS e
+                                                WHERE e.extname OPERATOR(pg_catalog.=) 'm365_usernames') THEN
+            RETURN NULL;
+        END IF;
+        RAISE EXCEPTION 'reserved usernames are written at READ COMMITTED'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'At REPEATABLE READ or SERIALIZABLE the check against the usernames given out could miss one.';
+    END IF;
+    PERFORM FROM m365.configuration AS c
+     WHERE c.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT DISTINCT n.configuration_id FROM new_rows AS n))
+     ORDER BY c.id FOR UPDATE;
+    SELECT n.username, n.configuration_id, u.username AS held, u.person_kind, u.person_id INTO clash
+      FROM new_rows AS n
+      JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+                             AND u.local_part OPERATOR(pg_catalog.=) n.local_part
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'username "%" is not reserved: % % holds it in configuration %',
+                        clash.username, clash.person_kind, clash.person_id, clash.configuration_id
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'username_unique_in_configuration',
+                  HINT = 'A name this database gave out is kept from anyone else already.';
+    END IF;
+    SELECT n.username, n.configuration_id, i.person_kind, i.person_id INTO clash
+      FROM new_rows AS n
+      JOIN m365.issued_username AS i ON i.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+                                    AND i.local_part OPERATOR(pg_catalog.=) n.local_part
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'username "%" is not reserved: it was issued to % % in configuration %',
+                        clash.username, clash.person_kind, clash.person_id, clash.configuration_id
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'issued_username_pkey',
+                  HINT = 'A name this database gave out is kept from anyone else already.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.reserved_username_is_new() FROM PUBLIC;
+CREATE TRIGGER reserved_username_is_new_insert
+    AFTER INSERT ON m365.reserved_username
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.reserved_username_is_new();
+CREATE TRIGGER reserved_username_is_new_update
+    AFTER UPDATE ON m365.reserved_username
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.reserved_username_is_new();
 
 --------------------------------------------------------------------------------
 -- Every right of every level, as declared next to each object (they reach the

@@ -74,6 +74,72 @@ CREATE TRIGGER reserved_username_domains_in_lower_case
     BEFORE INSERT OR UPDATE OF username ON m365.reserved_username
     FOR EACH ROW EXECUTE FUNCTION m365.domains_in_lower_case();
 
+-- A reserved name is one the tenant has outside this database. A name this
+-- database gave out is no such name (its username or the ledger keeps it from
+-- anyone else), and a reservation of it made a restore fail and give names
+-- out again (a red-team find). Race-proof: the reservation locks its
+-- configurations' rows, which every username write's foreign key check
+-- shares, so it waits for usernames being written and they wait for it; the
+-- check then runs with a new snapshot. So READ COMMITTED only. It runs as
+-- the writer (an administrator may lock its configurations' rows), so that it
+-- knows the username trigger's probe, which writes here as the owner.
+CREATE FUNCTION m365.reserved_username_is_new()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    clash record;
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        -- The username trigger's probe under REPEATABLE READ (as the owner,
+        -- rows removed again at once): not a reservation.
+        IF CURRENT_USER OPERATOR(pg_catalog.=) (SELECT e.extowner::regrole::name FROM pg_catalog.pg_extension AS e
+                                                WHERE e.extname OPERATOR(pg_catalog.=) 'm365_usernames') THEN
+            RETURN NULL;
+        END IF;
+        RAISE EXCEPTION 'reserved usernames are written at READ COMMITTED'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'At REPEATABLE READ or SERIALIZABLE the check against the usernames given out could miss one.';
+    END IF;
+    PERFORM FROM m365.configuration AS c
+     WHERE c.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT DISTINCT n.configuration_id FROM new_rows AS n))
+     ORDER BY c.id FOR UPDATE;
+    SELECT n.username, n.configuration_id, u.username AS held, u.person_kind, u.person_id INTO clash
+      FROM new_rows AS n
+      JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+                             AND u.local_part OPERATOR(pg_catalog.=) n.local_part
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'username "%" is not reserved: % % holds it in configuration %',
+                        clash.username, clash.person_kind, clash.person_id, clash.configuration_id
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'username_unique_in_configuration',
+                  HINT = 'A name this database gave out is kept from anyone else already.';
+    END IF;
+    SELECT n.username, n.configuration_id, i.person_kind, i.person_id INTO clash
+      FROM new_rows AS n
+      JOIN m365.issued_username AS i ON i.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+                                    AND i.local_part OPERATOR(pg_catalog.=) n.local_part
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'username "%" is not reserved: it was issued to % % in configuration %',
+                        clash.username, clash.person_kind, clash.person_id, clash.configuration_id
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'issued_username_pkey',
+                  HINT = 'A name this database gave out is kept from anyone else already.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.reserved_username_is_new() FROM PUBLIC;
+CREATE TRIGGER reserved_username_is_new_insert
+    AFTER INSERT ON m365.reserved_username
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.reserved_username_is_new();
+CREATE TRIGGER reserved_username_is_new_update
+    AFTER UPDATE ON m365.reserved_username
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.reserved_username_is_new();
+
 -- "Never reused", written once: a local part (its key, m365.local_part_key) is free for a
 -- person when nobody else holds it, it was not issued to anyone else before,
 -- and it is not reserved. The job, set_username, the preview and the
@@ -242,11 +308,19 @@ BEGIN
                   DETAIL = 'An issued name is never given to anyone else.';
     END IF;
     -- Under REPEATABLE READ or SERIALIZABLE the check above reads the caller's
-    -- old snapshot, which cannot see a name retired since (a red-team find).
-    -- There the new names probe the ledger's key: a committed row the snapshot
-    -- cannot see fails the write with 40001 (the caller retries and is then
-    -- refused); the probe rows are removed just below.
+    -- old snapshot, which cannot see a name retired or reserved since (red-team
+    -- finds). There the new names probe the keys of the ledger and of the
+    -- reserved names: a committed row the snapshot cannot see fails the write
+    -- with 40001 (the caller retries and is then refused); the probe rows are
+    -- removed just below.
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        INSERT INTO m365.reserved_username (configuration_id, username, note)
+        SELECT n.configuration_id, n.local_part, 'probe' FROM new_rows AS n
+        ON CONFLICT (configuration_id, local_part) DO NOTHING;
+        DELETE FROM m365.reserved_username AS r
+         USING new_rows AS n
+         WHERE r.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+           AND r.local_part OPERATOR(pg_catalog.=) n.local_part;
         IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
             INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
             SELECT n.configuration_id, n.local_part, n.person_kind, n.person_id FROM new_rows AS n

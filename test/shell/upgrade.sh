@@ -154,17 +154,21 @@ sql -d postgres -c "CREATE DATABASE $db TEMPLATE template0 ENCODING 'UTF8' LOCAL
 INSERT INTO m365.configuration (id, name) VALUES (1, 'Turks');
 INSERT INTO m365.reserved_username (configuration_id, username) VALUES (1, 'IVO.X'), (1, 'ivo.x');
 INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id) VALUES (1, lower('IVO.Z'), 'student', 7);
+-- Reserved IVO.Y was "ıvo.y" to 0.2.0, so its job gave a student ivo.y (red-team find).
+INSERT INTO m365.reserved_username (configuration_id, username) VALUES (1, 'IVO.Y');
+INSERT INTO m365.username (configuration_id, person_kind, person_id, username) VALUES (1, 'student', 8, 'ivo.y');
 SQL
-	[ "$(sql -d "$db" -c "SELECT string_agg(local_part, ',' ORDER BY local_part COLLATE \"C\") FROM m365.reserved_username")" = "ivo.x,ıvo.x" ] &&
+	[ "$(sql -d "$db" -c "SELECT string_agg(local_part, ',' ORDER BY local_part COLLATE \"C\") FROM m365.reserved_username")" = "ivo.x,ıvo.x,ıvo.y" ] &&
 	! sql -d "$db" -c "ALTER EXTENSION m365_usernames UPDATE" >/dev/null 2>"$work/turkish.err" &&
 	grep -q "m365.reserved_username in configuration 1: IVO.X, ivo.x" "$work/turkish.err" &&
+	grep -q "m365.username and m365.reserved_username in configuration 1: ivo.y, IVO.Y" "$work/turkish.err" &&
 	[ "$(sql -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'm365_usernames'")" = 0.2.0 ] &&
-	sql -d "$db" -c "DELETE FROM m365.reserved_username WHERE username = 'IVO.X'" -c "ALTER EXTENSION m365_usernames UPDATE" >/dev/null 2>>"$work/turkish.err" &&
+	sql -d "$db" -c "DELETE FROM m365.reserved_username WHERE username IN ('IVO.X', 'IVO.Y')" -c "ALTER EXTENSION m365_usernames UPDATE" >/dev/null 2>>"$work/turkish.err" &&
 	[ "$(sql -d "$db" -c "SELECT concat_ws(' ', (SELECT local_part FROM m365.reserved_username), (SELECT local_part FROM m365.issued_username))")" = "ivo.x ivo.z" ] &&
 	! sql -d "$db" -c "INSERT INTO m365.reserved_username (configuration_id, username) VALUES (1, 'IVO.X')" >/dev/null 2>&1 &&
 	[ "$(sql -d "$db" -c "SELECT m365.username_is_taken(1, 'IVO.Z')")" = t ]
 status=$?
 [ $status = 0 ] || sed 's/^/# /' "$work/turkish.err" | head -3
-ok $status "in a Turkish database the update stops on IVO.X beside ivo.x, naming both; with one kept it re-keys the names and the ledger"
+ok $status "in a Turkish database the update stops on IVO.X beside ivo.x and on ivo.y held but IVO.Y reserved, naming them; with one kept it re-keys the names and the ledger"
 
 [ "$failed" = 0 ]
