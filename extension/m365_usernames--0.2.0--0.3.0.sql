@@ -600,7 +600,13 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off  -- bulk statements would JIT-compile these small set queries
 AS $$
 DECLARE
-    clash record;
+    clash     record;
+    new_cfg   bigint[];
+    new_key   text[];
+    new_kind  text[];
+    new_id    bigint[];
+    probe_cfg bigint[];
+    probe_key text[];
 BEGIN
     -- Names that left their owner: deleted rows' names, renamed rows' old names.
     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
@@ -672,27 +678,40 @@ BEGIN
     -- with 40001 (the caller retries and is then refused); the probe rows are
     -- removed just below.
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
-        INSERT INTO m365.reserved_username (configuration_id, username, note)
-        SELECT n.configuration_id, n.local_part, 'probe' FROM new_rows AS n
-        ON CONFLICT (configuration_id, local_part) DO NOTHING;
-        DELETE FROM m365.reserved_username AS r
-         USING new_rows AS n
-         WHERE r.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
-           AND r.local_part OPERATOR(pg_catalog.=) n.local_part;
         IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-            INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
-            SELECT n.configuration_id, n.local_part, n.person_kind, n.person_id FROM new_rows AS n
-            ON CONFLICT (configuration_id, local_part) DO NOTHING;
+            SELECT pg_catalog.array_agg(n.configuration_id), pg_catalog.array_agg(n.local_part),
+                   pg_catalog.array_agg(n.person_kind), pg_catalog.array_agg(n.person_id)
+              INTO new_cfg, new_key, new_kind, new_id FROM new_rows AS n;
         ELSE
-            INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
-            SELECT n.configuration_id, n.local_part, n.person_kind, n.person_id
+            SELECT pg_catalog.array_agg(n.configuration_id), pg_catalog.array_agg(n.local_part),
+                   pg_catalog.array_agg(n.person_kind), pg_catalog.array_agg(n.person_id)
+              INTO new_cfg, new_key, new_kind, new_id
               FROM new_rows AS n
              WHERE NOT EXISTS (SELECT FROM old_rows AS o
                                 WHERE o.id OPERATOR(pg_catalog.=) n.id
                                   AND o.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
                                   AND o.local_part OPERATOR(pg_catalog.=) n.local_part
                                   AND o.person_kind OPERATOR(pg_catalog.=) n.person_kind
-                                  AND o.person_id OPERATOR(pg_catalog.=) n.person_id)
+                                  AND o.person_id OPERATOR(pg_catalog.=) n.person_id);
+        END IF;
+        IF new_cfg IS NOT NULL THEN
+            -- Only the probe's own rows are removed again (a red-team find: a
+            -- real reservation was deleted with them).
+            WITH probe AS (
+                INSERT INTO m365.reserved_username (configuration_id, username, note)
+                SELECT t.configuration_id, t.local_part, 'probe'
+                  FROM ROWS FROM (pg_catalog.unnest(new_cfg), pg_catalog.unnest(new_key)) AS t(configuration_id, local_part)
+                ON CONFLICT (configuration_id, local_part) DO NOTHING
+                RETURNING configuration_id, local_part)
+            SELECT pg_catalog.array_agg(p.configuration_id), pg_catalog.array_agg(p.local_part) INTO probe_cfg, probe_key FROM probe AS p;
+            DELETE FROM m365.reserved_username AS r
+             USING ROWS FROM (pg_catalog.unnest(probe_cfg), pg_catalog.unnest(probe_key)) AS t(configuration_id, local_part)
+             WHERE r.configuration_id OPERATOR(pg_catalog.=) t.configuration_id
+               AND r.local_part OPERATOR(pg_catalog.=) t.local_part;
+            INSERT INTO m365.issued_username (configuration_id, local_part, person_kind, person_id)
+            SELECT t.configuration_id, t.local_part, t.person_kind, t.person_id
+              FROM ROWS FROM (pg_catalog.unnest(new_cfg), pg_catalog.unnest(new_key), pg_catalog.unnest(new_kind), pg_catalog.unnest(new_id))
+                   AS t(configuration_id, local_part, person_kind, person_id)
             ON CONFLICT (configuration_id, local_part) DO NOTHING;
         END IF;
     END IF;
@@ -3312,10 +3331,13 @@ DECLARE
     clash record;
 BEGIN
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
-        -- The username trigger's probe under REPEATABLE READ (as the owner,
-        -- rows removed again at once): not a reservation.
-        IF CURRENT_USER OPERATOR(pg_catalog.=) (SELECT e.extowner::regrole::name FROM pg_catalog.pg_extension AS e
-                                                WHERE e.extname OPERATOR(pg_catalog.=) 'm365_usernames') THEN
+        -- The username trigger's probe under REPEATABLE READ (from inside that
+        -- trigger, as the owner; its rows removed again at once): not a
+        -- reservation. The owner's own statements are checked like anyone's
+        -- (a red-team find).
+        IF pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.>) 1
+           AND CURRENT_USER OPERATOR(pg_catalog.=) (SELECT e.extowner::regrole::name FROM pg_catalog.pg_extension AS e
+                                                    WHERE e.extname OPERATOR(pg_catalog.=) 'm365_usernames') THEN
             RETURN NULL;
         END IF;
         RAISE EXCEPTION 'reserved usernames are written at READ COMMITTED'

@@ -4,7 +4,7 @@
 -- snapshot predated a reservation handed the reserved name to a person.
 -- Each side commits through dblink.
 BEGIN;
-SELECT plan(13);
+SELECT plan(16);
 \ir lib/session.psql
 
 SELECT dblink_connect('owner', (SELECT info FROM conn));
@@ -98,6 +98,20 @@ SELECT count(*) FROM dblink_get_result('adm', false) AS t(r text);
 SELECT is((SELECT username FROM m365.username WHERE id = pg_temp.id_of(2)) || ' '
           || (SELECT count(*) FROM m365.reserved_username WHERE configuration_id = (SELECT id FROM cfg) AND local_part = 'race.twee'),
           'race.twee 0', 'a reservation racing set_username of the same name waits, then is refused: the name stays the student''s');
+
+-- 4. Round two of the red team.
+SELECT is(pg_temp.outcome('owner', 'BEGIN ISOLATION LEVEL REPEATABLE READ; ' || pg_temp.reserve('BERT.TWEE') || '; COMMIT'), '0A000',
+          'the owner too is refused a reservation at REPEATABLE READ (before: let through as if it were the probe)');
+SELECT dblink_exec('owner', 'ROLLBACK');
+-- A reservation of a held name loaded with triggers off (replica mode): a
+-- later write at REPEATABLE READ that does not change the name leaves it.
+SELECT dblink_exec('owner', 'SET session_replication_role = replica; ' || pg_temp.reserve('race.twee') || '; RESET session_replication_role');
+SELECT is(pg_temp.outcome('app', format('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT m365.set_sync(ARRAY[%s]::bigint[], true); COMMIT',
+                                        pg_temp.id_of(2))), 'ok', 'set_sync at REPEATABLE READ on that student');
+SELECT is((SELECT count(*) FROM m365.reserved_username WHERE configuration_id = (SELECT id FROM cfg) AND local_part = 'race.twee'),
+          1::bigint, 'leaves the reservations alone (before: the probe deleted the real one)');
+SELECT dblink_exec('owner', format('DELETE FROM m365.reserved_username WHERE configuration_id = %s AND local_part = %L',
+                                   (SELECT id FROM cfg), 'race.twee'));
 
 SELECT * FROM finish();
 ROLLBACK;
