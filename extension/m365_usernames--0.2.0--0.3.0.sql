@@ -3383,6 +3383,672 @@ CREATE TRIGGER reserved_username_is_new_update
     FOR EACH STATEMENT EXECUTE FUNCTION m365.reserved_username_is_new();
 
 --------------------------------------------------------------------------------
+-- Attached sources: the school application's own tables (leerling,
+-- inschrijving, personeel, ...) feed the school data above. Statement
+-- triggers on the application's table keep the extension's copy equal to it
+-- in the same transaction. A row the copy cannot take waits, with its reason,
+-- and never fails the application's write. docs/attach.md.
+--------------------------------------------------------------------------------
+
+CREATE TABLE m365.source (
+    entity         text PRIMARY KEY
+                   CONSTRAINT source_entity_known CHECK (entity OPERATOR(pg_catalog.=) ANY
+                       ('{school,location,student,class,enrolment,staff,staff_school,class_teacher}'::text[])),
+    source         regclass NOT NULL,
+    -- The copy's columns and, in the same order, the source's columns that
+    -- feed them, by name: a renamed or dropped column breaks the attachment
+    -- (by number it would survive a rename, but not a dump and restore).
+    copy_columns   name[] NOT NULL,
+    source_columns name[] NOT NULL,
+    attached_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    attached_by    text NOT NULL DEFAULT SESSION_USER,
+    -- Why the copy no longer follows the source (NULL: it does).
+    broken         text,
+    CONSTRAINT source_columns_paired CHECK (pg_catalog.cardinality(copy_columns) OPERATOR(pg_catalog.=)
+                                            pg_catalog.cardinality(source_columns))
+);
+COMMENT ON TABLE m365.source IS
+'The application''s tables attached to the school data (m365.attach_source): which table feeds which entity, column by column';
+
+-- Rows of a source the copy could not take (or, deleted in the source, could
+-- not give up), and why. Each is tried again when its entity or a related one
+-- changes, and by m365.resync_source.
+CREATE TABLE m365.source_waiting (
+    entity text NOT NULL REFERENCES m365.source (entity) ON DELETE CASCADE,
+    key    bigint[] NOT NULL,
+    reason text NOT NULL,
+    since  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (entity, key)
+);
+COMMENT ON TABLE m365.source_waiting IS
+'Rows of an attached source that the copy does not hold as they are (or still holds), with the reason; tried again on every change';
+
+-- The columns an entity takes from a source: every column of its copy but
+-- those the extension or its administrators decide (which tenant, which
+-- domain, when a staff member was linked). Key columns first, in key order.
+CREATE FUNCTION m365.source_columns(entity text)
+RETURNS TABLE (column_name name, type_name name, required boolean, key_position integer)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.attname, t.typname,
+           a.attnotnull AND NOT a.atthasdef,
+           (SELECT k.n::integer FROM pg_catalog.unnest(i.indkey::smallint[]) WITH ORDINALITY AS k(attnum, n)
+             WHERE k.attnum OPERATOR(pg_catalog.=) a.attnum) AS key_position
+      FROM pg_catalog.pg_attribute AS a
+      JOIN pg_catalog.pg_type AS t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+      JOIN pg_catalog.pg_index AS i ON i.indrelid OPERATOR(pg_catalog.=) a.attrelid AND i.indisprimary
+     WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.format('m365.%I', entity))
+       AND entity OPERATOR(pg_catalog.=) ANY ('{school,location,student,class,enrolment,staff,staff_school,class_teacher}'::text[])
+       AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+       AND NOT a.attname OPERATOR(pg_catalog.=) ANY ('{configuration_id,staff_domain,student_domain,linked_at}'::name[])
+     ORDER BY 4 NULLS LAST, a.attnum
+$$;
+COMMENT ON FUNCTION m365.source_columns(text) IS
+'The columns an entity (student, enrolment, ...) takes from an attached source, with their types; key columns first';
+REVOKE ALL ON FUNCTION m365.source_columns(text) FROM PUBLIC;
+
+-- What a source's column must be to feed a copy column: a type of PostgreSQL
+-- itself (a cast or operator of a type someone created would run inside the
+-- extension's rights), the same type or one PostgreSQL assigns to it, and an
+-- integer for a key.
+CREATE FUNCTION m365.source_type_fits(source_type oid, copy_type name, is_key boolean)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::regnamespace
+       AND CASE WHEN is_key THEN t.typname OPERATOR(pg_catalog.=) ANY ('{int2,int4,int8}'::name[])
+                ELSE t.typname OPERATOR(pg_catalog.=) copy_type
+                  OR EXISTS (SELECT FROM pg_catalog.pg_cast AS c JOIN pg_catalog.pg_type AS d ON d.oid OPERATOR(pg_catalog.=) c.casttarget
+                              WHERE c.castsource OPERATOR(pg_catalog.=) t.oid AND d.typname OPERATOR(pg_catalog.=) copy_type
+                                AND d.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::regnamespace
+                                AND c.castcontext OPERATOR(pg_catalog.=) ANY ('{a,i}'::"char"[])) END
+      FROM pg_catalog.pg_type AS t WHERE t.oid OPERATOR(pg_catalog.=) source_type
+$$;
+REVOKE ALL ON FUNCTION m365.source_type_fits(oid, name, boolean) FROM PUBLIC;
+
+-- Why a source cannot feed its entity as registered (NULL: it can): the
+-- table is gone or no longer a plain table, a column was renamed or dropped,
+-- or its type changed to one that does not fit. Asked before every use, so
+-- that a change to the application's table never runs someone else's code.
+CREATE FUNCTION m365.source_problem(s m365.source)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN c.oid IS NULL THEN 'the table is gone'
+        WHEN c.relkind OPERATOR(pg_catalog.<>) 'r' THEN pg_catalog.format('%s is no longer a plain table', s.source)
+        ELSE (SELECT pg_catalog.string_agg(
+                         CASE WHEN a.attname IS NULL THEN pg_catalog.format('column %I is gone (renamed or dropped)', m.source_column)
+                              ELSE pg_catalog.format('column %I is of type %s, which does not fit %s', m.source_column,
+                                                     a.atttypid::regtype, m.copy_column) END, '; ')
+                FROM ROWS FROM (pg_catalog.unnest(s.copy_columns), pg_catalog.unnest(s.source_columns)) AS m(copy_column, source_column)
+                JOIN m365.source_columns(s.entity) AS e ON e.column_name OPERATOR(pg_catalog.=) m.copy_column
+                LEFT JOIN pg_catalog.pg_attribute AS a
+                       ON a.attrelid OPERATOR(pg_catalog.=) s.source AND a.attname OPERATOR(pg_catalog.=) m.source_column
+                      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+               WHERE a.attname IS NULL OR NOT m365.source_type_fits(a.atttypid, e.type_name, e.key_position IS NOT NULL))
+        END
+      FROM (SELECT s.source) AS x
+      LEFT JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) x.source
+$$;
+REVOKE ALL ON FUNCTION m365.source_problem(m365.source) FROM PUBLIC;
+
+-- The pieces of SQL that read a source as its copy's rows: identifiers only,
+-- each through %I (values never enter them). Key columns are k1 (and k2) in
+-- a key list t.
+CREATE TYPE m365.source_sql AS (
+    from_source text,   -- ONLY app.leerling AS s
+    select_list text,   -- CAST(s.voornaam AS pg_catalog.text) AS first_name, ...
+    columns     text,   -- first_name, ...
+    key_columns text,   -- id
+    key_join    text,   -- x.id = t.k1
+    key_width   integer,
+    set_list    text,   -- first_name = excluded.first_name, ... (NULL: only keys)
+    changed     text    -- (c.first_name, ...) IS DISTINCT FROM (excluded.first_name, ...)
+);
+CREATE FUNCTION m365.source_sql_of(s m365.source)
+RETURNS m365.source_sql
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ROW(pg_catalog.format('ONLY %I.%I AS s', n.nspname, c.relname),
+               pg_catalog.string_agg(pg_catalog.format('CAST(s.%I AS pg_catalog.%I) AS %I', m.source_column, e.type_name, m.copy_column),
+                                     ', ' ORDER BY m.n),
+               pg_catalog.string_agg(pg_catalog.format('%I', m.copy_column), ', ' ORDER BY m.n),
+               pg_catalog.string_agg(pg_catalog.format('%I', m.copy_column), ', ' ORDER BY e.key_position)
+                   FILTER (WHERE e.key_position IS NOT NULL),
+               pg_catalog.string_agg(pg_catalog.format('x.%I OPERATOR(pg_catalog.=) t.%I', m.copy_column,
+                                                       'k' OPERATOR(pg_catalog.||) e.key_position), ' AND ')
+                   FILTER (WHERE e.key_position IS NOT NULL),
+               (pg_catalog.count(*) FILTER (WHERE e.key_position IS NOT NULL))::integer,
+               pg_catalog.string_agg(pg_catalog.format('%I = excluded.%I', m.copy_column, m.copy_column), ', ' ORDER BY m.n)
+                   FILTER (WHERE e.key_position IS NULL),
+               pg_catalog.format('(%s, NULL) IS DISTINCT FROM (%s, NULL)',
+                   pg_catalog.string_agg(pg_catalog.format('c.%I', m.copy_column), ', ' ORDER BY m.n) FILTER (WHERE e.key_position IS NULL),
+                   pg_catalog.string_agg(pg_catalog.format('excluded.%I', m.copy_column), ', ' ORDER BY m.n) FILTER (WHERE e.key_position IS NULL))
+              )::m365.source_sql
+      FROM ROWS FROM (pg_catalog.unnest(s.copy_columns), pg_catalog.unnest(s.source_columns)) WITH ORDINALITY AS m(copy_column, source_column, n)
+      JOIN m365.source_columns(s.entity) AS e ON e.column_name OPERATOR(pg_catalog.=) m.copy_column
+      CROSS JOIN pg_catalog.pg_class AS c
+      JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+     WHERE c.oid OPERATOR(pg_catalog.=) s.source
+     GROUP BY n.nspname, c.relname
+$$;
+REVOKE ALL ON FUNCTION m365.source_sql_of(m365.source) FROM PUBLIC;
+
+-- The entities whose copy refers to `entity` (a parent: its key is id), and
+-- the column that does: from the foreign keys of the copies themselves.
+CREATE FUNCTION m365.source_children(entity text)
+RETURNS TABLE (child text, child_column name)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.relname::text, a.attname
+      FROM pg_catalog.pg_constraint AS r
+      JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) r.conrelid
+      JOIN pg_catalog.pg_attribute AS pk ON pk.attrelid OPERATOR(pg_catalog.=) r.confrelid AND pk.attname OPERATOR(pg_catalog.=) 'id'
+      CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(r.conkey), pg_catalog.unnest(r.confkey)) AS u(child_attnum, parent_attnum)
+      JOIN pg_catalog.pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) r.conrelid AND a.attnum OPERATOR(pg_catalog.=) u.child_attnum
+     WHERE r.contype OPERATOR(pg_catalog.=) 'f'
+       AND r.confrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.format('m365.%I', entity))
+       AND u.parent_attnum OPERATOR(pg_catalog.=) pk.attnum
+       AND c.relnamespace OPERATOR(pg_catalog.=) 'm365'::regnamespace
+       AND c.relname::text OPERATOR(pg_catalog.=) ANY ('{school,location,student,class,enrolment,staff,staff_school,class_teacher}'::text[])
+$$;
+REVOKE ALL ON FUNCTION m365.source_children(text) FROM PUBLIC;
+
+-- Rows of attached entities that refer to these parents (key: id) leave the
+-- copy with them and wait for them.
+CREATE FUNCTION m365.source_leave_children(entity text, parents bigint[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    child record;
+    keys  text;
+    c1    bigint[];
+    c2    bigint[];
+BEGIN
+    FOR child IN SELECT ch.child, ch.child_column FROM m365.source_children(entity) AS ch
+                   JOIN m365.source AS a ON a.entity OPERATOR(pg_catalog.=) ch.child LOOP
+        SELECT pg_catalog.string_agg(pg_catalog.format('r.%I', k.column_name), ', ' ORDER BY k.key_position) INTO keys
+          FROM m365.source_columns(child.child) AS k WHERE k.key_position IS NOT NULL;
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.array_agg(k[1] ORDER BY k), pg_catalog.array_agg(k[2] ORDER BY k)
+               FROM (SELECT DISTINCT ARRAY[%s]::pg_catalog.int8[] AS k FROM m365.%I AS r
+                      WHERE r.%I OPERATOR(pg_catalog.=) ANY ($1)) AS x',
+            keys, child.child, child.child_column)
+        USING parents INTO c1, c2;
+        IF c1 IS NOT NULL THEN
+            PERFORM m365.source_leave(child.child, c1, c2,
+                                      pg_catalog.format('waits for its %s: not in the copy of %s', child.child_column, entity));
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.source_leave_children(text, bigint[]) FROM PUBLIC;
+
+-- Takes rows out of the copy that can no longer stay (their parent left) and
+-- lists them as waiting, with the reason. A row that something not attached
+-- still refers to stays, listed too.
+CREATE FUNCTION m365.source_leave(entity text, k1 bigint[], k2 bigint[], reason text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys text;
+BEGIN
+    IF k2[1] IS NULL THEN
+        PERFORM m365.source_leave_children(entity, k1);
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.format('x.%I OPERATOR(pg_catalog.=) t.%I', k.column_name, 'k' OPERATOR(pg_catalog.||) k.key_position),
+                                 ' AND ')
+      INTO keys FROM m365.source_columns(entity) AS k WHERE k.key_position IS NOT NULL;
+    BEGIN
+        EXECUTE pg_catalog.format('DELETE FROM m365.%I AS x USING ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS t(k1, k2) WHERE %s', entity, keys)
+        USING k1, k2;
+    EXCEPTION WHEN OTHERS THEN
+        reason := reason OPERATOR(pg_catalog.||) ' (still in the copy: ' OPERATOR(pg_catalog.||) SQLERRM OPERATOR(pg_catalog.||) ')';
+    END;
+    INSERT INTO m365.source_waiting AS w (entity, key, reason)
+    SELECT entity, CASE WHEN t.k2 IS NULL THEN ARRAY[t.k1] ELSE ARRAY[t.k1, t.k2] END, reason
+      FROM ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
+    ON CONFLICT ON CONSTRAINT source_waiting_pkey DO UPDATE SET reason = excluded.reason;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.source_leave(text, bigint[], bigint[], text) FROM PUBLIC;
+
+-- Writes the source's rows for these keys into the copy: rows the source has
+-- are inserted or updated, rows it no longer has are deleted. All at once;
+-- when that fails, each half again, down to the row that fails, which waits
+-- with the reason (a few subtransactions per bad row, not one per row).
+CREATE FUNCTION m365.source_write(s m365.source, q m365.source_sql, k1 bigint[], k2 bigint[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n    integer := coalesce(pg_catalog.cardinality(k1), 0);
+    half integer;
+BEGIN
+    IF n OPERATOR(pg_catalog.=) 0 THEN
+        RETURN;
+    END IF;
+    BEGIN
+        EXECUTE pg_catalog.format(
+            'DELETE FROM m365.%I AS x USING ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS t(k1, k2)
+              WHERE %s AND NOT EXISTS (SELECT FROM (SELECT %s FROM %s) AS y WHERE %s)',
+            s.entity, q.key_join, q.select_list, q.from_source, pg_catalog.replace(q.key_join, 'x.', 'y.'))
+        USING k1, k2;
+        EXECUTE pg_catalog.format(
+            'INSERT INTO m365.%I AS c (%s) SELECT %s FROM (SELECT %s FROM %s) AS x JOIN ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS t(k1, k2) ON %s
+             ON CONFLICT (%s) %s',
+            s.entity, q.columns, q.columns, q.select_list, q.from_source, q.key_join, q.key_columns,
+            CASE WHEN q.set_list IS NULL THEN 'DO NOTHING'
+                 ELSE pg_catalog.format('DO UPDATE SET %s WHERE %s', q.set_list, q.changed) END)
+        USING k1, k2;
+        DELETE FROM m365.source_waiting AS w
+         USING ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
+         WHERE w.entity OPERATOR(pg_catalog.=) s.entity
+           AND w.key OPERATOR(pg_catalog.=) CASE WHEN t.k2 IS NULL THEN ARRAY[t.k1] ELSE ARRAY[t.k1, t.k2] END;
+    EXCEPTION WHEN OTHERS THEN
+        IF n OPERATOR(pg_catalog.=) 1 THEN
+            INSERT INTO m365.source_waiting AS w (entity, key, reason)
+            VALUES (s.entity, CASE WHEN k2[1] IS NULL THEN ARRAY[k1[1]] ELSE ARRAY[k1[1], k2[1]] END, SQLERRM)
+            ON CONFLICT ON CONSTRAINT source_waiting_pkey DO UPDATE SET reason = excluded.reason;
+            RETURN;
+        END IF;
+        half := n OPERATOR(pg_catalog./) 2;
+        PERFORM m365.source_write(s, q, k1[1:half], k2[1:half]);
+        PERFORM m365.source_write(s, q, k1[half OPERATOR(pg_catalog.+) 1:n], k2[half OPERATOR(pg_catalog.+) 1:n]);
+    END;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.source_write(m365.source, m365.source_sql, bigint[], bigint[]) FROM PUBLIC;
+
+-- Makes the copy of `entity` equal to its source for these keys (NULL: every
+-- key of both). Rows of attached entities that refer to a row leaving the
+-- copy leave with it and wait; then the waiting rows of other entities are
+-- tried again (once: `again` is false for those).
+CREATE FUNCTION m365.source_sync(entity text, k1 bigint[], k2 bigint[], again boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s       m365.source;
+    q       m365.source_sql;
+    problem text;
+    gone    bigint[];
+    related text;
+    w1      bigint[];
+    w2      bigint[];
+BEGIN
+    SELECT * INTO s FROM m365.source AS x WHERE x.entity OPERATOR(pg_catalog.=) source_sync.entity;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    problem := m365.source_problem(s);
+    IF problem IS DISTINCT FROM s.broken THEN
+        UPDATE m365.source AS x SET broken = problem WHERE x.entity OPERATOR(pg_catalog.=) s.entity;
+    END IF;
+    IF problem IS NOT NULL THEN
+        RETURN;
+    END IF;
+    q := m365.source_sql_of(s);
+    IF k1 IS NULL THEN
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.array_agg(t.k[1] ORDER BY t.k), pg_catalog.array_agg(t.k[2] ORDER BY t.k) FROM (
+                 SELECT ARRAY[%s] FROM (SELECT %s FROM %s) AS x UNION SELECT ARRAY[%s] FROM m365.%I) AS t(k)',
+            q.key_columns, q.select_list, q.from_source, q.key_columns, s.entity)
+        INTO k1, k2;
+    END IF;
+    IF k1 IS NULL THEN
+        RETURN;
+    END IF;
+    -- A parent (key: id) leaving the copy takes the rows that refer to it along.
+    IF q.key_width OPERATOR(pg_catalog.=) 1 THEN
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.array_agg(t.k1) FROM pg_catalog.unnest($1) AS t(k1)
+              WHERE EXISTS (SELECT FROM m365.%I AS c WHERE c.id OPERATOR(pg_catalog.=) t.k1)
+                AND NOT EXISTS (SELECT FROM (SELECT %s FROM %s) AS x WHERE %s)',
+            s.entity, q.select_list, q.from_source, q.key_join)
+        USING k1 INTO gone;
+        IF gone IS NOT NULL THEN
+            PERFORM m365.source_leave_children(s.entity, gone);
+        END IF;
+    END IF;
+
+    PERFORM m365.source_write(s, q, k1, k2);
+
+    IF again THEN
+        -- Rows that wait for a parent of this entity, and parents that waited
+        -- for rows of it to go.
+        FOR related IN SELECT DISTINCT w.entity FROM m365.source_waiting AS w
+                        WHERE w.entity OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ch.child FROM m365.source_children(s.entity) AS ch))
+                           OR s.entity OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ch.child FROM m365.source_children(w.entity) AS ch)) LOOP
+            SELECT pg_catalog.array_agg(w.key[1] ORDER BY w.key), pg_catalog.array_agg(w.key[2] ORDER BY w.key)
+              INTO w1, w2 FROM m365.source_waiting AS w WHERE w.entity OPERATOR(pg_catalog.=) related;
+            PERFORM m365.source_sync(related, w1, w2, false);
+        END LOOP;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.source_sync(text, bigint[], bigint[], boolean) FROM PUBLIC;
+
+-- The trigger on an attached source: the keys the statement touched (old and
+-- new, so that a changed key is a delete and an insert), then the copy made
+-- equal to the source for them. Runs as the owner, only for the table and
+-- entity registered, after m365.source_problem found nothing of someone
+-- else's to run. Whatever goes wrong is recorded on the attachment, never
+-- raised: the application's write goes on.
+CREATE FUNCTION m365.source_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s       m365.source;
+    problem text;
+    keys    text;
+    k1      bigint[];
+    k2      bigint[];
+BEGIN
+    SELECT * INTO s FROM m365.source AS x
+     WHERE x.entity OPERATOR(pg_catalog.=) TG_ARGV[0] AND x.source OPERATOR(pg_catalog.=) TG_RELID;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        problem := m365.source_problem(s);
+        IF problem IS NULL AND TG_OP OPERATOR(pg_catalog.<>) 'TRUNCATE' THEN
+            SELECT pg_catalog.string_agg(pg_catalog.format('CAST(%I AS pg_catalog.int8)', m.source_column), ', ' ORDER BY e.key_position)
+                   OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 1 THEN ', NULL::pg_catalog.int8' ELSE '' END
+              INTO keys
+              FROM ROWS FROM (pg_catalog.unnest(s.copy_columns), pg_catalog.unnest(s.source_columns)) AS m(copy_column, source_column)
+              JOIN m365.source_columns(s.entity) AS e ON e.column_name OPERATOR(pg_catalog.=) m.copy_column
+             WHERE e.key_position IS NOT NULL;
+            EXECUTE pg_catalog.format(
+                'SELECT pg_catalog.array_agg(t.k1 ORDER BY t.k1, t.k2), pg_catalog.array_agg(t.k2 ORDER BY t.k1, t.k2) FROM (%s) AS t(k1, k2)',
+                CASE TG_OP WHEN 'INSERT' THEN pg_catalog.format('SELECT %s FROM m365_new', keys)
+                           WHEN 'DELETE' THEN pg_catalog.format('SELECT %s FROM m365_old', keys)
+                           ELSE pg_catalog.format('SELECT %s FROM m365_new UNION SELECT %s FROM m365_old', keys, keys) END)
+            INTO k1, k2;
+            IF k1 IS NOT NULL THEN
+                PERFORM m365.source_sync(s.entity, k1, k2);
+            END IF;
+        ELSE
+            -- TRUNCATE, or a problem: source_sync looks at every key, or records the problem.
+            PERFORM m365.source_sync(s.entity, NULL, NULL);
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        UPDATE m365.source AS x SET broken = 'the last change could not be copied: ' OPERATOR(pg_catalog.||) SQLERRM
+         WHERE x.entity OPERATOR(pg_catalog.=) s.entity;
+    END;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.source_changed() FROM PUBLIC;
+
+-- Attaches an application table to an entity: checks the mapping, copies the
+-- rows the copy can take (the others wait, see m365.source_drift), and puts
+-- the triggers on it. Run by the owner or an administrator, who must be able
+-- to read the table and put triggers on it themselves (SESSION_USER: the
+-- role a SET ROLE can always go back to).
+CREATE FUNCTION m365.attach_source(entity text, source regclass, columns jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel        pg_catalog.pg_class;
+    e          record;
+    wanted     name;
+    att        pg_catalog.pg_attribute;
+    copy_cols  name[] := '{}';
+    src_cols   name[] := '{}';
+    unknown    text;
+    s          m365.source;
+    prefix     text := pg_catalog.concat('m365_', entity, '_');
+BEGIN
+    IF entity IS NULL OR source IS NULL OR columns IS NULL THEN
+        RAISE EXCEPTION 'attach_source needs an entity, a table and a mapping (''{}'' for none)' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT entity OPERATOR(pg_catalog.=) ANY ('{school,location,student,class,enrolment,staff,staff_school,class_teacher}'::text[]) THEN
+        RAISE EXCEPTION 'unknown entity "%"', entity USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'One of school, location, student, class, enrolment, staff, staff_school, class_teacher.';
+    END IF;
+    IF EXISTS (SELECT FROM m365.source AS x WHERE x.entity OPERATOR(pg_catalog.=) attach_source.entity) THEN
+        RAISE EXCEPTION '% is attached already (to %)', entity,
+              (SELECT x.source FROM m365.source AS x WHERE x.entity OPERATOR(pg_catalog.=) attach_source.entity)
+            USING ERRCODE = 'duplicate_object', HINT = 'm365.detach_source first.';
+    END IF;
+    SELECT * INTO rel FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) source;
+    IF rel.relkind OPERATOR(pg_catalog.<>) 'r' THEN
+        RAISE EXCEPTION '% is not a plain table', source USING ERRCODE = 'wrong_object_type',
+            DETAIL = 'Views, partitioned and foreign tables cannot be attached: the copy follows a table''s own triggers.';
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(SESSION_USER, source, 'SELECT')
+       OR NOT pg_catalog.has_table_privilege(SESSION_USER, source, 'TRIGGER') THEN
+        RAISE EXCEPTION 'role % may not attach %: it needs SELECT and TRIGGER on it', SESSION_USER, source
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF pg_catalog.jsonb_typeof(columns) OPERATOR(pg_catalog.<>) 'object'
+       OR EXISTS (SELECT FROM pg_catalog.jsonb_each(columns) AS j WHERE pg_catalog.jsonb_typeof(j.value) OPERATOR(pg_catalog.<>) 'string') THEN
+        RAISE EXCEPTION 'the mapping is a JSON object of column names: {"first_name": "voornaam", ...}' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT pg_catalog.string_agg(j.key, ', ') INTO unknown FROM pg_catalog.jsonb_object_keys(columns) AS j(key)
+     WHERE NOT EXISTS (SELECT FROM m365.source_columns(entity) AS c WHERE c.column_name OPERATOR(pg_catalog.=) j.key);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION '% has no column % to map', entity, unknown USING ERRCODE = 'undefined_column',
+            HINT = 'A location''s or school''s configuration and domains are the administrators'', set in m365.location and m365.school.';
+    END IF;
+    FOR e IN SELECT * FROM m365.source_columns(entity) LOOP
+        wanted := coalesce(columns OPERATOR(pg_catalog.->>) e.column_name::text, e.column_name);
+        SELECT * INTO att FROM pg_catalog.pg_attribute AS a
+         WHERE a.attrelid OPERATOR(pg_catalog.=) source AND a.attname OPERATOR(pg_catalog.=) wanted
+           AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            IF columns ? e.column_name::text THEN
+                RAISE EXCEPTION 'column "%" of % does not exist', wanted, source USING ERRCODE = 'undefined_column';
+            ELSIF e.required THEN
+                RAISE EXCEPTION '% has no column for %.%', source, entity, e.column_name USING ERRCODE = 'undefined_column',
+                    HINT = pg_catalog.format('Map it: {"%s": "<column of %s>"}', e.column_name, source);
+            END IF;
+            CONTINUE;
+        END IF;
+        IF NOT m365.source_type_fits(att.atttypid, e.type_name, e.key_position IS NOT NULL) THEN
+            RAISE EXCEPTION 'column "%" of % is of type %, which does not fit %.% (%)', wanted, source, att.atttypid::regtype,
+                  entity, e.column_name, CASE WHEN e.key_position IS NOT NULL THEN 'an integer key' ELSE e.type_name::text END
+                USING ERRCODE = 'datatype_mismatch',
+                      HINT = 'Only PostgreSQL''s own types are read; convert in a stored generated column of the table (docs/attach.md).';
+        END IF;
+        copy_cols := copy_cols OPERATOR(pg_catalog.||) e.column_name;
+        src_cols := src_cols OPERATOR(pg_catalog.||) wanted;
+    END LOOP;
+
+    INSERT INTO m365.source (entity, source, copy_columns, source_columns)
+    VALUES (entity, source, copy_cols, src_cols) RETURNING * INTO s;
+    EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER INSERT ON %I.%I REFERENCING NEW TABLE AS m365_new
+                               FOR EACH STATEMENT EXECUTE FUNCTION m365.source_changed(%L)',
+                              pg_catalog.concat(prefix, 'insert'),
+                              rel.relnamespace::regnamespace::name, rel.relname, entity);
+    EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER UPDATE ON %I.%I REFERENCING OLD TABLE AS m365_old NEW TABLE AS m365_new
+                               FOR EACH STATEMENT EXECUTE FUNCTION m365.source_changed(%L)',
+                              pg_catalog.concat(prefix, 'update'),
+                              rel.relnamespace::regnamespace::name, rel.relname, entity);
+    EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER DELETE ON %I.%I REFERENCING OLD TABLE AS m365_old
+                               FOR EACH STATEMENT EXECUTE FUNCTION m365.source_changed(%L)',
+                              pg_catalog.concat(prefix, 'delete'),
+                              rel.relnamespace::regnamespace::name, rel.relname, entity);
+    EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER TRUNCATE ON %I.%I
+                               FOR EACH STATEMENT EXECUTE FUNCTION m365.source_changed(%L)',
+                              pg_catalog.concat(prefix, 'truncate'),
+                              rel.relnamespace::regnamespace::name, rel.relname, entity);
+    PERFORM m365.source_sync(entity, NULL, NULL);
+END
+$$;
+COMMENT ON FUNCTION m365.attach_source(text, regclass, jsonb) IS
+'Attaches an application table to an entity (student, enrolment, staff, ...): copies its rows and keeps the copy equal to it by triggers; columns maps the entity''s column names to the table''s';
+REVOKE ALL ON FUNCTION m365.attach_source(text, regclass, jsonb) FROM PUBLIC;
+
+-- Takes the triggers off and forgets the attachment; the copy keeps its rows
+-- and can be written directly again.
+CREATE FUNCTION m365.detach_source(entity text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s   m365.source;
+    rel pg_catalog.pg_class;
+    op  text;
+BEGIN
+    DELETE FROM m365.source AS x WHERE x.entity OPERATOR(pg_catalog.=) detach_source.entity RETURNING * INTO s;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    SELECT * INTO rel FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) s.source;
+    IF FOUND THEN
+        FOREACH op IN ARRAY '{insert,update,delete,truncate}'::text[] LOOP
+            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %I.%I', pg_catalog.concat('m365_', s.entity, '_', op),
+                                      rel.relnamespace::regnamespace::name, rel.relname);
+        END LOOP;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION m365.detach_source(text) IS
+'Detaches an entity from its application table: the triggers go, the copy keeps its rows (true when it was attached)';
+REVOKE ALL ON FUNCTION m365.detach_source(text) FROM PUBLIC;
+
+-- Every row where a copy and its source disagree, or that waits, and why.
+CREATE FUNCTION m365.source_drift()
+RETURNS TABLE (entity text, source regclass, key bigint[], problem text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s m365.source;
+    q m365.source_sql;
+BEGIN
+    FOR s IN SELECT * FROM m365.source AS x ORDER BY x.entity LOOP
+        entity := s.entity;
+        source := s.source;
+        problem := m365.source_problem(s);
+        IF problem IS NOT NULL OR s.broken IS NOT NULL THEN
+            key := NULL;
+            problem := 'the attachment is broken: ' OPERATOR(pg_catalog.||) coalesce(problem, s.broken);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        RETURN QUERY SELECT s.entity, s.source, w.key, w.reason FROM m365.source_waiting AS w
+                      WHERE w.entity OPERATOR(pg_catalog.=) s.entity ORDER BY w.key;
+        q := m365.source_sql_of(s);
+        RETURN QUERY EXECUTE pg_catalog.format(
+            'SELECT $1, $2, ARRAY[%1$s]::pg_catalog.int8[],
+                    CASE WHEN x IS NULL THEN ''in the copy, not in the source''
+                         WHEN c IS NULL THEN ''in the source, not in the copy''
+                         ELSE ''differs from the source'' END
+               FROM (SELECT %2$s FROM %3$s) AS x
+               FULL JOIN (SELECT %4$s FROM m365.%5$I) AS c USING (%1$s)
+              WHERE (x IS NULL OR c IS NULL OR (x.*) IS DISTINCT FROM (c.*))
+                AND NOT EXISTS (SELECT FROM m365.source_waiting AS w
+                                 WHERE w.entity OPERATOR(pg_catalog.=) $1 AND w.key OPERATOR(pg_catalog.=) ARRAY[%1$s]::pg_catalog.int8[])
+              ORDER BY 3',
+            q.key_columns, q.select_list, q.from_source, q.columns, s.entity)
+        USING s.entity, s.source;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION m365.source_drift() IS
+'Every row where an attached source and its copy disagree, or that waits (with the reason), and every broken attachment';
+REVOKE ALL ON FUNCTION m365.source_drift() FROM PUBLIC;
+
+-- Makes the copy equal to its source again (after triggers were disabled, a
+-- COPY with triggers off, replication in replica mode): the extension's own
+-- triggers on the copy log whoever now needs a username. Answers how many
+-- rows still disagree or wait.
+CREATE FUNCTION m365.resync_source(entity text)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM m365.source AS x WHERE x.entity OPERATOR(pg_catalog.=) resync_source.entity) THEN
+        RAISE EXCEPTION '% is not attached', entity USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE m365.source AS x SET broken = NULL WHERE x.entity OPERATOR(pg_catalog.=) resync_source.entity;
+    PERFORM m365.source_sync(entity, NULL, NULL);
+    RETURN (SELECT pg_catalog.count(*) FROM m365.source_drift() AS d WHERE d.entity OPERATOR(pg_catalog.=) resync_source.entity);
+END
+$$;
+COMMENT ON FUNCTION m365.resync_source(text) IS
+'Makes an attached entity''s copy equal to its source again; returns how many rows still disagree or wait';
+REVOKE ALL ON FUNCTION m365.resync_source(text) FROM PUBLIC;
+
+-- An attached entity's copy is written by its source only: a direct write
+-- would be undone, or kept, by chance. (The owner and superusers may: a
+-- restore writes the copies as they were dumped.)
+CREATE FUNCTION m365.refuse_write_to_attached_copy()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    attached regclass;
+BEGIN
+    SELECT x.source INTO attached FROM m365.source AS x WHERE x.entity OPERATOR(pg_catalog.=) TG_TABLE_NAME::text;
+    IF FOUND AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+       AND CURRENT_USER OPERATOR(pg_catalog.<>) (SELECT e.extowner::regrole::name FROM pg_catalog.pg_extension AS e
+                                                 WHERE e.extname OPERATOR(pg_catalog.=) 'm365_usernames') THEN
+        RAISE EXCEPTION 'm365.% is attached to %: write that table', TG_TABLE_NAME, attached
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'm365.detach_source to write m365.' OPERATOR(pg_catalog.||) TG_TABLE_NAME OPERATOR(pg_catalog.||) ' directly again.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.refuse_write_to_attached_copy() FROM PUBLIC;
+CREATE TRIGGER school_written_by_its_source
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.school
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.refuse_write_to_attached_copy();
+CREATE TRIGGER location_written_by_its_source
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.location
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.refuse_write_to_attached_copy();
+CREATE TRIGGER student_written_by_its_source
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.student
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.refuse_write_to_attached_copy();
+CREATE TRIGGER class_written_by_its_source
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.class
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.refuse_write_to_attached_copy();
+CREATE TRIGGER enrolment_written_by_its_source
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.enrolment
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.refuse_write_to_attached_copy();
+CREATE TRIGGER staff_written_by_its_source
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.staff
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.refuse_write_to_attached_copy();
+CREATE TRIGGER staff_school_written_by_its_source
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.staff_school
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.refuse_write_to_attached_copy();
+CREATE TRIGGER class_teacher_written_by_its_source
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.class_teacher
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.refuse_write_to_attached_copy();
+
+SELECT pg_catalog.pg_extension_config_dump('m365.source', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.source_waiting', '');
+
+--------------------------------------------------------------------------------
 -- Every right of every level, as declared next to each object (they reach the
 -- roles registered above and every reader).
 --------------------------------------------------------------------------------
@@ -3459,6 +4125,13 @@ SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.scope');
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.scope');
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.accepted_domains(bigint)');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.username_domain_not_accepted');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.source');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.source_waiting');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.source_columns(text)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.attach_source(text, regclass, jsonb)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.detach_source(text)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.source_drift()');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.resync_source(text)');
 
 -- Last in every upgrade script: what this script granted to roles that hold a
 -- level (and to readers) is not an initial privilege; pg_dump writes it.

@@ -4,7 +4,7 @@
 -- overload the built-ins through search_path, temp tables that shadow the
 -- extension's tables, and input that looks like SQL.
 BEGIN;
-SELECT plan(38);
+SELECT plan(39);
 \ir lib/session.psql
 
 CREATE TEMP VIEW ext_function AS
@@ -13,6 +13,10 @@ SELECT p.oid, p.oid::regprocedure::text AS signature, p.prosecdef, p.proconfig, 
   JOIN pg_depend AS d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
   JOIN pg_extension AS e ON e.oid = d.refobjid AND e.extname = 'm365_usernames'
   JOIN pg_language AS l ON l.oid = p.prolang;
+
+CREATE TEMP TABLE source_function AS
+SELECT signature, prosecdef FROM ext_function
+ WHERE signature ~ '^m365\.(source_write|source_sync|source_leave|source_leave_children|source_changed|source_drift|attach_source)\(';
 
 -- 1. How the code is written.
 SELECT is_empty($$ SELECT signature FROM ext_function
@@ -27,8 +31,18 @@ SELECT is_empty($$ SELECT signature FROM ext_function
 -- object texts, not values); the role goes through %I or regrole's output.
 SELECT is_empty($$ SELECT signature FROM ext_function
                     WHERE lanname = 'plpgsql' AND prosrc ~* 'EXECUTE\s+(pg_catalog\.)?format\(' AND prosrc ~* 'format\([^)]*%s'
-                      AND signature NOT IN ('m365.apply_access(regrole,text[],boolean)', 'm365.allow(text,text,text)') $$,
+                      AND signature NOT IN ('m365.apply_access(regrole,text[],boolean)', 'm365.allow(text,text,text)')
+                      AND signature NOT IN (SELECT signature FROM source_function) $$,
                 'and no format() feeding EXECUTE uses %s for a value');
+-- The attached sources' functions put SQL pieces into their statements with
+-- %s: select lists, column lists and key joins, which m365.source_sql_of and
+-- m365.source_columns build from identifiers through %I only (names of the
+-- copy's columns and of the registered source's columns), never from values.
+SELECT is_empty($$ SELECT signature FROM source_function
+                    WHERE has_function_privilege('public', signature::regprocedure, 'EXECUTE')
+                       OR has_function_privilege('m365_app', signature::regprocedure, 'EXECUTE')
+                       OR (NOT prosecdef AND has_function_privilege('m365_admin', signature::regprocedure, 'EXECUTE')) $$,
+                'those run as their caller only for the owner; what an administrator may call runs as the owner, PUBLIC and the app call none');
 SELECT is_empty($$ SELECT signature FROM ext_function
                     WHERE signature IN ('m365.apply_access(regrole,text[],boolean)', 'm365.allow(text,text,text)')
                       AND (prosecdef OR has_function_privilege('public', oid, 'EXECUTE')) $$,
