@@ -3390,10 +3390,17 @@ CREATE TRIGGER reserved_username_is_new_update
 -- and never fails the application's write. docs/attach.md.
 --------------------------------------------------------------------------------
 
+-- The entities an application table can feed, written once.
+CREATE FUNCTION m365.source_entities()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN '{school,location,student,class,enrolment,staff,staff_school,class_teacher}'::text[];
+COMMENT ON FUNCTION m365.source_entities() IS 'The entities an application table can be attached to (m365.attach_source)';
+
 CREATE TABLE m365.source (
     entity         text PRIMARY KEY
-                   CONSTRAINT source_entity_known CHECK (entity OPERATOR(pg_catalog.=) ANY
-                       ('{school,location,student,class,enrolment,staff,staff_school,class_teacher}'::text[])),
+                   CONSTRAINT source_entity_known CHECK (entity OPERATOR(pg_catalog.=) ANY (m365.source_entities())),
     source         regclass NOT NULL,
     -- The copy's columns and, in the same order, the source's columns that
     -- feed them, by name: a renamed or dropped column breaks the attachment
@@ -3439,7 +3446,7 @@ AS $$
       JOIN pg_catalog.pg_type AS t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
       JOIN pg_catalog.pg_index AS i ON i.indrelid OPERATOR(pg_catalog.=) a.attrelid AND i.indisprimary
      WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.format('m365.%I', entity))
-       AND entity OPERATOR(pg_catalog.=) ANY ('{school,location,student,class,enrolment,staff,staff_school,class_teacher}'::text[])
+       AND entity OPERATOR(pg_catalog.=) ANY (m365.source_entities())
        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
        AND NOT a.attname OPERATOR(pg_catalog.=) ANY ('{configuration_id,staff_domain,student_domain,linked_at}'::name[])
      ORDER BY 4 NULLS LAST, a.attnum
@@ -3556,7 +3563,7 @@ AS $$
        AND r.confrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.format('m365.%I', entity))
        AND u.parent_attnum OPERATOR(pg_catalog.=) pk.attnum
        AND c.relnamespace OPERATOR(pg_catalog.=) 'm365'::regnamespace
-       AND c.relname::text OPERATOR(pg_catalog.=) ANY ('{school,location,student,class,enrolment,staff,staff_school,class_teacher}'::text[])
+       AND c.relname::text OPERATOR(pg_catalog.=) ANY (m365.source_entities())
 $$;
 REVOKE ALL ON FUNCTION m365.source_children(text) FROM PUBLIC;
 
@@ -3821,7 +3828,7 @@ BEGIN
     IF entity IS NULL OR source IS NULL OR columns IS NULL THEN
         RAISE EXCEPTION 'attach_source needs an entity, a table and a mapping (''{}'' for none)' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF NOT entity OPERATOR(pg_catalog.=) ANY ('{school,location,student,class,enrolment,staff,staff_school,class_teacher}'::text[]) THEN
+    IF NOT entity OPERATOR(pg_catalog.=) ANY (m365.source_entities()) THEN
         RAISE EXCEPTION 'unknown entity "%"', entity USING ERRCODE = 'invalid_parameter_value',
             HINT = 'One of school, location, student, class, enrolment, staff, staff_school, class_teacher.';
     END IF;
