@@ -122,6 +122,27 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION m365.source_problem(m365.source) FROM PUBLIC;
 
+-- source_problem, asked with the table locked: a change of a column's type
+-- waits for the lock to be released, or finishes before it (a red-team find:
+-- checked before the lock, a retype committed in between made the read run
+-- the application's own cast as the owner). The lock is the read's own.
+CREATE FUNCTION m365.source_problem_locked(s m365.source)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel pg_catalog.pg_class;
+BEGIN
+    SELECT * INTO rel FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) s.source;
+    IF FOUND AND rel.relkind OPERATOR(pg_catalog.=) 'r' THEN
+        EXECUTE pg_catalog.format('LOCK TABLE ONLY %I.%I IN ACCESS SHARE MODE', rel.relnamespace::regnamespace::name, rel.relname);
+    END IF;
+    RETURN m365.source_problem(s);
+END
+$$;
+REVOKE ALL ON FUNCTION m365.source_problem_locked(m365.source) FROM PUBLIC;
+
 -- The pieces of SQL that read a source as its copy's rows: identifiers only,
 -- each through %I (values never enter them). Key columns are k1 (and k2) in
 -- a key list t.
@@ -141,7 +162,11 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ROW(pg_catalog.format('ONLY %I.%I AS s', n.nspname, c.relname),
-               pg_catalog.string_agg(pg_catalog.format('CAST(s.%I AS pg_catalog.%I) AS %I', m.source_column, e.type_name, m.copy_column),
+               -- (Text in the database's collation: a nondeterministic one of the
+               -- application's made every comparison fail, a red-team find.)
+               pg_catalog.string_agg(pg_catalog.format('CAST(s.%I AS pg_catalog.%I)%s AS %I', m.source_column, e.type_name,
+                                                       CASE WHEN e.type_name OPERATOR(pg_catalog.=) 'text'
+                                                            THEN ' COLLATE pg_catalog."default"' ELSE '' END, m.copy_column),
                                      ', ' ORDER BY m.n),
                pg_catalog.string_agg(pg_catalog.format('%I', m.copy_column), ', ' ORDER BY m.n),
                pg_catalog.string_agg(pg_catalog.format('%I', m.copy_column), ', ' ORDER BY e.key_position)
@@ -319,7 +344,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    problem := m365.source_problem(s);
+    problem := m365.source_problem_locked(s);
     IF problem IS DISTINCT FROM s.broken THEN
         UPDATE m365.source AS x SET broken = problem WHERE x.entity OPERATOR(pg_catalog.=) s.entity;
     END IF;
@@ -373,11 +398,16 @@ REVOKE ALL ON FUNCTION m365.source_sync(text, bigint[], bigint[], boolean) FROM 
 -- entity registered, after m365.source_problem found nothing of someone
 -- else's to run. Whatever goes wrong is recorded on the attachment, never
 -- raised: the application's write goes on.
+-- It never waits long for a lock on the copies: the copies have foreign keys
+-- the application's tables may not, and waiting on them could deadlock the
+-- application's own statements (a red-team find). What cannot be copied
+-- within lock_timeout waits, and the next run of the job takes it in.
 CREATE FUNCTION m365.source_changed()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '100ms'
 AS $$
 DECLARE
     s       m365.source;
@@ -414,8 +444,16 @@ BEGIN
             PERFORM m365.source_sync(s.entity, NULL, NULL);
         END IF;
     EXCEPTION WHEN OTHERS THEN
-        UPDATE m365.source AS x SET broken = 'the last change could not be copied: ' OPERATOR(pg_catalog.||) SQLERRM
-         WHERE x.entity OPERATOR(pg_catalog.=) s.entity;
+        IF k1 IS NOT NULL THEN
+            INSERT INTO m365.source_waiting AS w (entity, key, reason)
+            SELECT s.entity, CASE WHEN t.k2 IS NULL THEN ARRAY[t.k1] ELSE ARRAY[t.k1, t.k2] END,
+                   'could not be copied: ' OPERATOR(pg_catalog.||) SQLERRM
+              FROM ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
+            ON CONFLICT ON CONSTRAINT source_waiting_pkey DO UPDATE SET reason = excluded.reason;
+        ELSE
+            UPDATE m365.source AS x SET broken = 'the last change could not be copied: ' OPERATOR(pg_catalog.||) SQLERRM
+             WHERE x.entity OPERATOR(pg_catalog.=) s.entity;
+        END IF;
     END;
     RETURN NULL;
 END
@@ -572,7 +610,7 @@ BEGIN
     FOR s IN SELECT * FROM m365.source AS x ORDER BY x.entity LOOP
         entity := s.entity;
         source := s.source;
-        problem := m365.source_problem(s);
+        problem := m365.source_problem_locked(s);
         IF problem IS NOT NULL OR s.broken IS NOT NULL THEN
             key := NULL;
             problem := 'the attachment is broken: ' OPERATOR(pg_catalog.||) coalesce(problem, s.broken);
@@ -626,6 +664,45 @@ COMMENT ON FUNCTION m365.resync_source(text) IS
 'Makes an attached entity''s copy equal to its source again; returns how many rows still disagree or wait';
 REVOKE ALL ON FUNCTION m365.resync_source(text) FROM PUBLIC;
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.resync_source(text)');
+
+-- Rows that wait are tried again when a related entity changes, but a parent
+-- committed by another session while the row's own transaction was still
+-- open is not seen by either. The job tries every waiting row again first,
+-- so such a row waits at most until the next run. Returns how many of them
+-- the copies took.
+CREATE FUNCTION m365.retry_waiting_sources()
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '100ms'  -- (the application's sessions come first; what is locked waits for the next run)
+AS $$
+DECLARE
+    before  bigint := (SELECT pg_catalog.count(*) FROM m365.source_waiting);
+    waiting text;
+    k1      bigint[];
+    k2      bigint[];
+BEGIN
+    IF before OPERATOR(pg_catalog.=) 0 THEN
+        RETURN 0;
+    END IF;
+    FOR waiting IN SELECT DISTINCT w.entity FROM m365.source_waiting AS w LOOP
+        SELECT pg_catalog.array_agg(w.key[1] ORDER BY w.key), pg_catalog.array_agg(w.key[2] ORDER BY w.key)
+          INTO k1, k2 FROM m365.source_waiting AS w WHERE w.entity OPERATOR(pg_catalog.=) waiting;
+        BEGIN
+            PERFORM m365.source_sync(waiting, k1, k2, false);
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE m365.source AS x SET broken = 'waiting rows could not be tried again: ' OPERATOR(pg_catalog.||) SQLERRM
+             WHERE x.entity OPERATOR(pg_catalog.=) waiting;
+        END;
+    END LOOP;
+    RETURN before OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM m365.source_waiting);
+END
+$$;
+COMMENT ON FUNCTION m365.retry_waiting_sources() IS
+'Tries every row of an attached source that waits again (the job does it first); returns how many the copies took';
+REVOKE ALL ON FUNCTION m365.retry_waiting_sources() FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.retry_waiting_sources()');
 
 -- An attached entity's copy is written by its source only: a direct write
 -- would be undone, or kept, by chance. (The owner and superusers may: a

@@ -733,6 +733,9 @@ DECLARE
     served integer;
     error  text;
 BEGIN
+    -- Rows of attached sources that waited for a parent committed meanwhile.
+    PERFORM m365.retry_waiting_sources();
+    COMMIT;
     SELECT * INTO run FROM m365.generation_begin();
     IF run.run_id IS NULL THEN
         RETURN;
@@ -770,6 +773,7 @@ DECLARE
     run    record;
     served integer;
 BEGIN
+    PERFORM m365.retry_waiting_sources();
     SELECT * INTO run FROM m365.generation_begin();
     IF run.run_id IS NULL THEN
         RETURN 0;

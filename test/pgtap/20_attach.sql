@@ -33,6 +33,9 @@ CREATE TABLE app.inschrijving (inschrijving_nr integer PRIMARY KEY, leerling_nr 
                                begindatum date, einddatum date);
 CREATE VIEW app.leerling_view AS SELECT * FROM app.leerling;
 CREATE TABLE app.leerling_tekst (code text PRIMARY KEY, voornaam text, familienaam text);
+-- What the administrator who attaches needs on them (docs/attach.md).
+GRANT USAGE ON SCHEMA app TO m365_admin;
+GRANT SELECT, TRIGGER ON ALL TABLES IN SCHEMA app TO m365_admin;
 RESET ROLE;
 INSERT INTO m365.configuration (id, name, username_format) VALUES (950000, 'attach', 'voornaam.naam');
 INSERT INTO m365.school (id, name, configuration_id) VALUES (950000, 'School', 950000);
