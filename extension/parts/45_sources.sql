@@ -48,6 +48,62 @@ COMMENT ON TABLE m365.source_waiting IS
 'Rows of an attached source that the copy does not hold as they are (or still holds), with the reason; tried again on every change';
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.source_waiting');
 
+-- What administrators decided for a school or location whose row left the
+-- copy (its configuration and domain), given back when the row comes back:
+-- an application that reloads its locations (delete, insert) must not move
+-- them out of their tenant (a red-team find).
+CREATE TABLE m365.source_decided (
+    entity           text NOT NULL CONSTRAINT source_decided_entity CHECK (entity OPERATOR(pg_catalog.=) ANY ('{school,location}'::text[])),
+    id               bigint NOT NULL,
+    configuration_id bigint,
+    domain           text,
+    PRIMARY KEY (entity, id)
+);
+COMMENT ON TABLE m365.source_decided IS
+'The configuration and domain of schools and locations that left an attached copy, given back when they return';
+
+-- Before a write: what administrators decided for these schools or locations.
+CREATE FUNCTION m365.source_keep_decided(entity text, ids bigint[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO m365.source_decided AS d (entity, id, configuration_id, domain)
+    SELECT 'school', sc.id, sc.configuration_id, sc.staff_domain FROM m365.school AS sc
+     WHERE entity OPERATOR(pg_catalog.=) 'school' AND sc.id OPERATOR(pg_catalog.=) ANY (ids)
+       AND (sc.configuration_id IS NOT NULL OR sc.staff_domain IS NOT NULL)
+    UNION ALL
+    SELECT 'location', l.id, l.configuration_id, l.student_domain FROM m365.location AS l
+     WHERE entity OPERATOR(pg_catalog.=) 'location' AND l.id OPERATOR(pg_catalog.=) ANY (ids)
+       AND (l.configuration_id IS NOT NULL OR l.student_domain IS NOT NULL)
+    ON CONFLICT (entity, id) DO UPDATE SET configuration_id = excluded.configuration_id, domain = excluded.domain
+$$;
+REVOKE ALL ON FUNCTION m365.source_keep_decided(text, bigint[]) FROM PUBLIC;
+
+-- After a write: rows that came back get what was decided for them; rows in
+-- the copy need no memory of it any more.
+CREATE FUNCTION m365.source_restore_decided(entity text, ids bigint[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE m365.school AS sc SET configuration_id = d.configuration_id, staff_domain = d.domain
+      FROM m365.source_decided AS d
+     WHERE entity OPERATOR(pg_catalog.=) 'school' AND d.entity OPERATOR(pg_catalog.=) 'school'
+       AND d.id OPERATOR(pg_catalog.=) sc.id AND sc.id OPERATOR(pg_catalog.=) ANY (ids)
+       AND sc.configuration_id IS NULL AND sc.staff_domain IS NULL;
+    UPDATE m365.location AS l SET configuration_id = d.configuration_id, student_domain = d.domain
+      FROM m365.source_decided AS d
+     WHERE entity OPERATOR(pg_catalog.=) 'location' AND d.entity OPERATOR(pg_catalog.=) 'location'
+       AND d.id OPERATOR(pg_catalog.=) l.id AND l.id OPERATOR(pg_catalog.=) ANY (ids)
+       AND l.configuration_id IS NULL AND l.student_domain IS NULL;
+    DELETE FROM m365.source_decided AS d
+     WHERE d.entity OPERATOR(pg_catalog.=) source_restore_decided.entity AND d.id OPERATOR(pg_catalog.=) ANY (ids)
+       AND (EXISTS (SELECT FROM m365.school AS sc WHERE d.entity OPERATOR(pg_catalog.=) 'school' AND sc.id OPERATOR(pg_catalog.=) d.id)
+            OR EXISTS (SELECT FROM m365.location AS l WHERE d.entity OPERATOR(pg_catalog.=) 'location' AND l.id OPERATOR(pg_catalog.=) d.id));
+$$;
+REVOKE ALL ON FUNCTION m365.source_restore_decided(text, bigint[]) FROM PUBLIC;
+
 -- The columns an entity takes from a source: every column of its copy but
 -- those the extension or its administrators decide (which tenant, which
 -- domain, when a staff member was linked). Key columns first, in key order.
@@ -257,6 +313,9 @@ BEGIN
     IF k2[1] IS NULL THEN
         PERFORM m365.source_leave_children(entity, k1);
     END IF;
+    IF entity OPERATOR(pg_catalog.=) ANY ('{school,location}'::text[]) THEN
+        PERFORM m365.source_keep_decided(entity, k1);
+    END IF;
     SELECT pg_catalog.string_agg(pg_catalog.format('x.%I OPERATOR(pg_catalog.=) t.%I', k.column_name, 'k' OPERATOR(pg_catalog.||) k.key_position),
                                  ' AND ')
       INTO keys FROM m365.source_columns(entity) AS k WHERE k.key_position IS NOT NULL;
@@ -278,7 +337,7 @@ REVOKE ALL ON FUNCTION m365.source_leave(text, bigint[], bigint[], text) FROM PU
 -- are inserted or updated, rows it no longer has are deleted. All at once;
 -- when that fails, each half again, down to the row that fails, which waits
 -- with the reason (a few subtransactions per bad row, not one per row).
-CREATE FUNCTION m365.source_write(s m365.source, q m365.source_sql, k1 bigint[], k2 bigint[])
+CREATE FUNCTION m365.source_write(s m365.source, q m365.source_sql, k1 bigint[], k2 bigint[], inserted boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -290,7 +349,33 @@ BEGIN
     IF n OPERATOR(pg_catalog.=) 0 THEN
         RETURN;
     END IF;
+    -- Rows the application just inserted are new to the copy as a rule: one
+    -- plain INSERT, without ON CONFLICT's speculative insertion and without
+    -- looking for rows to delete. Anything else takes the full path.
+    IF inserted THEN
+        BEGIN
+            EXECUTE pg_catalog.format(
+                'INSERT INTO m365.%I (%s) SELECT %s FROM (SELECT %s FROM %s) AS x JOIN ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS t(k1, k2) ON %s',
+                s.entity, q.columns, q.columns, q.select_list, q.from_source, q.key_join)
+            USING k1, k2;
+            IF s.entity OPERATOR(pg_catalog.=) ANY ('{school,location}'::text[]) THEN
+                PERFORM m365.source_restore_decided(s.entity, k1);
+            END IF;
+            IF EXISTS (SELECT FROM m365.source_waiting AS w WHERE w.entity OPERATOR(pg_catalog.=) s.entity) THEN
+                DELETE FROM m365.source_waiting AS w
+                 USING ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
+                 WHERE w.entity OPERATOR(pg_catalog.=) s.entity
+                   AND w.key OPERATOR(pg_catalog.=) CASE WHEN t.k2 IS NULL THEN ARRAY[t.k1] ELSE ARRAY[t.k1, t.k2] END;
+            END IF;
+            RETURN;
+        EXCEPTION WHEN OTHERS THEN
+            NULL;  -- the full path below
+        END;
+    END IF;
     BEGIN
+        IF s.entity OPERATOR(pg_catalog.=) ANY ('{school,location}'::text[]) THEN
+            PERFORM m365.source_keep_decided(s.entity, k1);
+        END IF;
         EXECUTE pg_catalog.format(
             'DELETE FROM m365.%I AS x USING ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS t(k1, k2)
               WHERE %s AND NOT EXISTS (SELECT FROM (SELECT %s FROM %s) AS y WHERE %s)',
@@ -303,6 +388,9 @@ BEGIN
             CASE WHEN q.set_list IS NULL THEN 'DO NOTHING'
                  ELSE pg_catalog.format('DO UPDATE SET %s WHERE %s', q.set_list, q.changed) END)
         USING k1, k2;
+        IF s.entity OPERATOR(pg_catalog.=) ANY ('{school,location}'::text[]) THEN
+            PERFORM m365.source_restore_decided(s.entity, k1);
+        END IF;
         DELETE FROM m365.source_waiting AS w
          USING ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
          WHERE w.entity OPERATOR(pg_catalog.=) s.entity
@@ -320,13 +408,13 @@ BEGIN
     END;
 END
 $$;
-REVOKE ALL ON FUNCTION m365.source_write(m365.source, m365.source_sql, bigint[], bigint[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION m365.source_write(m365.source, m365.source_sql, bigint[], bigint[], boolean) FROM PUBLIC;
 
 -- Makes the copy of `entity` equal to its source for these keys (NULL: every
 -- key of both). Rows of attached entities that refer to a row leaving the
 -- copy leave with it and wait; then the waiting rows of other entities are
 -- tried again (once: `again` is false for those).
-CREATE FUNCTION m365.source_sync(entity text, k1 bigint[], k2 bigint[], again boolean DEFAULT true)
+CREATE FUNCTION m365.source_sync(entity text, k1 bigint[], k2 bigint[], again boolean DEFAULT true, inserted boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -363,7 +451,7 @@ BEGIN
         RETURN;
     END IF;
     -- A parent (key: id) leaving the copy takes the rows that refer to it along.
-    IF q.key_width OPERATOR(pg_catalog.=) 1 THEN
+    IF q.key_width OPERATOR(pg_catalog.=) 1 AND NOT inserted THEN
         EXECUTE pg_catalog.format(
             'SELECT pg_catalog.array_agg(t.k1) FROM pg_catalog.unnest($1) AS t(k1)
               WHERE EXISTS (SELECT FROM m365.%I AS c WHERE c.id OPERATOR(pg_catalog.=) t.k1)
@@ -375,7 +463,7 @@ BEGIN
         END IF;
     END IF;
 
-    PERFORM m365.source_write(s, q, k1, k2);
+    PERFORM m365.source_write(s, q, k1, k2, inserted);
 
     IF again THEN
         -- Rows that wait for a parent of this entity, and parents that waited
@@ -390,7 +478,7 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION m365.source_sync(text, bigint[], bigint[], boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION m365.source_sync(text, bigint[], bigint[], boolean, boolean) FROM PUBLIC;
 
 -- The trigger on an attached source: the keys the statement touched (old and
 -- new, so that a changed key is a delete and an insert), then the copy made
@@ -437,7 +525,7 @@ BEGIN
                            ELSE pg_catalog.format('SELECT %s FROM m365_new UNION SELECT %s FROM m365_old', keys, keys) END)
             INTO k1, k2;
             IF k1 IS NOT NULL THEN
-                PERFORM m365.source_sync(s.entity, k1, k2);
+                PERFORM m365.source_sync(s.entity, k1, k2, true, TG_OP OPERATOR(pg_catalog.=) 'INSERT');
             END IF;
         ELSE
             -- TRUNCATE, or a problem: source_sync looks at every key, or records the problem.
@@ -481,6 +569,7 @@ DECLARE
     unknown    text;
     s          m365.source;
     prefix     text := pg_catalog.concat('m365_', entity, '_');
+    copy_empty boolean;
 BEGIN
     IF entity IS NULL OR source IS NULL OR columns IS NULL THEN
         RAISE EXCEPTION 'attach_source needs an entity, a table and a mapping (''{}'' for none)' USING ERRCODE = 'null_value_not_allowed';
@@ -556,7 +645,9 @@ BEGIN
                                FOR EACH STATEMENT EXECUTE FUNCTION m365.source_changed(%L)',
                               pg_catalog.concat(prefix, 'truncate'),
                               rel.relnamespace::regnamespace::name, rel.relname, entity);
-    PERFORM m365.source_sync(entity, NULL, NULL);
+    -- Into an empty copy every row is new: the plain INSERT path.
+    EXECUTE pg_catalog.format('SELECT NOT EXISTS (SELECT FROM m365.%I)', entity) INTO copy_empty;
+    PERFORM m365.source_sync(entity, NULL, NULL, true, copy_empty);
 END
 $$;
 COMMENT ON FUNCTION m365.attach_source(text, regclass, jsonb) IS

@@ -22,6 +22,7 @@ SELECT pg_catalog.pg_extension_config_dump('m365.username_history_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.departed_person', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.source', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.source_waiting', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.source_decided', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.username_hold', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_reader', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.access_role', '');

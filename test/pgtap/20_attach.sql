@@ -3,7 +3,7 @@
 -- rolled back; rows of earlier tests in the copies are not in these sources,
 -- so the checks look at this test's ids (950000 on) only.
 BEGIN;
-SELECT plan(29);
+SELECT plan(30);
 
 CREATE FUNCTION pg_temp.outcome(statement text, role name DEFAULT NULL) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -99,6 +99,18 @@ SET LOCAL ROLE m365_app;
 UPDATE app.inschrijving SET leerling_nr = 950040 WHERE inschrijving_nr = 950004;
 RESET ROLE;
 SELECT is((SELECT student_id FROM m365.enrolment WHERE id = 950004), 950040::bigint, 'the application follows: the enrolment is back');
+
+-- A reload of the locations (delete, insert) keeps the administrators' decisions.
+UPDATE m365.location SET student_domain = 'leerling.attach.be' WHERE id = 950001;
+SET LOCAL ROLE m365_app;
+DELETE FROM app.inschrijving WHERE vestiging_nr = 950001;
+DELETE FROM app.vestiging WHERE vestiging_nr = 950001;
+INSERT INTO app.vestiging VALUES (950001, 950000, 'Campus Noord (herladen)');
+INSERT INTO app.inschrijving VALUES (950001, 950001, 950001, CURRENT_DATE, NULL), (950004, 950040, 950001, CURRENT_DATE, NULL);
+RESET ROLE;
+SELECT is((SELECT concat_ws(' ', configuration_id, student_domain, name) FROM m365.location WHERE id = 950001),
+          '950000 leerling.attach.be Campus Noord (herladen)',
+          'a location deleted and inserted again by the application keeps its configuration and domain (before: NULL, out of its tenant)');
 
 -- Savepoints and TRUNCATE.
 SAVEPOINT before_truncate;
