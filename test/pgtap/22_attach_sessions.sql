@@ -3,7 +3,7 @@
 -- while another commits its student is taken in by the next run at the
 -- latest, and the application's two sessions never fail.
 BEGIN;
-SELECT plan(12);
+SELECT plan(15);
 \ir lib/session.psql
 
 CREATE TEMP TABLE db AS SELECT 'm365_attach_' || pg_backend_pid() AS name;
@@ -106,6 +106,37 @@ SELECT dblink_exec('a', $$CREATE COLLATION app.ci (provider = icu, locale = 'und
                           ALTER TABLE app.vestiging ALTER COLUMN naam TYPE text COLLATE app.ci$$);
 SELECT is((SELECT n FROM dblink('owner', $$SELECT m365.resync_source('location')$$) AS t(n bigint)), 0::bigint,
           'a column in a nondeterministic collation: resync and drift still work (before: could not determine which collation)');
+
+-- 4. Round two: a REPEATABLE READ snapshot older than a retype showed the
+-- check the old type while the read was planned with the new one.
+SELECT dblink_exec('b', $$
+    CREATE TYPE app.comp AS (v text);
+    CREATE FUNCTION app.comp_text(app.comp) RETURNS text LANGUAGE plpgsql AS $f$
+    BEGIN INSERT INTO app.ran_as VALUES (current_user); RETURN 'Evil'; END $f$;
+    CREATE CAST (app.comp AS text) WITH FUNCTION app.comp_text(app.comp) AS ASSIGNMENT;
+$$);
+SELECT dblink_exec('a', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT * FROM dblink('a', 'SELECT count(*) FROM app.ran_as') AS t(n bigint);
+SELECT dblink_exec('b', 'ALTER TABLE app.vestiging ALTER COLUMN naam TYPE app.comp USING ROW(naam)::app.comp');
+SELECT is(dblink_exec('a', $$INSERT INTO app.vestiging VALUES (12, 1, ROW('Zuid')::app.comp)$$), 'INSERT 0 1',
+          'the application inserts at REPEATABLE READ after the retype');
+SELECT dblink_exec('a', 'COMMIT');
+SELECT is((SELECT n FROM dblink('owner', 'SELECT count(*) FROM app.ran_as') AS t(n bigint)), 0::bigint,
+          'its cast never ran inside the extension (before: as the superuser owner)');
+
+-- 5. Round two: the trigger's record of a failure waited on a waiting row
+-- another transaction held, and failed the application's statement.
+SELECT dblink_exec('b', $$INSERT INTO app.inschrijving VALUES (9, 7, 11, CURRENT_DATE)$$);
+SELECT dblink_exec('b', 'ALTER TABLE app.inschrijving ADD COLUMN tot date');
+SELECT * FROM dblink('owner', $$SELECT m365.detach_source('enrolment')$$) AS t(detached boolean);
+SELECT * FROM dblink('owner', $$SELECT m365.attach_source('enrolment', 'app.inschrijving',
+                                   '{"id": "nr", "student_id": "leerling", "location_id": "vestiging", "start_date": "van", "end_date": "tot"}')::text$$) AS t(r text);
+SELECT dblink_exec('b', 'UPDATE app.inschrijving SET tot = van - 1 WHERE nr = 9');
+SELECT dblink_exec('owner', 'BEGIN');
+SELECT * FROM dblink('owner', 'SELECT m365.retry_waiting_sources()') AS t(n bigint);
+SELECT is(dblink_exec('b', 'UPDATE app.inschrijving SET tot = van - 2 WHERE nr = 9'), 'UPDATE 1',
+          'the application''s update of a waiting row succeeds while a retry holds it');
+SELECT dblink_exec('owner', 'COMMIT');
 
 SELECT dblink_disconnect('a');
 SELECT dblink_disconnect('b');
