@@ -104,6 +104,34 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION m365.source_restore_decided(text, bigint[]) FROM PUBLIC;
 
+-- Rows of a source that wait, with the reason; and rows that no longer do.
+-- The one place that writes m365.source_waiting.
+CREATE FUNCTION m365.source_wait(entity text, k1 bigint[], k2 bigint[], reason text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO m365.source_waiting AS w (entity, key, reason)
+    SELECT entity, CASE WHEN t.k2 IS NULL THEN ARRAY[t.k1] ELSE ARRAY[t.k1, t.k2] END, reason
+      FROM ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
+    ON CONFLICT ON CONSTRAINT source_waiting_pkey DO UPDATE SET reason = excluded.reason
+$$;
+REVOKE ALL ON FUNCTION m365.source_wait(text, bigint[], bigint[], text) FROM PUBLIC;
+
+CREATE FUNCTION m365.source_unwait(entity text, k1 bigint[], k2 bigint[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM m365.source_waiting AS w
+     USING ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
+     WHERE w.entity OPERATOR(pg_catalog.=) source_unwait.entity
+       AND w.key OPERATOR(pg_catalog.=) CASE WHEN t.k2 IS NULL THEN ARRAY[t.k1] ELSE ARRAY[t.k1, t.k2] END
+       -- (Nothing of the entity waits, as a rule: no join then.)
+       AND EXISTS (SELECT FROM m365.source_waiting AS x WHERE x.entity OPERATOR(pg_catalog.=) source_unwait.entity)
+$$;
+REVOKE ALL ON FUNCTION m365.source_unwait(text, bigint[], bigint[]) FROM PUBLIC;
+
 -- The columns an entity takes from a source: every column of its copy but
 -- those the extension or its administrators decide (which tenant, which
 -- domain, when a staff member was linked). Key columns first, in key order.
@@ -334,10 +362,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         reason := reason OPERATOR(pg_catalog.||) ' (still in the copy: ' OPERATOR(pg_catalog.||) SQLERRM OPERATOR(pg_catalog.||) ')';
     END;
-    INSERT INTO m365.source_waiting AS w (entity, key, reason)
-    SELECT entity, CASE WHEN t.k2 IS NULL THEN ARRAY[t.k1] ELSE ARRAY[t.k1, t.k2] END, reason
-      FROM ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
-    ON CONFLICT ON CONSTRAINT source_waiting_pkey DO UPDATE SET reason = excluded.reason;
+    PERFORM m365.source_wait(entity, k1, k2, reason);
 END
 $$;
 REVOKE ALL ON FUNCTION m365.source_leave(text, bigint[], bigint[], text) FROM PUBLIC;
@@ -370,12 +395,7 @@ BEGIN
             IF s.entity OPERATOR(pg_catalog.=) ANY ('{school,location}'::text[]) THEN
                 PERFORM m365.source_restore_decided(s.entity, k1);
             END IF;
-            IF EXISTS (SELECT FROM m365.source_waiting AS w WHERE w.entity OPERATOR(pg_catalog.=) s.entity) THEN
-                DELETE FROM m365.source_waiting AS w
-                 USING ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
-                 WHERE w.entity OPERATOR(pg_catalog.=) s.entity
-                   AND w.key OPERATOR(pg_catalog.=) CASE WHEN t.k2 IS NULL THEN ARRAY[t.k1] ELSE ARRAY[t.k1, t.k2] END;
-            END IF;
+            PERFORM m365.source_unwait(s.entity, k1, k2);
             RETURN;
         EXCEPTION WHEN OTHERS THEN
             NULL;  -- the full path below
@@ -400,15 +420,10 @@ BEGIN
         IF s.entity OPERATOR(pg_catalog.=) ANY ('{school,location}'::text[]) THEN
             PERFORM m365.source_restore_decided(s.entity, k1);
         END IF;
-        DELETE FROM m365.source_waiting AS w
-         USING ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
-         WHERE w.entity OPERATOR(pg_catalog.=) s.entity
-           AND w.key OPERATOR(pg_catalog.=) CASE WHEN t.k2 IS NULL THEN ARRAY[t.k1] ELSE ARRAY[t.k1, t.k2] END;
+        PERFORM m365.source_unwait(s.entity, k1, k2);
     EXCEPTION WHEN OTHERS THEN
         IF n OPERATOR(pg_catalog.=) 1 THEN
-            INSERT INTO m365.source_waiting AS w (entity, key, reason)
-            VALUES (s.entity, CASE WHEN k2[1] IS NULL THEN ARRAY[k1[1]] ELSE ARRAY[k1[1], k2[1]] END, SQLERRM)
-            ON CONFLICT ON CONSTRAINT source_waiting_pkey DO UPDATE SET reason = excluded.reason;
+            PERFORM m365.source_wait(s.entity, k1, k2, SQLERRM);
             RETURN;
         END IF;
         half := n OPERATOR(pg_catalog./) 2;
@@ -552,11 +567,7 @@ BEGIN
         -- application's statement).
         BEGIN
             IF k1 IS NOT NULL THEN
-                INSERT INTO m365.source_waiting AS w (entity, key, reason)
-                SELECT s.entity, CASE WHEN t.k2 IS NULL THEN ARRAY[t.k1] ELSE ARRAY[t.k1, t.k2] END,
-                       'could not be copied: ' OPERATOR(pg_catalog.||) failure
-                  FROM ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
-                ON CONFLICT ON CONSTRAINT source_waiting_pkey DO UPDATE SET reason = excluded.reason;
+                PERFORM m365.source_wait(s.entity, k1, k2, pg_catalog.concat('could not be copied: ', failure));
             ELSE
                 UPDATE m365.source AS x SET broken = 'the last change could not be copied: ' OPERATOR(pg_catalog.||) failure
                  WHERE x.entity OPERATOR(pg_catalog.=) s.entity;
