@@ -104,8 +104,9 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION m365.source_restore_decided(text, bigint[]) FROM PUBLIC;
 
--- Rows of a source that wait, with the reason; and rows that no longer do.
--- The one place that writes m365.source_waiting.
+-- Rows of a source that wait, with the reason; and rows that no longer do
+-- (asked after every write: PL/pgSQL keeps its plan). The one place that
+-- writes m365.source_waiting.
 CREATE FUNCTION m365.source_wait(entity text, k1 bigint[], k2 bigint[], reason text)
 RETURNS void
 LANGUAGE sql
@@ -120,39 +121,43 @@ REVOKE ALL ON FUNCTION m365.source_wait(text, bigint[], bigint[], text) FROM PUB
 
 CREATE FUNCTION m365.source_unwait(entity text, k1 bigint[], k2 bigint[])
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     DELETE FROM m365.source_waiting AS w
      USING ROWS FROM (pg_catalog.unnest(k1), pg_catalog.unnest(k2)) AS t(k1, k2)
      WHERE w.entity OPERATOR(pg_catalog.=) source_unwait.entity
        AND w.key OPERATOR(pg_catalog.=) CASE WHEN t.k2 IS NULL THEN ARRAY[t.k1] ELSE ARRAY[t.k1, t.k2] END
        -- (Nothing of the entity waits, as a rule: no join then.)
-       AND EXISTS (SELECT FROM m365.source_waiting AS x WHERE x.entity OPERATOR(pg_catalog.=) source_unwait.entity)
+       AND EXISTS (SELECT FROM m365.source_waiting AS x WHERE x.entity OPERATOR(pg_catalog.=) source_unwait.entity);
+END
 $$;
 REVOKE ALL ON FUNCTION m365.source_unwait(text, bigint[], bigint[]) FROM PUBLIC;
 
 -- The columns an entity takes from a source: every column of its copy but
 -- those the extension or its administrators decide (which tenant, which
 -- domain, when a staff member was linked). Key columns first, in key order.
+-- Inlined on purpose into the queries that read a source's mapping (several
+-- per statement of the application's): no SET clause, names bound at CREATE.
 CREATE FUNCTION m365.source_columns(entity text)
 RETURNS TABLE (column_name name, type_name name, required boolean, key_position integer)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT a.attname, t.typname,
+BEGIN ATOMIC
+    SELECT a.attname,
+           -- (A subquery: as a join, every call hashed all of pg_type.)
+           (SELECT t.typname FROM pg_catalog.pg_type AS t WHERE t.oid OPERATOR(pg_catalog.=) a.atttypid),
            a.attnotnull AND NOT a.atthasdef,
            (SELECT k.n::integer FROM pg_catalog.unnest(i.indkey::smallint[]) WITH ORDINALITY AS k(attnum, n)
              WHERE k.attnum OPERATOR(pg_catalog.=) a.attnum) AS key_position
       FROM pg_catalog.pg_attribute AS a
-      JOIN pg_catalog.pg_type AS t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
       JOIN pg_catalog.pg_index AS i ON i.indrelid OPERATOR(pg_catalog.=) a.attrelid AND i.indisprimary
-     WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.format('m365.%I', entity))
+     WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.concat('m365.', pg_catalog.quote_ident(entity)))
        AND entity OPERATOR(pg_catalog.=) ANY (m365.source_entities())
        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
        AND NOT a.attname OPERATOR(pg_catalog.=) ANY ('{configuration_id,staff_domain,student_domain,linked_at}'::name[])
-     ORDER BY 4 NULLS LAST, a.attnum
-$$;
+     ORDER BY 4 NULLS LAST, a.attnum;
+END;
 COMMENT ON FUNCTION m365.source_columns(text) IS
 'The columns an entity (student, enrolment, ...) takes from an attached source, with their types; key columns first';
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.source_columns(text)');
@@ -164,9 +169,11 @@ REVOKE ALL ON FUNCTION m365.source_columns(text) FROM PUBLIC;
 -- integer for a key.
 CREATE FUNCTION m365.source_type_fits(source_type oid, copy_type name, is_key boolean)
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN (
     SELECT t.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::regnamespace
        AND CASE WHEN is_key THEN t.typname OPERATOR(pg_catalog.=) ANY ('{int2,int4,int8}'::name[])
                 ELSE t.typname OPERATOR(pg_catalog.=) copy_type
@@ -174,7 +181,8 @@ AS $$
                               WHERE c.castsource OPERATOR(pg_catalog.=) t.oid AND d.typname OPERATOR(pg_catalog.=) copy_type
                                 AND d.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::regnamespace
                                 AND c.castcontext OPERATOR(pg_catalog.=) ANY ('{a,i}'::"char"[])) END
-      FROM pg_catalog.pg_type AS t WHERE t.oid OPERATOR(pg_catalog.=) source_type
+      FROM pg_catalog.pg_type AS t WHERE t.oid OPERATOR(pg_catalog.=) source_type);
+END
 $$;
 REVOKE ALL ON FUNCTION m365.source_type_fits(oid, name, boolean) FROM PUBLIC;
 
@@ -184,9 +192,11 @@ REVOKE ALL ON FUNCTION m365.source_type_fits(oid, name, boolean) FROM PUBLIC;
 -- that a change to the application's table never runs someone else's code.
 CREATE FUNCTION m365.source_problem(s m365.source)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN (
     SELECT CASE
         WHEN c.oid IS NULL THEN 'the table is gone'
         WHEN c.relkind OPERATOR(pg_catalog.<>) 'r' THEN pg_catalog.format('%s is no longer a plain table', s.source)
@@ -202,7 +212,8 @@ AS $$
                WHERE a.attname IS NULL OR NOT m365.source_type_fits(a.atttypid, e.type_name, e.key_position IS NOT NULL))
         END
       FROM (SELECT s.source) AS x
-      LEFT JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) x.source
+      LEFT JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) x.source);
+END
 $$;
 REVOKE ALL ON FUNCTION m365.source_problem(m365.source) FROM PUBLIC;
 
@@ -210,86 +221,131 @@ REVOKE ALL ON FUNCTION m365.source_problem(m365.source) FROM PUBLIC;
 -- waits for the lock to be released, or finishes before it (a red-team find:
 -- checked before the lock, a retype committed in between made the read run
 -- the application's own cast as the owner). The lock is the read's own.
+-- The key columns are compared as they are (source_sql.keyed_rows), so their
+-- type is asked once more as the parser sees it, after the lock: at
+-- REPEATABLE READ the catalog query above reads an older snapshot.
 CREATE FUNCTION m365.source_problem_locked(s m365.source)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    rel pg_catalog.pg_class;
+    rel     pg_catalog.pg_class;
+    problem text;
+    types   text;
 BEGIN
     SELECT * INTO rel FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) s.source;
     IF FOUND AND rel.relkind OPERATOR(pg_catalog.=) 'r' THEN
         EXECUTE pg_catalog.format('LOCK TABLE ONLY %I.%I IN ACCESS SHARE MODE', rel.relnamespace::regnamespace::name, rel.relname);
     END IF;
-    RETURN m365.source_problem(s);
+    problem := m365.source_problem(s);
+    IF problem IS NULL THEN
+        BEGIN
+            EXECUTE (SELECT pg_catalog.format('SELECT pg_catalog.concat_ws('','', %s)',
+                                              pg_catalog.string_agg(pg_catalog.format('pg_catalog.pg_typeof((NULL::%I.%I).%I)::pg_catalog.oid',
+                                                                                      rel.relnamespace::regnamespace::name, rel.relname, m.source_column), ', '))
+                       FROM ROWS FROM (pg_catalog.unnest(s.copy_columns), pg_catalog.unnest(s.source_columns)) AS m(copy_column, source_column)
+                       JOIN m365.source_columns(s.entity) AS e ON e.column_name OPERATOR(pg_catalog.=) m.copy_column
+                      WHERE e.key_position IS NOT NULL)
+            INTO types;
+        EXCEPTION WHEN OTHERS THEN
+            types := SQLERRM;
+        END;
+        IF NOT pg_catalog.string_to_array(types, ',') OPERATOR(pg_catalog.<@) ARRAY['20', '21', '23'] THEN
+            problem := pg_catalog.format('a key column is no longer an integer (%s)', types);
+        END IF;
+    END IF;
+    RETURN problem;
 END
 $$;
 REVOKE ALL ON FUNCTION m365.source_problem_locked(m365.source) FROM PUBLIC;
 
 -- The pieces of SQL that read a source as its copy's rows: identifiers only,
 -- each through %I (values never enter them). Key columns are k1 (and k2) in
--- a key list t.
+-- a key list t, given as $1 (and $2).
 CREATE TYPE m365.source_sql AS (
     from_source text,   -- ONLY app.leerling AS s
-    select_list text,   -- CAST(s.voornaam AS pg_catalog.text) AS first_name, ...
+    select_list text,   -- CAST(... s.voornaam ... AS pg_catalog.text) AS first_name, ...
     columns     text,   -- first_name, ...
     key_columns text,   -- id
     key_join    text,   -- x.id = t.k1
     key_width   integer,
     set_list    text,   -- first_name = excluded.first_name, ... (NULL: only keys)
-    changed     text    -- (c.first_name, ...) IS DISTINCT FROM (excluded.first_name, ...)
+    changed     text,   -- (c.first_name, ...) IS DISTINCT FROM (excluded.first_name, ...)
+    -- The source's rows for the keys in t, found through the source's own key
+    -- columns and so through its index: a one-row statement reads one row,
+    -- not the whole table. (source_problem_locked checks their type first.)
+    keyed_rows  text,   -- (SELECT <select_list> FROM ONLY app.leerling AS s JOIN <t> ON s.leerling_nr = t.k1)
+    has_key     text,   -- EXISTS (SELECT FROM ONLY app.leerling AS s WHERE s.leerling_nr = t.k1)
+    key_list    text    -- the key of a row of the source (a transition table) as k1, k2: <leerling_nr as int8>, NULL
 );
 CREATE FUNCTION m365.source_sql_of(s m365.source)
 RETURNS m365.source_sql
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ROW(pg_catalog.format('ONLY %I.%I AS s', n.nspname, c.relname),
-               -- Each value goes through its type's output function (format's %s,
-               -- NULL kept)
-               -- and the copy type's input, never through a cast: a type the
-               -- application made can have casts of its own, which would run with
-               -- the owner's rights, while output functions are C and only a
-               -- superuser creates them. The type check above is the first
-               -- line; this one holds when a REPEATABLE READ snapshot shows the
-               -- checker an older catalog than the planner sees (red-team finds).
-               -- Text in the database's collation: a nondeterministic one of the
-               -- application's made every comparison fail.
-               pg_catalog.string_agg(pg_catalog.format('CAST(CASE WHEN s.%I IS NULL THEN NULL ELSE pg_catalog.format(''%%s'', s.%I) END AS pg_catalog.%I)%s AS %I',
-                                                       m.source_column, m.source_column, e.type_name,
-                                                       CASE WHEN e.type_name OPERATOR(pg_catalog.=) 'text'
-                                                            THEN ' COLLATE pg_catalog."default"' ELSE '' END, m.copy_column),
-                                     ', ' ORDER BY m.n),
-               pg_catalog.string_agg(pg_catalog.format('%I', m.copy_column), ', ' ORDER BY m.n),
-               pg_catalog.string_agg(pg_catalog.format('%I', m.copy_column), ', ' ORDER BY e.key_position)
-                   FILTER (WHERE e.key_position IS NOT NULL),
-               pg_catalog.string_agg(pg_catalog.format('x.%I OPERATOR(pg_catalog.=) t.%I', m.copy_column,
-                                                       'k' OPERATOR(pg_catalog.||) e.key_position), ' AND ')
-                   FILTER (WHERE e.key_position IS NOT NULL),
-               (pg_catalog.count(*) FILTER (WHERE e.key_position IS NOT NULL))::integer,
-               pg_catalog.string_agg(pg_catalog.format('%I = excluded.%I', m.copy_column, m.copy_column), ', ' ORDER BY m.n)
-                   FILTER (WHERE e.key_position IS NULL),
-               pg_catalog.format('(%s, NULL) IS DISTINCT FROM (%s, NULL)',
-                   pg_catalog.string_agg(pg_catalog.format('c.%I', m.copy_column), ', ' ORDER BY m.n) FILTER (WHERE e.key_position IS NULL),
-                   pg_catalog.string_agg(pg_catalog.format('excluded.%I', m.copy_column), ', ' ORDER BY m.n) FILTER (WHERE e.key_position IS NULL))
+BEGIN
+    RETURN (
+    SELECT ROW(p.from_source, p.select_list, p.columns, p.key_columns, p.key_join, p.key_width, p.set_list, p.changed,
+               pg_catalog.format('(SELECT %s FROM %s JOIN ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS t(k1, k2) ON %s)',
+                                 p.select_list, p.from_source, p.source_key_match),
+               pg_catalog.format('EXISTS (SELECT FROM %s WHERE %s)', p.from_source, p.source_key_match),
+               p.key_list
               )::m365.source_sql
+      FROM (
+    SELECT pg_catalog.format('ONLY %I.%I AS s', n.nspname, c.relname) AS from_source,
+           -- Each value goes through its type's output function (format's %s,
+           -- NULL kept) and the copy type's input, never through a cast: a
+           -- type the application made can have casts of its own, which would
+           -- run with the owner's rights, while output functions are C and
+           -- only a superuser creates them. The type check above is the first
+           -- line; this one holds when a REPEATABLE READ snapshot shows the
+           -- checker an older catalog than the planner sees (red-team finds).
+           -- Text in the database's collation: a nondeterministic one of the
+           -- application's made every comparison fail.
+           pg_catalog.string_agg(pg_catalog.format('CAST(CASE WHEN s.%I IS NULL THEN NULL ELSE pg_catalog.format(''%%s'', s.%I) END AS pg_catalog.%I)%s AS %I',
+                                                   m.source_column, m.source_column, e.type_name,
+                                                   CASE WHEN e.type_name OPERATOR(pg_catalog.=) 'text'
+                                                        THEN ' COLLATE pg_catalog."default"' ELSE '' END, m.copy_column),
+                                 ', ' ORDER BY m.n) AS select_list,
+           pg_catalog.string_agg(pg_catalog.format('%I', m.copy_column), ', ' ORDER BY m.n) AS columns,
+           pg_catalog.string_agg(pg_catalog.format('%I', m.copy_column), ', ' ORDER BY e.key_position)
+               FILTER (WHERE e.key_position IS NOT NULL) AS key_columns,
+           pg_catalog.string_agg(pg_catalog.format('x.%I OPERATOR(pg_catalog.=) t.%I', m.copy_column,
+                                                   'k' OPERATOR(pg_catalog.||) e.key_position), ' AND ')
+               FILTER (WHERE e.key_position IS NOT NULL) AS key_join,
+           (pg_catalog.count(*) FILTER (WHERE e.key_position IS NOT NULL))::integer AS key_width,
+           pg_catalog.string_agg(pg_catalog.format('%I = excluded.%I', m.copy_column, m.copy_column), ', ' ORDER BY m.n)
+               FILTER (WHERE e.key_position IS NULL) AS set_list,
+           pg_catalog.format('(%s, NULL) IS DISTINCT FROM (%s, NULL)',
+               pg_catalog.string_agg(pg_catalog.format('c.%I', m.copy_column), ', ' ORDER BY m.n) FILTER (WHERE e.key_position IS NULL),
+               pg_catalog.string_agg(pg_catalog.format('excluded.%I', m.copy_column), ', ' ORDER BY m.n) FILTER (WHERE e.key_position IS NULL)) AS changed,
+           -- The source's key columns as they are: integers of PostgreSQL's own.
+           pg_catalog.string_agg(pg_catalog.format('s.%I OPERATOR(pg_catalog.=) t.%I', m.source_column,
+                                                   'k' OPERATOR(pg_catalog.||) e.key_position), ' AND ')
+               FILTER (WHERE e.key_position IS NOT NULL) AS source_key_match,
+           pg_catalog.string_agg(pg_catalog.format('CAST(CASE WHEN %I IS NULL THEN NULL ELSE pg_catalog.format(''%%s'', %I) END AS pg_catalog.int8)',
+                                                   m.source_column, m.source_column), ', ' ORDER BY e.key_position)
+               FILTER (WHERE e.key_position IS NOT NULL)
+           OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.count(*) FILTER (WHERE e.key_position IS NOT NULL) OPERATOR(pg_catalog.=) 1
+                                        THEN ', NULL::pg_catalog.int8' ELSE '' END AS key_list
       FROM ROWS FROM (pg_catalog.unnest(s.copy_columns), pg_catalog.unnest(s.source_columns)) WITH ORDINALITY AS m(copy_column, source_column, n)
       JOIN m365.source_columns(s.entity) AS e ON e.column_name OPERATOR(pg_catalog.=) m.copy_column
       CROSS JOIN pg_catalog.pg_class AS c
       JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
      WHERE c.oid OPERATOR(pg_catalog.=) s.source
-     GROUP BY n.nspname, c.relname
+     GROUP BY n.nspname, c.relname) AS p);
+END
 $$;
 REVOKE ALL ON FUNCTION m365.source_sql_of(m365.source) FROM PUBLIC;
 
 -- The entities whose copy refers to `entity` (a parent: its key is id), and
 -- the column that does: from the foreign keys of the copies themselves.
+-- Inlined on purpose (asked on every write): no SET clause, names bound at CREATE.
 CREATE FUNCTION m365.source_children(entity text)
 RETURNS TABLE (child text, child_column name)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
+BEGIN ATOMIC
     SELECT c.relname::text, a.attname
       FROM pg_catalog.pg_constraint AS r
       JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) r.conrelid
@@ -297,11 +353,11 @@ AS $$
       CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(r.conkey), pg_catalog.unnest(r.confkey)) AS u(child_attnum, parent_attnum)
       JOIN pg_catalog.pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) r.conrelid AND a.attnum OPERATOR(pg_catalog.=) u.child_attnum
      WHERE r.contype OPERATOR(pg_catalog.=) 'f'
-       AND r.confrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.format('m365.%I', entity))
+       AND r.confrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.concat('m365.', pg_catalog.quote_ident(entity)))
        AND u.parent_attnum OPERATOR(pg_catalog.=) pk.attnum
        AND c.relnamespace OPERATOR(pg_catalog.=) 'm365'::regnamespace
-       AND c.relname::text OPERATOR(pg_catalog.=) ANY (m365.source_entities())
-$$;
+       AND c.relname::text OPERATOR(pg_catalog.=) ANY (m365.source_entities());
+END;
 REVOKE ALL ON FUNCTION m365.source_children(text) FROM PUBLIC;
 
 -- Rows of attached entities that refer to these parents (key: id) leave the
@@ -388,9 +444,7 @@ BEGIN
     -- looking for rows to delete. Anything else takes the full path.
     IF inserted THEN
         BEGIN
-            EXECUTE pg_catalog.format(
-                'INSERT INTO m365.%I (%s) SELECT %s FROM (SELECT %s FROM %s) AS x JOIN ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS t(k1, k2) ON %s',
-                s.entity, q.columns, q.columns, q.select_list, q.from_source, q.key_join)
+            EXECUTE pg_catalog.format('INSERT INTO m365.%I (%s) SELECT %s FROM %s AS x', s.entity, q.columns, q.columns, q.keyed_rows)
             USING k1, k2;
             IF s.entity OPERATOR(pg_catalog.=) ANY ('{school,location}'::text[]) THEN
                 PERFORM m365.source_restore_decided(s.entity, k1);
@@ -405,15 +459,13 @@ BEGIN
         IF s.entity OPERATOR(pg_catalog.=) ANY ('{school,location}'::text[]) THEN
             PERFORM m365.source_keep_decided(s.entity, k1);
         END IF;
+        -- One statement (one plan per write): the keys the source no longer
+        -- has leave the copy, the others are inserted or updated.
         EXECUTE pg_catalog.format(
-            'DELETE FROM m365.%I AS x USING ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS t(k1, k2)
-              WHERE %s AND NOT EXISTS (SELECT FROM (SELECT %s FROM %s) AS y WHERE %s)',
-            s.entity, q.key_join, q.select_list, q.from_source, pg_catalog.replace(q.key_join, 'x.', 'y.'))
-        USING k1, k2;
-        EXECUTE pg_catalog.format(
-            'INSERT INTO m365.%I AS c (%s) SELECT %s FROM (SELECT %s FROM %s) AS x JOIN ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS t(k1, k2) ON %s
-             ON CONFLICT (%s) %s',
-            s.entity, q.columns, q.columns, q.select_list, q.from_source, q.key_join, q.key_columns,
+            'WITH gone AS (DELETE FROM m365.%1$I AS x USING ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS t(k1, k2)
+                            WHERE %2$s AND NOT %3$s)
+             INSERT INTO m365.%1$I AS c (%4$s) SELECT %4$s FROM %5$s AS x ON CONFLICT (%6$s) %7$s',
+            s.entity, q.key_join, q.has_key, q.columns, q.keyed_rows, q.key_columns,
             CASE WHEN q.set_list IS NULL THEN 'DO NOTHING'
                  ELSE pg_catalog.format('DO UPDATE SET %s WHERE %s', q.set_list, q.changed) END)
         USING k1, k2;
@@ -437,11 +489,14 @@ REVOKE ALL ON FUNCTION m365.source_write(m365.source, m365.source_sql, bigint[],
 -- Makes the copy of `entity` equal to its source for these keys (NULL: every
 -- key of both). Rows of attached entities that refer to a row leaving the
 -- copy leave with it and wait; then the waiting rows of other entities are
--- tried again (once: `again` is false for those).
-CREATE FUNCTION m365.source_sync(entity text, k1 bigint[], k2 bigint[], again boolean DEFAULT true, inserted boolean DEFAULT false)
+-- tried again (once: `again` is false for those). `checked`: the source's SQL
+-- from a caller that has just checked the source with its table locked.
+CREATE FUNCTION m365.source_sync(entity text, k1 bigint[], k2 bigint[], again boolean DEFAULT true, inserted boolean DEFAULT false,
+                                 checked m365.source_sql DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- (compiling a large copy's plans took longer than running them)
 AS $$
 DECLARE
     s       m365.source;
@@ -456,14 +511,26 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    problem := m365.source_problem_locked(s);
+    IF checked IS NULL THEN
+        problem := m365.source_problem_locked(s);
+    END IF;
     IF problem IS DISTINCT FROM s.broken THEN
         UPDATE m365.source AS x SET broken = problem WHERE x.entity OPERATOR(pg_catalog.=) s.entity;
     END IF;
     IF problem IS NOT NULL THEN
         RETURN;
     END IF;
-    q := m365.source_sql_of(s);
+    q := coalesce(checked, m365.source_sql_of(s));
+    IF k1 IS NULL AND inserted AND NOT s.entity OPERATOR(pg_catalog.=) ANY ('{school,location}'::text[]) THEN
+        -- Attaching to an empty copy: the whole table in one INSERT; the keys
+        -- are gathered (below) only when some row cannot be taken.
+        BEGIN
+            EXECUTE pg_catalog.format('INSERT INTO m365.%I (%s) SELECT %s FROM %s', s.entity, q.columns, q.select_list, q.from_source);
+            k1 := '{}';
+        EXCEPTION WHEN OTHERS THEN
+            NULL;
+        END;
+    END IF;
     IF k1 IS NULL THEN
         EXECUTE pg_catalog.format(
             'SELECT pg_catalog.array_agg(t.k[1] ORDER BY t.k), pg_catalog.array_agg(t.k[2] ORDER BY t.k) FROM (
@@ -475,13 +542,14 @@ BEGIN
         RETURN;
     END IF;
     -- A parent (key: id) leaving the copy takes the rows that refer to it along.
-    IF q.key_width OPERATOR(pg_catalog.=) 1 AND NOT inserted THEN
+    IF q.key_width OPERATOR(pg_catalog.=) 1 AND NOT inserted
+       AND EXISTS (SELECT FROM m365.source_children(s.entity) AS ch JOIN m365.source AS a ON a.entity OPERATOR(pg_catalog.=) ch.child) THEN
         EXECUTE pg_catalog.format(
-            'SELECT pg_catalog.array_agg(t.k1) FROM pg_catalog.unnest($1) AS t(k1)
+            'SELECT pg_catalog.array_agg(t.k1) FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS t(k1, k2)
               WHERE EXISTS (SELECT FROM m365.%I AS c WHERE c.id OPERATOR(pg_catalog.=) t.k1)
-                AND NOT EXISTS (SELECT FROM (SELECT %s FROM %s) AS x WHERE %s)',
-            s.entity, q.select_list, q.from_source, q.key_join)
-        USING k1 INTO gone;
+                AND NOT %s',
+            s.entity, q.has_key)
+        USING k1, k2 INTO gone;
         IF gone IS NOT NULL THEN
             PERFORM m365.source_leave_children(s.entity, gone);
         END IF;
@@ -502,7 +570,7 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION m365.source_sync(text, bigint[], bigint[], boolean, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION m365.source_sync(text, bigint[], bigint[], boolean, boolean, m365.source_sql) FROM PUBLIC;
 
 -- The trigger on an attached source: the keys the statement touched (old and
 -- new, so that a changed key is a delete and an insert), then the copy made
@@ -523,8 +591,8 @@ SET lock_timeout = '100ms'
 AS $$
 DECLARE
     s       m365.source;
+    q       m365.source_sql;
     problem text;
-    keys    text;
     k1      bigint[];
     k2      bigint[];
     failure text;
@@ -535,22 +603,18 @@ BEGIN
         RETURN NULL;
     END IF;
     BEGIN
-        problem := m365.source_problem(s);
+        -- (The statement holds its table: the check stands until the end.)
+        problem := m365.source_problem_locked(s);
         IF problem IS NULL AND TG_OP OPERATOR(pg_catalog.<>) 'TRUNCATE' THEN
-            SELECT pg_catalog.string_agg(pg_catalog.format('CAST(CASE WHEN %I IS NULL THEN NULL ELSE pg_catalog.format(''%%s'', %I) END AS pg_catalog.int8)', m.source_column, m.source_column), ', ' ORDER BY e.key_position)
-                   OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 1 THEN ', NULL::pg_catalog.int8' ELSE '' END
-              INTO keys
-              FROM ROWS FROM (pg_catalog.unnest(s.copy_columns), pg_catalog.unnest(s.source_columns)) AS m(copy_column, source_column)
-              JOIN m365.source_columns(s.entity) AS e ON e.column_name OPERATOR(pg_catalog.=) m.copy_column
-             WHERE e.key_position IS NOT NULL;
+            q := m365.source_sql_of(s);
             EXECUTE pg_catalog.format(
                 'SELECT pg_catalog.array_agg(t.k1 ORDER BY t.k1, t.k2), pg_catalog.array_agg(t.k2 ORDER BY t.k1, t.k2) FROM (%s) AS t(k1, k2)',
-                CASE TG_OP WHEN 'INSERT' THEN pg_catalog.format('SELECT %s FROM m365_new', keys)
-                           WHEN 'DELETE' THEN pg_catalog.format('SELECT %s FROM m365_old', keys)
-                           ELSE pg_catalog.format('SELECT %s FROM m365_new UNION SELECT %s FROM m365_old', keys, keys) END)
+                CASE TG_OP WHEN 'INSERT' THEN pg_catalog.format('SELECT %s FROM m365_new', q.key_list)
+                           WHEN 'DELETE' THEN pg_catalog.format('SELECT %s FROM m365_old', q.key_list)
+                           ELSE pg_catalog.format('SELECT %s FROM m365_new UNION SELECT %s FROM m365_old', q.key_list, q.key_list) END)
             INTO k1, k2;
             IF k1 IS NOT NULL THEN
-                PERFORM m365.source_sync(s.entity, k1, k2, true, TG_OP OPERATOR(pg_catalog.=) 'INSERT');
+                PERFORM m365.source_sync(s.entity, k1, k2, true, TG_OP OPERATOR(pg_catalog.=) 'INSERT', q);
             END IF;
         ELSE
             -- TRUNCATE, or a problem: source_sync looks at every key, or records the problem.

@@ -16,7 +16,7 @@ SELECT p.oid, p.oid::regprocedure::text AS signature, p.prosecdef, p.proconfig, 
 
 CREATE TEMP TABLE source_function AS
 SELECT signature, prosecdef FROM ext_function
- WHERE signature ~ '^m365\.(source_write|source_sync|source_leave|source_leave_children|source_changed|source_drift|attach_source)\(';
+ WHERE signature ~ '^m365\.(source_write|source_sync|source_leave|source_leave_children|source_changed|source_drift|attach_source|source_problem_locked)\(';
 
 -- 1. How the code is written.
 SELECT is_empty($$ SELECT signature FROM ext_function

@@ -3,7 +3,7 @@
 -- while another commits its student is taken in by the next run at the
 -- latest, and the application's two sessions never fail.
 BEGIN;
-SELECT plan(15);
+SELECT plan(18);
 \ir lib/session.psql
 
 CREATE TEMP TABLE db AS SELECT 'm365_attach_' || pg_backend_pid() AS name;
@@ -137,6 +137,27 @@ SELECT * FROM dblink('owner', 'SELECT m365.retry_waiting_sources()') AS t(n bigi
 SELECT is(dblink_exec('b', 'UPDATE app.inschrijving SET tot = van - 2 WHERE nr = 9'), 'UPDATE 1',
           'the application''s update of a waiting row succeeds while a retry holds it');
 SELECT dblink_exec('owner', 'COMMIT');
+
+-- 6. The source's rows are found through its own key column (its index), so
+-- that column is compared as it is: a retype of the key to a type of the
+-- application's with an implicit cast to bigint, committed after a
+-- REPEATABLE READ snapshot, must not run that cast as the owner.
+SELECT dblink_exec('b', $$
+    CREATE TYPE app.knr AS ENUM ('1', '2', '3', '4', '5', '6', '7', '8', '9', '20');   -- (reads as an integer)
+    CREATE FUNCTION app.knr_int(app.knr) RETURNS bigint LANGUAGE plpgsql AS $f$
+    BEGIN INSERT INTO app.ran_as VALUES (current_user); RETURN $1::text::bigint; END $f$;
+    CREATE CAST (app.knr AS bigint) WITH FUNCTION app.knr_int(app.knr) AS IMPLICIT;
+$$);
+SELECT dblink_exec('a', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT * FROM dblink('a', 'SELECT count(*) FROM app.ran_as') AS t(n bigint);
+SELECT dblink_exec('b', 'ALTER TABLE app.inschrijving ALTER COLUMN nr TYPE app.knr USING nr::text::app.knr');
+SELECT is(dblink_exec('a', $$INSERT INTO app.inschrijving VALUES ('20', 7, 11, CURRENT_DATE)$$), 'INSERT 0 1',
+          'the application inserts at REPEATABLE READ after its key column was retyped');
+SELECT dblink_exec('a', 'COMMIT');
+SELECT is((SELECT n FROM dblink('owner', 'SELECT count(*) FROM app.ran_as') AS t(n bigint)), 0::bigint,
+          'its cast to bigint never ran inside the extension');
+SELECT matches((SELECT problem FROM dblink('owner', 'SELECT problem FROM m365.source_drift() WHERE entity = ''enrolment''') AS t(problem text)),
+               'nr is of type app.knr', 'and the attachment says it is broken');
 
 SELECT dblink_disconnect('a');
 SELECT dblink_disconnect('b');
