@@ -916,11 +916,13 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION m365.refuse_write_to_attached_copy() FROM PUBLIC;
+-- A school's or location's configuration and domain stay the administrators'
+-- to set on the copy: only the columns its source feeds are refused.
 CREATE TRIGGER school_written_by_its_source
-    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.school
+    BEFORE INSERT OR UPDATE OF id, name OR DELETE OR TRUNCATE ON m365.school
     FOR EACH STATEMENT EXECUTE FUNCTION m365.refuse_write_to_attached_copy();
 CREATE TRIGGER location_written_by_its_source
-    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.location
+    BEFORE INSERT OR UPDATE OF id, school_id, name OR DELETE OR TRUNCATE ON m365.location
     FOR EACH STATEMENT EXECUTE FUNCTION m365.refuse_write_to_attached_copy();
 CREATE TRIGGER student_written_by_its_source
     BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.student

@@ -3,7 +3,7 @@
 -- rolled back; rows of earlier tests in the copies are not in these sources,
 -- so the checks look at this test's ids (950000 on) only.
 BEGIN;
-SELECT plan(30);
+SELECT plan(33);
 
 CREATE FUNCTION pg_temp.outcome(statement text, role name DEFAULT NULL) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -63,7 +63,10 @@ SELECT is(pg_temp.outcome($$SELECT m365.attach_source('student', 'app.leerling',
 -- Attach: the rows the copies can take are copied, the others wait with their reason.
 SELECT is(pg_temp.outcome($$SELECT m365.attach_source('location', 'app.vestiging', '{"id": "vestiging_nr", "school_id": "school_nr", "name": "naam"}')$$, 'm365_admin'),
           'ok', 'an administrator attaches the locations');
-UPDATE m365.location SET configuration_id = 950000 WHERE id = 950001;
+SELECT is(pg_temp.outcome($$UPDATE m365.location SET configuration_id = 950000 WHERE id = 950001$$, 'm365_admin'), 'ok',
+          'an administrator puts the attached location in its configuration (before: 55000, the copy refused every update)');
+SELECT is(pg_temp.outcome($$UPDATE m365.location SET name = 'Elders' WHERE id = 950001$$, 'm365_admin'), '55000',
+          'but a column the application''s table feeds is refused: write that table');
 SELECT is(pg_temp.outcome($$SELECT m365.attach_source('student', 'app.leerling', '{"id": "leerling_nr", "first_name": "voornaam", "last_name": "familienaam"}')$$, 'm365_admin'),
           'ok', 'the students');
 SELECT is(pg_temp.outcome($$SELECT m365.attach_source('student', 'app.leerling', '{"id": "leerling_nr", "first_name": "voornaam", "last_name": "familienaam"}')$$),
@@ -101,7 +104,8 @@ RESET ROLE;
 SELECT is((SELECT student_id FROM m365.enrolment WHERE id = 950004), 950040::bigint, 'the application follows: the enrolment is back');
 
 -- A reload of the locations (delete, insert) keeps the administrators' decisions.
-UPDATE m365.location SET student_domain = 'leerling.attach.be' WHERE id = 950001;
+SELECT is(pg_temp.outcome($$UPDATE m365.location SET student_domain = 'leerling.attach.be' WHERE id = 950001$$, 'm365_admin'), 'ok',
+          'an administrator sets the attached location''s domain');
 SET LOCAL ROLE m365_app;
 DELETE FROM app.inschrijving WHERE vestiging_nr = 950001;
 DELETE FROM app.vestiging WHERE vestiging_nr = 950001;
