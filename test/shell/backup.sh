@@ -16,7 +16,7 @@ sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
 echo "1..12"
 sql -d postgres -c "CREATE DATABASE $src" -c "CREATE DATABASE $dst" -c "CREATE DATABASE $again" >/dev/null
-sql -d "$src" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" -f demo/load.sql >/dev/null 2>&1 &&
+sql -d "$src" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" -f test/shell/lib/school_data.sql >/dev/null 2>&1 &&
 sql -d "$src" -f test/shell/lib/populate.sql >/dev/null &&
 	# A held username (an id back with other names) and a departed person.
 	sql -d "$src" >/dev/null <<'SQL'

@@ -98,7 +98,7 @@ jobs() { sql -d school -c "SELECT jobid, jobname, schedule, command, database, u
 usernames() { sql -d school -c "SELECT count(*) FROM m365.username" 2>/dev/null; }
 fill() {  # the demo data, its usernames, the extension's jobs and one of the database's own,
 	# a login role with the app level (0.2.0: a member of m365_app) and an SDS reader
-	sql -d school -c "SET client_min_messages = error" -f demo/load.sql \
+	sql -d school -c "SET client_min_messages = error" -f test/shell/lib/school_data.sql \
 		-c "DO \$\$ BEGIN IF to_regprocedure('m365.generate_usernames_in_transaction()') IS NOT NULL THEN PERFORM m365.generate_usernames_in_transaction(); ELSE PERFORM m365.generate_usernames(); END IF; END \$\$" \
 		-c "SELECT m365.schedule_jobs()" \
 		-c "SELECT cron.schedule('nightly-analyze', '0 3 * * *', 'ANALYZE')" \

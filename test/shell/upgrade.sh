@@ -45,7 +45,7 @@ for old in $released; do
 	dbs+=("$db")
 	sql -d postgres -c "CREATE DATABASE $db" >/dev/null &&
 		sql -d "$db" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames VERSION '$old'" \
-			-f demo/load.sql -f test/shell/lib/populate.sql >/dev/null 2>&1
+			-f test/shell/lib/school_data.sql -f test/shell/lib/populate.sql >/dev/null 2>&1
 	ok $? "$old installed and filled: 1,500 usernames, 560 queued, edits, history, a reader, a snapshot"
 	data_before=$(sql -d "$db" -f test/shell/lib/data_digest.sql)
 	waiting_before=$(waiting_digest "$db")
@@ -99,7 +99,7 @@ done
 db="upgrade_reader_$$"
 dbs+=("$db")
 sql -d postgres -c "CREATE DATABASE $db" -c "CREATE ROLE team_$$ LOGIN" -c "CREATE ROLE member_$$ LOGIN IN ROLE team_$$" >/dev/null &&
-	sql -d "$db" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames VERSION '0.2.0'" -f demo/load.sql \
+	sql -d "$db" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames VERSION '0.2.0'" -f test/shell/lib/school_data.sql \
 		-c "SELECT m365.generate_usernames()" -c "SELECT m365.set_location_sync(11, true)" \
 		-c "SELECT m365.create_sds_reader('team_$$', 1)" >/dev/null 2>&1 &&
 	[ "$(sql -d "$db" -c "SET ROLE team_$$" -c "SELECT count(*) > 0 FROM m365_sds.users")" = t ] &&

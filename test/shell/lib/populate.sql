@@ -1,4 +1,4 @@
--- After demo/load.sql: part of the people get usernames (560 stay queued),
+-- After test/shell/lib/school_data.sql: part of the people get usernames (560 stay queued),
 -- one whose name yields nothing, sync flags, an edit with its history row,
 -- an SDS reader and a snapshot. Shared by the backup and upgrade tests.
 \set ON_ERROR_STOP on
