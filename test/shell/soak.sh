@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Load: pgbench clients enrol students, add and remove staff, race each other
-# (and the job) for the same usernames and toggle sync flags, while one more
+# Load: pgbench clients enrol students, add and remove staff (writing the
+# application's own tables, attached to the extension), race each other (and
+# the job) for the same usernames and toggle sync flags, while one more
 # client runs the job every 2 seconds. Afterwards the invariants must hold
 # and no client may have met an error other than "already in use".
 # SOAK_SECONDS (default 120) and SOAK_CLIENTS (default 16) size it; the test
@@ -16,7 +17,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-echo "1..12"
+echo "1..13"
 psql -X -q -d postgres -c "CREATE DATABASE $db" >/dev/null && sql -f test/soak/setup.sql >/dev/null 2>"$work/setup.err"
 status=$?
 [ $status = 0 ] || sed 's/^/# /' "$work/setup.err"
@@ -25,13 +26,11 @@ ok $status "a database with 2,000 students and 40 staff, their usernames made, t
 # One client runs the job; the application's clients mix the four scripts.
 "$PG_BIN/pgbench" -n -U soak_admin -c 1 -T "$seconds" -f test/soak/job.pgbench "$db" >"$work/job.out" 2>&1 &
 job=$!
-# A third of the way in, the application loads 10,000 enrolments in one
-# statement (a new school year): their queueing is deferred to the job.
+# A third of the way in, the application loads 10,000 students and their
+# enrolments into its own tables, a statement each (a new school year).
 ( sleep $((seconds / 3)); psql -X -q -U soak_app -d "$db" -v ON_ERROR_STOP=1 >"$work/bulk.out" 2>&1 <<'SQL'
-INSERT INTO m365.student (id, first_name, last_name)
-SELECT 90000000 + i, first_name, last_name FROM generate_series(1, 10000) AS i JOIN soak.name ON n = i % 64;
-INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
-SELECT 90000000 + i, 90000000 + i, 1 + i % 3, CURRENT_DATE FROM generate_series(1, 10000) AS i;
+INSERT INTO app.leerling SELECT 90000000 + i, first_name, last_name FROM generate_series(1, 10000) AS i JOIN soak.name ON n = i % 64;
+INSERT INTO app.inschrijving SELECT 90000000 + i, 90000000 + i, 1 + i % 3, CURRENT_DATE FROM generate_series(1, 10000) AS i;
 SQL
 echo "exit $?" >>"$work/bulk.out" ) &
 bulk=$!
@@ -90,9 +89,17 @@ ok $? "every username is unique in its configuration, and nobody has two"
                                       AND (i.person_kind, i.person_id) = (h.person_kind, h.person_id))")" = 0 ]
 ok $? "every name edited away is still its owner's (in the ledger, or taken back): no name was handed to a second person"
 
-missing=$(sql -c "SELECT (SELECT count(*) FROM m365.student AS s WHERE NOT EXISTS (SELECT FROM m365.username AS u WHERE u.person_kind = 'student' AND u.person_id = s.id))
-                       + (SELECT count(*) FROM m365.staff AS s WHERE s.active AND NOT EXISTS (SELECT FROM m365.username AS u WHERE u.person_kind = 'staff' AND u.person_id = s.id))")
-ok "$missing" "every student and every active staff member has a username ($(sql -c "SELECT count(*) FROM m365.username") in all)"
+sql -c "SELECT entity, key, problem FROM m365.source_drift() LIMIT 5" >"$work/drift"
+[ ! -s "$work/drift" ] && [ "$(sql -c "SELECT (SELECT count(*) FROM app.leerling) = (SELECT count(*) FROM m365.student)
+                                          AND (SELECT count(*) FROM app.inschrijving) = (SELECT count(*) FROM m365.enrolment)
+                                          AND (SELECT count(*) FILTER (WHERE actief) FROM app.personeel) = (SELECT count(*) FILTER (WHERE active) FROM m365.staff)")" = t ]
+status=$?
+[ $status = 0 ] || sed 's/^/# /' "$work/drift"
+ok $status "the extension's copies equal the application's tables: source_drift() is empty ($(sql -c "SELECT count(*) FROM app.leerling") students)"
+
+missing=$(sql -c "SELECT (SELECT count(*) FROM app.leerling AS s WHERE NOT EXISTS (SELECT FROM m365.username AS u WHERE u.person_kind = 'student' AND u.person_id = s.leerling_nr))
+                       + (SELECT count(*) FROM app.personeel AS s WHERE s.actief AND NOT EXISTS (SELECT FROM m365.username AS u WHERE u.person_kind = 'staff' AND u.person_id = s.personeelslid_nr))")
+ok "$missing" "every student and every active staff member of the application's tables has a username ($(sql -c "SELECT count(*) FROM m365.username") in all)"
 
 read -r done_edits history_edits <<<"$(sql -F ' ' -c "SELECT (SELECT count(*) FROM soak.done WHERE what = 'username edited'),
        (SELECT count(*) FROM m365.username_history WHERE changed_by = 'soak_app' AND field = 'username')")"

@@ -1,9 +1,18 @@
 -- The soak test's database: one configuration, two schools, three locations,
 -- 2,000 students and 40 staff with usernames already, two login roles, and
 -- the wrappers its clients call (schema soak, not part of the extension).
+-- Students, enrolments, staff and their schools live in the application's
+-- own tables (schema app, owned by its role), attached to the extension:
+-- the clients write only those.
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 CREATE EXTENSION m365_usernames;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'soak_app') THEN CREATE ROLE soak_app LOGIN; END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'soak_admin') THEN CREATE ROLE soak_admin LOGIN; END IF;
+END
+$$;
 INSERT INTO m365.configuration (id, name, username_format, fallback_formats)
 VALUES (1, 'soak', 'naam.voornaam', '{voornaam.naam}');
 INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (1, 'S1', 1, 's1.example.be'), (2, 'S2', 1, 's2.example.be');
@@ -22,10 +31,25 @@ CREATE SEQUENCE soak.person_id START 100000;
 CREATE TABLE soak.done (client_pid int DEFAULT pg_backend_pid(), what text, n int, at timestamptz DEFAULT clock_timestamp());
 CREATE TABLE soak.unexpected (what text, sqlstate text, message text, at timestamptz DEFAULT clock_timestamp());
 
-INSERT INTO m365.student (id, first_name, last_name) SELECT i, first_name, last_name FROM generate_series(1, 2000) AS i JOIN soak.name ON n = i % 64;
-INSERT INTO m365.enrolment (id, student_id, location_id, start_date) SELECT i, i, 1 + i % 3, CURRENT_DATE - 30 FROM generate_series(1, 2000) AS i;
-INSERT INTO m365.staff (id, first_name, last_name) SELECT i, first_name, last_name FROM generate_series(1, 40) AS i JOIN soak.name ON n = (i * 7) % 64;
-INSERT INTO m365.staff_school (staff_id, school_id) SELECT i, 1 + i % 2 FROM generate_series(1, 40) AS i;
+CREATE SCHEMA app AUTHORIZATION soak_app;
+SET ROLE soak_app;
+CREATE TABLE app.leerling (leerling_nr bigint PRIMARY KEY, voornaam text NOT NULL, familienaam text NOT NULL);
+CREATE TABLE app.inschrijving (inschrijving_nr bigint PRIMARY KEY, leerling_nr bigint NOT NULL REFERENCES app.leerling,
+                               vestiging_nr bigint NOT NULL, begindatum date NOT NULL);
+CREATE TABLE app.personeel (personeelslid_nr bigint PRIMARY KEY, voornaam text NOT NULL, familienaam text NOT NULL,
+                            actief boolean NOT NULL DEFAULT true);
+CREATE TABLE app.personeel_school (personeelslid_nr bigint REFERENCES app.personeel, school_nr bigint,
+                                   PRIMARY KEY (personeelslid_nr, school_nr));
+RESET ROLE;
+INSERT INTO app.leerling SELECT i, first_name, last_name FROM generate_series(1, 2000) AS i JOIN soak.name ON n = i % 64;
+INSERT INTO app.inschrijving SELECT i, i, 1 + i % 3, CURRENT_DATE - 30 FROM generate_series(1, 2000) AS i;
+INSERT INTO app.personeel SELECT i, first_name, last_name FROM generate_series(1, 40) AS i JOIN soak.name ON n = (i * 7) % 64;
+INSERT INTO app.personeel_school SELECT i, 1 + i % 2 FROM generate_series(1, 40) AS i;
+SELECT m365.attach_source('student', 'app.leerling', '{"id": "leerling_nr", "first_name": "voornaam", "last_name": "familienaam"}');
+SELECT m365.attach_source('enrolment', 'app.inschrijving',
+       '{"id": "inschrijving_nr", "student_id": "leerling_nr", "location_id": "vestiging_nr", "start_date": "begindatum"}');
+SELECT m365.attach_source('staff', 'app.personeel', '{"id": "personeelslid_nr", "first_name": "voornaam", "last_name": "familienaam", "active": "actief"}');
+SELECT m365.attach_source('staff_school', 'app.personeel_school', '{"staff_id": "personeelslid_nr", "school_id": "school_nr"}');
 ANALYZE;
 SELECT m365.generate_usernames_in_transaction();
 
@@ -35,8 +59,8 @@ DECLARE
     detail text;
     id bigint := nextval('soak.person_id');
 BEGIN
-    INSERT INTO m365.student (id, first_name, last_name) SELECT id, first_name, last_name FROM soak.name WHERE n = k;
-    INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (id, id, location, CURRENT_DATE);
+    INSERT INTO app.leerling SELECT id, first_name, last_name FROM soak.name WHERE n = k;
+    INSERT INTO app.inschrijving VALUES (id, id, location, CURRENT_DATE);
     INSERT INTO soak.done (what, n) VALUES ('enrol', 1);
 EXCEPTION
     -- Retryable by the documented contract (an application retries them):
@@ -56,13 +80,14 @@ DECLARE
     id bigint;
 BEGIN
     IF k % 4 = 0 THEN
-        UPDATE m365.staff SET active = false
-         WHERE staff.id = (SELECT s.id FROM m365.staff AS s WHERE s.active AND s.id > k * 3 ORDER BY s.id LIMIT 1);
+        UPDATE app.personeel SET actief = false
+         WHERE personeelslid_nr = (SELECT p.personeelslid_nr FROM app.personeel AS p
+                                    WHERE p.actief AND p.personeelslid_nr > k * 3 ORDER BY 1 LIMIT 1);
         INSERT INTO soak.done (what, n) VALUES ('staff left', 1);
     ELSE
         id := nextval('soak.person_id');
-        INSERT INTO m365.staff (id, first_name, last_name) SELECT id, first_name, last_name FROM soak.name WHERE n = k;
-        INSERT INTO m365.staff_school (staff_id, school_id) VALUES (id, school);
+        INSERT INTO app.personeel (personeelslid_nr, voornaam, familienaam) SELECT id, first_name, last_name FROM soak.name WHERE n = k;
+        INSERT INTO app.personeel_school VALUES (id, school);
         INSERT INTO soak.done (what, n) VALUES ('staff added', 1);
     END IF;
 EXCEPTION
@@ -137,12 +162,6 @@ $$;
 
 -- The application and the job under their own roles, given their access
 -- level in this database, as in production.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'soak_app') THEN CREATE ROLE soak_app LOGIN; END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'soak_admin') THEN CREATE ROLE soak_admin LOGIN; END IF;
-END
-$$;
 SELECT m365.grant_access('soak_app', 'app'), m365.grant_access('soak_admin', 'admin');
 GRANT USAGE ON SCHEMA soak TO soak_app, soak_admin;
 GRANT SELECT ON soak.name TO soak_app;
