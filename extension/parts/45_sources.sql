@@ -186,6 +186,22 @@ END
 $$;
 REVOKE ALL ON FUNCTION m365.source_type_fits(oid, name, boolean) FROM PUBLIC;
 
+-- Whether a table is a partition, or has a parent or children by
+-- inheritance: a write through one fires the statement triggers of the
+-- table written, not the other's, so some of its rows' changes would go
+-- unseen.
+CREATE FUNCTION m365.source_in_hierarchy(t oid)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN EXISTS (SELECT FROM pg_catalog.pg_inherits AS i
+                    WHERE i.inhrelid OPERATOR(pg_catalog.=) t OR i.inhparent OPERATOR(pg_catalog.=) t);
+END
+$$;
+REVOKE ALL ON FUNCTION m365.source_in_hierarchy(oid) FROM PUBLIC;
+
 -- Why a source cannot feed its entity as registered (NULL: it can): the
 -- table is gone or no longer a plain table, a column was renamed or dropped,
 -- or its type changed to one that does not fit. Asked before every use, so
@@ -200,6 +216,8 @@ BEGIN
     SELECT CASE
         WHEN c.oid IS NULL THEN 'the table is gone'
         WHEN c.relkind OPERATOR(pg_catalog.<>) 'r' THEN pg_catalog.format('%s is no longer a plain table', s.source)
+        WHEN m365.source_in_hierarchy(c.oid)
+            THEN pg_catalog.format('%s is now a partition, a parent or a child of another table (writes through one fire the other''s triggers)', s.source)
         ELSE (SELECT pg_catalog.string_agg(
                          CASE WHEN a.attname IS NULL THEN pg_catalog.format('column %I is gone (renamed or dropped)', m.source_column)
                               ELSE pg_catalog.format('column %I is of type %s, which does not fit %s', m.source_column,
@@ -685,6 +703,10 @@ BEGIN
     IF rel.relkind OPERATOR(pg_catalog.<>) 'r' THEN
         RAISE EXCEPTION '% is not a plain table', source USING ERRCODE = 'wrong_object_type',
             DETAIL = 'Views, partitioned and foreign tables cannot be attached: the copy follows a table''s own triggers.';
+    END IF;
+    IF m365.source_in_hierarchy(source) THEN
+        RAISE EXCEPTION '% is a partition, or a parent or child by inheritance', source USING ERRCODE = 'wrong_object_type',
+            DETAIL = 'A write through the parent fires the parent''s statement triggers, not the child''s: the copy would miss it.';
     END IF;
     IF NOT pg_catalog.has_table_privilege(SESSION_USER, source, 'SELECT')
        OR NOT pg_catalog.has_table_privilege(SESSION_USER, source, 'TRIGGER') THEN

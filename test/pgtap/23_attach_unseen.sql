@@ -1,0 +1,107 @@
+-- Attached sources (issue 15): writes the triggers see in unusual forms (COPY,
+-- a cascading delete), writes they cannot see (a trigger disabled by the
+-- application, replication in replica mode, a COPY with triggers off), which
+-- m365.source_drift() lists and m365.resync_source repairs, and tables whose
+-- writes would go unseen (partitions, inheritance), which are refused.
+-- Rolled back.
+BEGIN;
+SELECT plan(13);
+
+CREATE FUNCTION pg_temp.outcome(statement text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE statement;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END
+$$;
+CREATE FUNCTION pg_temp.drift() RETURNS TABLE (entity text, key bigint, problem text) LANGUAGE sql AS $$
+    SELECT d.entity, d.key[1], d.problem FROM m365.source_drift() AS d
+     WHERE d.key IS NULL OR d.key[1] BETWEEN 970000 AND 979999
+$$;
+
+CREATE SCHEMA unseen AUTHORIZATION m365_app;
+SET LOCAL ROLE m365_app;
+CREATE TABLE unseen.leerling (nr bigint PRIMARY KEY, voornaam text NOT NULL, naam text NOT NULL);
+CREATE TABLE unseen.inschrijving (nr bigint PRIMARY KEY, leerling bigint NOT NULL REFERENCES unseen.leerling ON DELETE CASCADE,
+                                  vestiging bigint NOT NULL, van date NOT NULL);
+RESET ROLE;
+INSERT INTO m365.configuration (id, name) VALUES (970000, 'unseen');
+INSERT INTO m365.school (id, name, configuration_id) VALUES (970000, 'School', 970000);
+INSERT INTO m365.location (id, school_id, name, configuration_id) VALUES (970001, 970000, 'Campus', 970000);
+SELECT m365.attach_source('student', 'unseen.leerling', '{"id": "nr", "first_name": "voornaam", "last_name": "naam"}');
+SELECT m365.attach_source('enrolment', 'unseen.inschrijving',
+                          '{"id": "nr", "student_id": "leerling", "location_id": "vestiging", "start_date": "van"}');
+
+-- 1. COPY is a statement like any other; so is the delete a foreign key cascades.
+SET LOCAL ROLE m365_app;
+COPY unseen.leerling FROM STDIN;
+970001	Jan	Peeters
+970002	Mia	Claes
+\.
+COPY unseen.inschrijving FROM STDIN;
+970001	970001	970001	2026-09-01
+970002	970002	970001	2026-09-01
+\.
+RESET ROLE;
+SELECT is((SELECT count(*) FROM m365.student WHERE id BETWEEN 970000 AND 979999) || ' ' ||
+          (SELECT count(*) FROM m365.enrolment WHERE id BETWEEN 970000 AND 979999), '2 2',
+          'the application''s COPY reaches the copies');
+SET LOCAL ROLE m365_app;
+DELETE FROM unseen.leerling WHERE nr = 970002;
+RESET ROLE;
+SELECT is((SELECT count(*) FROM m365.enrolment WHERE id = 970002), 0::bigint, 'a delete its foreign key cascades leaves the copy too');
+SELECT is_empty('SELECT * FROM pg_temp.drift()', 'and nothing disagrees');
+
+-- 2. Writes the triggers do not see.
+SET LOCAL ROLE m365_app;
+ALTER TABLE unseen.leerling DISABLE TRIGGER m365_student_update;   -- (the application owns its table)
+UPDATE unseen.leerling SET voornaam = 'Johan' WHERE nr = 970001;
+ALTER TABLE unseen.leerling ENABLE TRIGGER m365_student_update;
+RESET ROLE;
+SET LOCAL session_replication_role = replica;                      -- (as logical replication applies changes)
+INSERT INTO unseen.leerling VALUES (970003, 'Rik', 'Janssens');
+COPY unseen.leerling FROM STDIN;
+970004	Lore	Wouters
+\.
+DELETE FROM unseen.inschrijving WHERE nr = 970001;
+SET LOCAL session_replication_role = origin;
+SELECT set_eq('SELECT * FROM pg_temp.drift()',
+              $$VALUES ('enrolment', 970001::bigint, 'in the copy, not in the source'),
+                       ('student', 970001, 'differs from the source'),
+                       ('student', 970003, 'in the source, not in the copy'),
+                       ('student', 970004, 'in the source, not in the copy')$$,
+              'source_drift() lists each write the triggers did not see: a disabled trigger, replica mode, a COPY with triggers off');
+SELECT is(m365.resync_source('student'), 0::bigint, 'resync_source repairs the students');
+SELECT is(m365.resync_source('enrolment'), 0::bigint, 'and the enrolments');
+SELECT is_empty('SELECT * FROM pg_temp.drift()', 'nothing disagrees any more');
+SELECT is((SELECT first_name FROM m365.student WHERE id = 970001), 'Johan', 'the update the disabled trigger missed is in the copy');
+SELECT ok(EXISTS (SELECT FROM m365.username_request WHERE person_kind = 'student' AND person_id = 970001),
+          'and the extension''s own triggers logged the student whose name changed');
+
+-- 3. Tables whose writes would go unseen are refused: a write through a
+-- parent fires the parent's statement triggers, not the child's.
+SELECT m365.detach_source('enrolment');
+SET LOCAL ROLE m365_app;
+CREATE TABLE unseen.inschrijving_deel (nr bigint PRIMARY KEY, leerling bigint NOT NULL, vestiging bigint NOT NULL, van date NOT NULL)
+    PARTITION BY RANGE (nr);
+CREATE TABLE unseen.inschrijving_2026 PARTITION OF unseen.inschrijving_deel FOR VALUES FROM (0) TO (10000000);
+CREATE TABLE unseen.persoon (nr bigint PRIMARY KEY, voornaam text NOT NULL, naam text NOT NULL);
+CREATE TABLE unseen.oud_leerling () INHERITS (unseen.persoon);
+RESET ROLE;
+SELECT is(pg_temp.outcome($$SELECT m365.attach_source('enrolment', 'unseen.inschrijving_2026',
+                                   '{"id": "nr", "student_id": "leerling", "location_id": "vestiging", "start_date": "van"}')$$),
+          '42809', 'a partition: 42809 (rows written through its parent would go unseen)');
+SELECT is(pg_temp.outcome($$SELECT m365.attach_source('enrolment', 'unseen.persoon', '{}')$$), '42809',
+          'an inheritance parent: 42809 (rows written to its children would go unseen)');
+SELECT is(pg_temp.outcome($$SELECT m365.attach_source('enrolment', 'unseen.oud_leerling', '{}')$$), '42809',
+          'an inheritance child: 42809');
+SET LOCAL ROLE m365_app;
+CREATE TABLE unseen.nieuwe_leerling (nr bigint NOT NULL, voornaam text NOT NULL, naam text NOT NULL);
+ALTER TABLE unseen.nieuwe_leerling INHERIT unseen.leerling;
+RESET ROLE;
+SELECT matches((SELECT problem FROM pg_temp.drift() WHERE entity = 'student'), 'is now a partition, a parent or a child',
+               'a child table added to an attached one later: the attachment says it is broken');
+
+SELECT * FROM finish();
+ROLLBACK;
