@@ -16,7 +16,7 @@ SELECT p.oid, p.oid::regprocedure::text AS signature, p.prosecdef, p.proconfig, 
 
 CREATE TEMP TABLE source_function AS
 SELECT signature, prosecdef FROM ext_function
- WHERE signature ~ '^m365\.(source_write|source_sync|source_leave|source_leave_children|source_changed|source_drift|attach_source|source_problem_locked)\(';
+ WHERE signature ~ '^m365\.(source_write|source_sync|source_leave|source_leave_children|source_changed|source_drift|attach_source|detach_source)\(';
 
 -- 1. How the code is written.
 SELECT is_empty($$ SELECT signature FROM ext_function
@@ -37,7 +37,8 @@ SELECT is_empty($$ SELECT signature FROM ext_function
 -- The attached sources' functions put SQL pieces into their statements with
 -- %s: select lists, column lists and key joins, which m365.source_sql_of and
 -- m365.source_columns build from identifiers through %I only (names of the
--- copy's columns and of the registered source's columns), never from values.
+-- copy's columns and of the registered source's columns), never from values,
+-- and the table's name as m365.source_lock quotes it.
 SELECT is_empty($$ SELECT signature FROM source_function
                     WHERE has_function_privilege('public', signature::regprocedure, 'EXECUTE')
                        OR has_function_privilege('m365_app', signature::regprocedure, 'EXECUTE')

@@ -2,10 +2,11 @@
 -- a cascading delete), writes they cannot see (a trigger disabled by the
 -- application, replication in replica mode, a COPY with triggers off), which
 -- m365.source_drift() lists and m365.resync_source repairs, and tables whose
--- writes would go unseen (partitions, inheritance), which are refused.
+-- writes would go unseen (partitions, inheritance), which are refused; and
+-- code of the application's that the planner runs while reading its table.
 -- Rolled back.
 BEGIN;
-SELECT plan(13);
+SELECT plan(18);
 
 CREATE FUNCTION pg_temp.outcome(statement text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -102,6 +103,51 @@ ALTER TABLE unseen.nieuwe_leerling INHERIT unseen.leerling;
 RESET ROLE;
 SELECT matches((SELECT problem FROM pg_temp.drift() WHERE entity = 'student'), 'is now a partition, a parent or a child',
                'a child table added to an attached one later: the attachment says it is broken');
+
+-- 4. Reading a table runs code of its owner's: the planner folds the
+-- IMMUTABLE functions of an expression in the table's statistics. The
+-- application's function makes its role a superuser if it runs as one.
+SET LOCAL ROLE m365_app;
+CREATE TABLE unseen.ran_as (who name);
+CREATE FUNCTION unseen.v() RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO unseen.ran_as VALUES (current_user);
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE m365_app SUPERUSER';
+    END IF;
+END $f$;
+CREATE FUNCTION unseen.k() RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM unseen.v(); RETURN 0; END $f$;
+CREATE STATISTICS unseen.s ON (nr OPERATOR(pg_catalog.+) unseen.k()) FROM unseen.inschrijving;
+ANALYZE unseen.inschrijving;
+DELETE FROM unseen.ran_as;
+RESET ROLE;
+SELECT m365.attach_source('enrolment', 'unseen.inschrijving',
+                          '{"id": "nr", "student_id": "leerling", "location_id": "vestiging", "start_date": "van"}');
+SET LOCAL ROLE m365_app;
+INSERT INTO unseen.inschrijving VALUES (970005, 970001, 970001, CURRENT_DATE);
+UPDATE unseen.inschrijving SET van = van - 1 WHERE nr = 970005;
+RESET ROLE;
+SELECT count(*) FROM m365.source_drift();
+SELECT is((SELECT rolsuper FROM pg_roles WHERE rolname = 'm365_app'), false,
+          'the application''s statistics function never ran with the extension''s rights (before: it made m365_app a superuser)');
+SELECT is((SELECT string_agg(DISTINCT who::text, ',') FROM unseen.ran_as), 'm365_app',
+          'it ran as the table''s owner, whose code it is (attach, the trigger and source_drift read as the owner)');
+SELECT is((SELECT start_date FROM m365.enrolment WHERE id = 970005), CURRENT_DATE - 1, 'and the copy follows the table');
+
+-- 5. The writing session's settings do not change what is copied: dates are
+-- read in ISO form whatever its DateStyle (German, MDY turned 1 September
+-- into 9 January), and a numeric column cannot feed a bigint (1.5 made every
+-- drift query fail).
+SET LOCAL ROLE m365_app;
+SET LOCAL DateStyle = 'German, MDY';
+INSERT INTO unseen.inschrijving VALUES (970006, 970001, 970001, DATE '2025-09-01');
+RESET DateStyle;
+CREATE TABLE unseen.inschrijving_getal (nr bigint PRIMARY KEY, leerling numeric NOT NULL, vestiging bigint NOT NULL, van date NOT NULL);
+RESET ROLE;
+SELECT is((SELECT start_date FROM m365.enrolment WHERE id = 970006), DATE '2025-09-01', 'a date written under DateStyle German, MDY is copied as it is');
+SELECT is(pg_temp.outcome($$SELECT m365.detach_source('enrolment'); SELECT m365.attach_source('enrolment', 'unseen.inschrijving_getal',
+                                   '{"id": "nr", "student_id": "leerling", "location_id": "vestiging", "start_date": "van"}')$$),
+          '42804', 'a numeric column for a bigint is refused: 42804');
 
 SELECT * FROM finish();
 ROLLBACK;
