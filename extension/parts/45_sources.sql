@@ -62,8 +62,8 @@ CREATE TABLE m365.source_waiting (
     since  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (entity, key)
 );
--- (A write tries again the rows its own transaction left waiting.)
-CREATE INDEX source_waiting_since ON m365.source_waiting (entity, since);
+-- (A write tries again the rows its own transaction left waiting, if any.)
+CREATE INDEX source_waiting_since ON m365.source_waiting (since);
 COMMENT ON TABLE m365.source_waiting IS
 'Rows of an attached source that the copy does not hold as they are (or still holds), with the reason; tried again on every change';
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.source_waiting');
@@ -570,7 +570,7 @@ BEGIN
 
     PERFORM m365.source_write(s, q, k1, k2, inserted);
 
-    IF again THEN
+    IF again AND EXISTS (SELECT FROM m365.source_waiting AS w WHERE w.since OPERATOR(pg_catalog.=) pg_catalog.now()) THEN
         -- Rows of this transaction that wait for a parent of this entity, and
         -- parents that waited for rows of it to go (an enrolment written
         -- before its student). Rows other transactions left waiting are the
