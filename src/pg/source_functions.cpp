@@ -55,6 +55,9 @@ constexpr const char* kReadSettings[][2] = {
 	{"enable_sort", "on"},
 	{"enable_material", "on"},
 	{"exit_on_error", "off"},
+	/* A policy the owner is subject to (FORCE ROW LEVEL SECURITY) would
+	 * hide rows, and the copy would lose them: an error instead. */
+	{"row_security", "off"},
 };
 
 /* The read itself: plain PostgreSQL calls, no C++ object in its frame (an
@@ -101,7 +104,11 @@ ReadAsOwner(FunctionCallInfo fcinfo)
 	SPI_finish();
 
 	SetUserIdAndSecContext(saved_user, saved_context);
-	AtEOXact_GUC(true, nest_level);
+	/* false, as ANALYZE does: every setting made at this level or below goes
+	 * back, the owner's own SETs too (with true, a session-level SET in a
+	 * policy of the owner's survived and changed the search_path of the
+	 * extension's code that ran next: a red-team find). */
+	AtEOXact_GUC(false, nest_level);
 }
 
 }  // namespace

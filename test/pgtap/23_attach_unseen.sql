@@ -6,7 +6,7 @@
 -- code of the application's that the planner runs while reading its table.
 -- Rolled back.
 BEGIN;
-SELECT plan(18);
+SELECT plan(26);
 
 CREATE FUNCTION pg_temp.outcome(statement text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -148,6 +148,69 @@ SELECT is((SELECT start_date FROM m365.enrolment WHERE id = 970006), DATE '2025-
 SELECT is(pg_temp.outcome($$SELECT m365.detach_source('enrolment'); SELECT m365.attach_source('enrolment', 'unseen.inschrijving_getal',
                                    '{"id": "nr", "student_id": "leerling", "location_id": "vestiging", "start_date": "van"}')$$),
           '42804', 'a numeric column for a bigint is refused: 42804');
+
+-- 6. A setting the owner's code makes while its table is read goes back with
+-- the read (before: a search_path set there reached the extension's next
+-- statement, which then took the application's domain "text" and ran its
+-- check as the superuser owner).
+SET LOCAL ROLE m365_app;
+ALTER TABLE unseen.nieuwe_leerling NO INHERIT unseen.leerling;   -- (section 3 made it a parent)
+RESET ROLE;
+SELECT m365.resync_source('student');
+SET LOCAL ROLE m365_app;
+CREATE FUNCTION unseen.leak() RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN PERFORM pg_catalog.set_config('search_path', 'unseen, pg_catalog', false); END $f$;
+CREATE FUNCTION unseen.l() RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM unseen.leak(); RETURN 0; END $f$;
+CREATE STATISTICS unseen.s2 ON (nr OPERATOR(pg_catalog.+) unseen.l()) FROM unseen.leerling;
+ANALYZE unseen.leerling;
+CREATE FUNCTION unseen.evil(pg_catalog.text) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM unseen.v();
+    RETURN true;
+END $f$;
+CREATE DOMAIN unseen.text AS pg_catalog.text CHECK (unseen.evil(VALUE));
+DELETE FROM unseen.ran_as;
+SELECT set_config('search_path', 'public', true) IS NOT NULL AS reset;
+INSERT INTO unseen.leerling VALUES (970010, 'Bo', 'Twee');
+RESET ROLE;
+SELECT is((SELECT rolsuper FROM pg_roles WHERE rolname = 'm365_app'), false,
+          'a search_path set by the owner''s code during the read does not reach the extension (before: m365_app became a superuser)');
+SELECT is((SELECT count(*) FROM unseen.ran_as WHERE who <> 'm365_app'), 0::bigint, 'nothing of the application''s ran as anyone else');
+SELECT is(current_setting('search_path'), 'public', 'and the writing session keeps its own search_path');
+SELECT is((SELECT first_name FROM m365.student WHERE id = 970010), 'Bo', 'the student is copied');
+
+-- 7. A table that forces row-level security on its owner cannot be read
+-- whole by its owner: refused, or broken when turned on later (before: the
+-- rows a policy hid left the copy, and resync emptied it).
+SET LOCAL ROLE m365_app;
+ALTER TABLE unseen.leerling ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant ON unseen.leerling USING (nr OPERATOR(pg_catalog.=) 970001);
+RESET ROLE;
+SELECT matches((SELECT problem FROM pg_temp.drift() WHERE entity = 'student'), 'forces row-level security',
+               'FORCE ROW LEVEL SECURITY turned on later: the attachment says it is broken');
+SELECT is((SELECT count(*) FROM m365.student WHERE id BETWEEN 970000 AND 979999), 4::bigint, 'and the copy keeps every row');
+
+-- 8. A write tries again only the rows of its transaction that wait for the
+-- keys it wrote, once each (before: every waiting row, split down to each one).
+SET LOCAL ROLE m365_app;
+ALTER TABLE unseen.leerling NO FORCE ROW LEVEL SECURITY;
+RESET ROLE;
+SELECT m365.resync_source('student') IS NOT NULL AS resynced;
+SELECT m365.detach_source('enrolment');
+SELECT m365.attach_source('enrolment', 'unseen.inschrijving',
+                          '{"id": "nr", "student_id": "leerling", "location_id": "vestiging", "start_date": "van"}');
+SET LOCAL track_functions = 'all';
+SET LOCAL ROLE m365_app;
+ALTER TABLE unseen.inschrijving DROP CONSTRAINT inschrijving_leerling_fkey;
+INSERT INTO unseen.inschrijving SELECT g, g, 970001, CURRENT_DATE FROM generate_series(975000, 975299) AS g;  -- their students come later
+RESET ROLE;
+CREATE TEMP TABLE calls AS SELECT calls FROM pg_stat_xact_user_functions WHERE schemaname = 'm365' AND funcname = 'source_write';
+SET LOCAL ROLE m365_app;
+INSERT INTO unseen.leerling VALUES (975001, 'Noor', 'Claes');
+RESET ROLE;
+SELECT is((SELECT calls FROM pg_stat_xact_user_functions WHERE schemaname = 'm365' AND funcname = 'source_write') - (SELECT calls FROM calls), 2::bigint,
+          'a student arrives: the one enrolment that waited for it is tried, not the other 299 (two writes)');
+SELECT is((SELECT count(*) FROM m365.enrolment WHERE id = 975001), 1::bigint, 'and taken in');
 
 SELECT * FROM finish();
 ROLLBACK;
