@@ -1705,7 +1705,7 @@ AS $$
 DECLARE
     run    record;
     served integer;
-    error  text;
+    error  pg_catalog.text;   -- (in full: this procedure has no search_path of its own)
 BEGIN
     -- Rows of attached sources that waited for a parent committed meanwhile.
     PERFORM m365.retry_waiting_sources();
@@ -3419,6 +3419,14 @@ RETURNS SETOF record
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'm365_source_read';
 REVOKE ALL ON FUNCTION m365.source_read(regclass, text, bigint[], bigint[]) FROM PUBLIC;
+-- Whether code runs inside such a read (or another security-restricted
+-- operation): the session's user is not who runs it, so nothing audited
+-- happens there (m365.username_audit).
+CREATE FUNCTION m365.in_restricted_operation()
+RETURNS boolean
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'm365_in_restricted_operation';
+REVOKE ALL ON FUNCTION m365.in_restricted_operation() FROM PUBLIC;
 
 CREATE TABLE m365.source (
     entity         text PRIMARY KEY
@@ -3824,8 +3832,7 @@ REVOKE ALL ON FUNCTION m365.source_leave(text, bigint[], bigint[], text) FROM PU
 -- are inserted or updated, rows it no longer has are deleted. All at once;
 -- when that fails, each half again, down to the row that fails, which waits
 -- with the reason (a few subtransactions per bad row, not one per row).
-CREATE FUNCTION m365.source_write(s m365.source, q m365.source_sql, k1 bigint[], k2 bigint[], inserted boolean DEFAULT false,
-                                  split boolean DEFAULT true)
+CREATE FUNCTION m365.source_write(s m365.source, q m365.source_sql, k1 bigint[], k2 bigint[], inserted boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -3875,9 +3882,8 @@ BEGIN
         PERFORM m365.source_unwait(s.entity, k1, k2);
     EXCEPTION WHEN OTHERS THEN
         -- One row; or a lock that is not free (each half would wait as long
-        -- again: 199 waits of 100 ms, a red-team find); or a retry that only
-        -- tries (rows that keep waiting are the job's to split).
-        IF n OPERATOR(pg_catalog.=) 1 OR SQLSTATE OPERATOR(pg_catalog.=) '55P03' OR NOT split THEN
+        -- again: 199 waits of 100 ms, a red-team find).
+        IF n OPERATOR(pg_catalog.=) 1 OR SQLSTATE OPERATOR(pg_catalog.=) '55P03' THEN
             PERFORM m365.source_wait(s.entity, k1, k2, SQLERRM);
             RETURN;
         END IF;
@@ -3887,7 +3893,7 @@ BEGIN
     END;
 END
 $$;
-REVOKE ALL ON FUNCTION m365.source_write(m365.source, m365.source_sql, bigint[], bigint[], boolean, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION m365.source_write(m365.source, m365.source_sql, bigint[], bigint[], boolean) FROM PUBLIC;
 
 -- Makes the copy of `entity` equal to its source for these keys (NULL: every
 -- key of both, and every key that waits: a TRUNCATE left those waiting). Rows of attached entities that refer to a row leaving the
@@ -3895,7 +3901,7 @@ REVOKE ALL ON FUNCTION m365.source_write(m365.source, m365.source_sql, bigint[],
 -- tried again (once: `again` is false for those). `checked`: the source's SQL
 -- from a caller that has just checked the source with its table locked.
 CREATE FUNCTION m365.source_sync(entity text, k1 bigint[], k2 bigint[], again boolean DEFAULT true, inserted boolean DEFAULT false,
-                                 checked m365.source_sql DEFAULT NULL, split boolean DEFAULT true)
+                                 checked m365.source_sql DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -3907,8 +3913,8 @@ DECLARE
     cq      m365.source_sql;
     problem text;
     gone    bigint[];
-    related text;
     child   record;
+    parent  record;
     w1      bigint[];
     w2      bigint[];
 BEGIN
@@ -3962,7 +3968,7 @@ BEGIN
         END IF;
     END IF;
 
-    PERFORM m365.source_write(s, q, k1, k2, inserted, split);
+    PERFORM m365.source_write(s, q, k1, k2, inserted);
 
     IF again AND EXISTS (SELECT FROM m365.source_waiting AS w WHERE w.since OPERATOR(pg_catalog.=) pg_catalog.now()) THEN
         -- Rows this transaction left waiting are tried again when what they
@@ -3998,23 +4004,31 @@ BEGIN
                 cq.keyed_rows, child.child_column)
             USING w1, w2, k1 INTO w1, w2;
             IF w1 IS NOT NULL THEN
-                PERFORM m365.source_sync(child.child, w1, w2, false);
+                -- (Onwards down: a school reloaded brings back its locations,
+                -- and they their enrolments. The entities' foreign keys form
+                -- no cycle, so this ends.)
+                PERFORM m365.source_sync(child.child, w1, w2, true);
             END IF;
         END LOOP;
-        FOR related IN SELECT e.entity FROM pg_catalog.unnest(m365.source_entities()) AS e(entity)
-                        WHERE s.entity OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ch.child FROM m365.source_children(e.entity) AS ch))
-                          AND EXISTS (SELECT FROM m365.source_waiting AS w
-                                       WHERE w.entity OPERATOR(pg_catalog.=) e.entity AND w.since OPERATOR(pg_catalog.=) pg_catalog.now()) LOOP
+        FOR parent IN SELECT e.entity, r.conname
+                        FROM pg_catalog.unnest(m365.source_entities()) AS e(entity)
+                        JOIN m365.source AS a ON a.entity OPERATOR(pg_catalog.=) e.entity
+                        JOIN pg_catalog.pg_constraint AS r
+                          ON r.conrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.concat('m365.', pg_catalog.quote_ident(s.entity)))
+                         AND r.confrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.concat('m365.', pg_catalog.quote_ident(e.entity)))
+                         AND r.contype OPERATOR(pg_catalog.=) 'f' LOOP
             SELECT pg_catalog.array_agg(w.key[1] ORDER BY w.key), pg_catalog.array_agg(w.key[2] ORDER BY w.key)
               INTO w1, w2 FROM m365.source_waiting AS w
-             WHERE w.entity OPERATOR(pg_catalog.=) related AND w.since OPERATOR(pg_catalog.=) pg_catalog.now();
-            -- (Rare: one try for all of them, no split; the job splits.)
-            PERFORM m365.source_sync(related, w1, w2, false, split => false);
+             WHERE w.entity OPERATOR(pg_catalog.=) parent.entity AND w.since OPERATOR(pg_catalog.=) pg_catalog.now()
+               AND pg_catalog.strpos(w.reason, pg_catalog.format('"%s"', parent.conname)) OPERATOR(pg_catalog.>) 0;
+            IF w1 IS NOT NULL THEN
+                PERFORM m365.source_sync(parent.entity, w1, w2, false);
+            END IF;
         END LOOP;
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION m365.source_sync(text, bigint[], bigint[], boolean, boolean, m365.source_sql, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION m365.source_sync(text, bigint[], bigint[], boolean, boolean, m365.source_sql) FROM PUBLIC;
 
 -- The trigger on an attached source: the keys the statement touched (old and
 -- new, so that a changed key is a delete and an insert), then the copy made
@@ -4412,6 +4426,34 @@ CREATE TRIGGER staff_school_written_by_its_source
 CREATE TRIGGER class_teacher_written_by_its_source
     BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON m365.class_teacher
     FOR EACH STATEMENT EXECUTE FUNCTION m365.refuse_write_to_attached_copy();
+
+-- 0.3.0: no audited username change inside a security-restricted operation.
+CREATE OR REPLACE FUNCTION m365.username_audit()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    -- Code of an application's that runs while the extension reads its table
+    -- runs in an administrator's or the job's session: recorded, its edit
+    -- would carry their name (a red-team find).
+    IF m365.in_restricted_operation() THEN
+        RAISE EXCEPTION 'usernames are not changed inside a security-restricted operation' USING ERRCODE = 'insufficient_privilege',
+            DETAIL = 'The session''s user is not who runs this code (an attached table is being read as its owner).';
+    END IF;
+    INSERT INTO m365.username_history (username_id, configuration_id, person_kind, person_id, changed_by, field,
+                                       old_value, new_value)
+    SELECT n.id, n.configuration_id, n.person_kind, n.person_id, SESSION_USER, c.field, c.old_value, c.new_value
+      FROM new_rows AS n
+      JOIN old_rows AS o ON o.id OPERATOR(pg_catalog.=) n.id
+     CROSS JOIN LATERAL (VALUES ('username', o.username, n.username),
+                                ('sync', o.sync::text, n.sync::text)) AS c(field, old_value, new_value)
+     WHERE c.old_value IS DISTINCT FROM c.new_value;
+    RETURN NULL;
+END
+$$;
 
 SELECT pg_catalog.pg_extension_config_dump('m365.source', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.source_waiting', '');

@@ -731,7 +731,7 @@ AS $$
 DECLARE
     run    record;
     served integer;
-    error  text;
+    error  pg_catalog.text;   -- (in full: this procedure has no search_path of its own)
 BEGIN
     -- Rows of attached sources that waited for a parent committed meanwhile.
     PERFORM m365.retry_waiting_sources();

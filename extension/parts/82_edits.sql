@@ -30,6 +30,13 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 BEGIN
+    -- Code of an application's that runs while the extension reads its table
+    -- runs in an administrator's or the job's session: recorded, its edit
+    -- would carry their name (a red-team find).
+    IF m365.in_restricted_operation() THEN
+        RAISE EXCEPTION 'usernames are not changed inside a security-restricted operation' USING ERRCODE = 'insufficient_privilege',
+            DETAIL = 'The session''s user is not who runs this code (an attached table is being read as its owner).';
+    END IF;
     INSERT INTO m365.username_history (username_id, configuration_id, person_kind, person_id, changed_by, field,
                                        old_value, new_value)
     SELECT n.id, n.configuration_id, n.person_kind, n.person_id, SESSION_USER, c.field, c.old_value, c.new_value

@@ -90,8 +90,27 @@ ReadAsOwner(FunctionCallInfo fcinfo)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("m365.source_read: SPI_connect failed")));
-	if (SPI_execute_with_args(query, 2, argtypes, args, nulls, true, 0) != SPI_OK_SELECT)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("m365.source_read reads with a SELECT only")));
+	MemoryContext read_context = CurrentMemoryContext;
+	PG_TRY();
+	{
+		if (SPI_execute_with_args(query, 2, argtypes, args, nulls, true, 0) != SPI_OK_SELECT)
+			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("m365.source_read reads with a SELECT only")));
+	}
+	PG_CATCH();
+	{
+		/* The owner's code may raise query_canceled or assert_failure, which
+		 * PL/pgSQL's WHEN OTHERS does not catch: it stopped the job and
+		 * every drift query (a red-team find). Raised by code, not by an
+		 * interrupt, they come back as 38000; a real cancel stays one. */
+		MemoryContextSwitchTo(read_context);
+		ErrorData* error = CopyErrorData();
+		FlushErrorState();
+		if ((error->sqlerrcode == ERRCODE_QUERY_CANCELED || error->sqlerrcode == ERRCODE_ASSERT_FAILURE) &&
+		    (error->funcname == nullptr || strcmp(error->funcname, "ProcessInterrupts") != 0))
+			error->sqlerrcode = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+		ReThrowError(error);
+	}
+	PG_END_TRY();
 	TupleDesc got = SPI_tuptable->tupdesc;
 	TupleDesc want = rsinfo->setDesc;
 	bool fits = got->natts == want->natts;
@@ -133,6 +152,16 @@ M365_SQL_FUNCTION(m365_source_lock)
 		return (Datum) 0;
 	}
 	return PgCall([&] { return CStringGetTextDatum(name); });
+}
+
+/*
+ * m365.in_restricted_operation() RETURNS boolean: whether code runs inside a
+ * security-restricted operation (m365.source_read, ANALYZE, ...), where the
+ * session's user is not who runs it: nothing audited may happen there.
+ */
+M365_SQL_FUNCTION(m365_in_restricted_operation)
+{
+	return BoolGetDatum(InSecurityRestrictedOperation());
 }
 
 /*

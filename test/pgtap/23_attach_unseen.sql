@@ -6,7 +6,7 @@
 -- code of the application's that the planner runs while reading its table.
 -- Rolled back.
 BEGIN;
-SELECT plan(26);
+SELECT plan(31);
 
 CREATE FUNCTION pg_temp.outcome(statement text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -211,6 +211,39 @@ RESET ROLE;
 SELECT is((SELECT calls FROM pg_stat_xact_user_functions WHERE schemaname = 'm365' AND funcname = 'source_write') - (SELECT calls FROM calls), 2::bigint,
           'a student arrives: the one enrolment that waited for it is tried, not the other 299 (two writes)');
 SELECT is((SELECT count(*) FROM m365.enrolment WHERE id = 975001), 1::bigint, 'and taken in');
+
+-- 9. The owner's code runs in the session that reads its table: an
+-- administrator's, the job's. It may not edit a username there (before: the
+-- history named the administrator), and an error it raises as a cancel,
+-- which PL/pgSQL's WHEN OTHERS does not catch, does not stop the drift or the
+-- job (before: both failed, for every tenant).
+SELECT m365.generate_usernames_in_transaction() IS NOT NULL AS ran;
+SET LOCAL ROLE m365_app;
+CREATE TABLE unseen.mode (what text);
+CREATE FUNCTION unseen.hook() RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    IF (SELECT what FROM unseen.mode) = 'edit' THEN
+        PERFORM m365.set_username((SELECT u.id FROM m365.username AS u WHERE u.person_kind = 'student' AND u.person_id = 970001), 'vervalst.naam');
+    ELSIF (SELECT what FROM unseen.mode) = 'cancel' THEN
+        RAISE EXCEPTION 'not really canceled' USING ERRCODE = 'query_canceled';
+    END IF;
+END $f$;
+CREATE FUNCTION unseen.h() RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM unseen.hook(); RETURN 0; END $f$;
+CREATE STATISTICS unseen.s3 ON (nr OPERATOR(pg_catalog.+) unseen.h()) FROM unseen.leerling;
+ANALYZE unseen.leerling;
+INSERT INTO unseen.mode VALUES ('edit');
+RESET ROLE;
+CREATE TEMP TABLE drift_seen AS SELECT * FROM m365.source_drift();
+SELECT is((SELECT count(*) FROM m365.username_history WHERE new_value = 'vervalst.naam'), 0::bigint,
+          'the application''s code read by an administrator''s drift query edits no username in the administrator''s name');
+SELECT is((SELECT count(*) FROM m365.username WHERE local_part = 'vervalst.naam'), 0::bigint, 'and the name is unchanged');
+
+SELECT ok((SELECT problem FROM drift_seen WHERE entity = 'student') LIKE 'the table cannot be read: %usernames are not changed inside a security-restricted operation%',
+          'the drift says why the table could not be read');
+UPDATE unseen.mode SET what = 'cancel';
+SELECT lives_ok('SELECT count(*) FROM m365.source_drift()', 'a "cancel" raised by the application''s code does not stop source_drift()');
+SELECT lives_ok('SELECT m365.generate_usernames_in_transaction()', 'nor the job (which tries the waiting rows first)');
+DELETE FROM unseen.mode;
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -3,7 +3,8 @@
 # pg_restore of a database whose school data comes from the application's own
 # tables restores without an error and without a row twice, the first run
 # after it creates and changes no username, and DROP EXTENSION leaves the
-# application's tables as they were. Prints TAP (run with prove).
+# application's tables as they were; a school reloaded in one transaction
+# brings its locations and their enrolments back. Prints TAP (run with prove).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -20,7 +21,7 @@ copies() {
 	    UNION ALL SELECT 'w' || w.entity || w.key::text FROM m365.source_waiting AS w) AS x"
 }
 
-echo "1..6"
+echo "1..7"
 sql -d postgres -c "CREATE DATABASE $src" -c "CREATE DATABASE $dst" >/dev/null &&
 	sql -d "$src" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" >/dev/null &&
 	sql -d "$src" >/dev/null <<'SQL'
@@ -84,5 +85,34 @@ sql -d "$dst" -c "SET client_min_messages = warning" -c "DROP EXTENSION m365_use
 	[ "$(sql -d "$dst" -c "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'm365_%'")" = 0 ] &&
 	sql -d "$dst" -c "INSERT INTO app.leerling (leerling_nr, voornaam, familienaam) VALUES (5002, 'Na', 'Drop')" >/dev/null
 ok $? "DROP EXTENSION CASCADE drops only the triggers: the application's tables keep every row, column and default, and take writes"
+
+# A school the application reloads (delete, insert) in one transaction: its
+# locations come back, and their enrolments with them (a red-team find: the
+# enrolments waited for the next run).
+reload="attach_reload_$$"
+trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $src" -c "DROP DATABASE IF EXISTS $dst" -c "DROP DATABASE IF EXISTS $reload" >/dev/null 2>&1' EXIT
+sql -d postgres -c "CREATE DATABASE $reload" >/dev/null &&
+	sql -d "$reload" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" >/dev/null &&
+	sql -d "$reload" >/dev/null <<'SQL' &&
+CREATE SCHEMA app;
+CREATE TABLE app.school (nr bigint PRIMARY KEY, naam text NOT NULL);
+CREATE TABLE app.vestiging (nr bigint PRIMARY KEY, school bigint NOT NULL, naam text NOT NULL);
+CREATE TABLE app.leerling (nr bigint PRIMARY KEY, voornaam text NOT NULL, naam text NOT NULL);
+CREATE TABLE app.inschrijving (nr bigint PRIMARY KEY, leerling bigint NOT NULL, vestiging bigint NOT NULL, begin date NOT NULL);
+INSERT INTO app.school VALUES (1, 'Sint-Jan');
+INSERT INTO app.vestiging VALUES (10, 1, 'Campus A');
+INSERT INTO app.leerling VALUES (1, 'Ann', 'Een');
+INSERT INTO app.inschrijving VALUES (1, 1, 10, '2020-09-01');
+SELECT m365.attach_source('school', 'app.school', '{"id": "nr", "name": "naam"}');
+SELECT m365.attach_source('location', 'app.vestiging', '{"id": "nr", "school_id": "school", "name": "naam"}');
+SELECT m365.attach_source('student', 'app.leerling', '{"id": "nr", "first_name": "voornaam", "last_name": "naam"}');
+SELECT m365.attach_source('enrolment', 'app.inschrijving', '{"id": "nr", "student_id": "leerling", "location_id": "vestiging", "start_date": "begin"}');
+BEGIN;
+DELETE FROM app.school WHERE nr = 1;
+INSERT INTO app.school VALUES (1, 'Sint-Jan');
+COMMIT;
+SQL
+	[ "$(sql -d "$reload" -c "SELECT (SELECT count(*) FROM m365.location) || ' ' || (SELECT count(*) FROM m365.enrolment) || ' ' || (SELECT count(*) FROM m365.source_waiting)")" = "1 1 0" ]
+ok $? "a school reloaded in one transaction brings back its location and the location's enrolment; nothing waits"
 
 [ "$failed" = 0 ]
