@@ -326,24 +326,31 @@ BEGIN
            -- application's could have casts of its own. Text in the
            -- database's collation: a nondeterministic one of the
            -- application's made every comparison fail.
-           pg_catalog.string_agg(pg_catalog.format('CAST(CASE WHEN s.%I IS NULL THEN NULL ELSE pg_catalog.format(''%%s'', s.%I) END AS pg_catalog.%I)%s AS %I',
-                                                   m.source_column, m.source_column, e.type_name,
-                                                   CASE WHEN e.type_name OPERATOR(pg_catalog.=) 'text'
-                                                        THEN ' COLLATE pg_catalog."default"' ELSE '' END, m.copy_column),
-                                 ', ' ORDER BY m.n) AS select_list,
-           pg_catalog.string_agg(pg_catalog.format('%I pg_catalog.%I', m.copy_column, e.type_name), ', ' ORDER BY m.n) AS column_types,
-           pg_catalog.string_agg(pg_catalog.format('%I', m.copy_column), ', ' ORDER BY m.n) AS columns,
-           pg_catalog.string_agg(pg_catalog.format('%I', m.copy_column), ', ' ORDER BY e.key_position)
+           -- An optional column the table does not have takes the copy's
+           -- default (NULL, or true for active), so that nothing written
+           -- before the attachment stays (a red-team find: an old end date
+           -- stayed, unseen by the drift). Not inactive_since: the copy's
+           -- own trigger derives it from active.
+           pg_catalog.string_agg(CASE WHEN m.source_column IS NULL
+                                      THEN pg_catalog.format('CAST(%s AS pg_catalog.%I) AS %I', coalesce(e.default_value, 'NULL'), e.type_name, e.column_name)
+                                      ELSE pg_catalog.format('CAST(CASE WHEN s.%I IS NULL THEN NULL ELSE pg_catalog.format(''%%s'', s.%I) END AS pg_catalog.%I)%s AS %I',
+                                                             m.source_column, m.source_column, e.type_name,
+                                                             CASE WHEN e.type_name OPERATOR(pg_catalog.=) 'text'
+                                                                  THEN ' COLLATE pg_catalog."default"' ELSE '' END, e.column_name) END,
+                                 ', ' ORDER BY e.n) AS select_list,
+           pg_catalog.string_agg(pg_catalog.format('%I pg_catalog.%I', e.column_name, e.type_name), ', ' ORDER BY e.n) AS column_types,
+           pg_catalog.string_agg(pg_catalog.format('%I', e.column_name), ', ' ORDER BY e.n) AS columns,
+           pg_catalog.string_agg(pg_catalog.format('%I', e.column_name), ', ' ORDER BY e.key_position)
                FILTER (WHERE e.key_position IS NOT NULL) AS key_columns,
-           pg_catalog.string_agg(pg_catalog.format('x.%I OPERATOR(pg_catalog.=) t.%I', m.copy_column,
+           pg_catalog.string_agg(pg_catalog.format('x.%I OPERATOR(pg_catalog.=) t.%I', e.column_name,
                                                    'k' OPERATOR(pg_catalog.||) e.key_position), ' AND ')
                FILTER (WHERE e.key_position IS NOT NULL) AS key_join,
            (pg_catalog.count(*) FILTER (WHERE e.key_position IS NOT NULL))::integer AS key_width,
-           pg_catalog.string_agg(pg_catalog.format('%I = excluded.%I', m.copy_column, m.copy_column), ', ' ORDER BY m.n)
+           pg_catalog.string_agg(pg_catalog.format('%I = excluded.%I', e.column_name, e.column_name), ', ' ORDER BY e.n)
                FILTER (WHERE e.key_position IS NULL) AS set_list,
            pg_catalog.format('(%s, NULL) IS DISTINCT FROM (%s, NULL)',
-               pg_catalog.string_agg(pg_catalog.format('c.%I', m.copy_column), ', ' ORDER BY m.n) FILTER (WHERE e.key_position IS NULL),
-               pg_catalog.string_agg(pg_catalog.format('excluded.%I', m.copy_column), ', ' ORDER BY m.n) FILTER (WHERE e.key_position IS NULL)) AS changed,
+               pg_catalog.string_agg(pg_catalog.format('c.%I', e.column_name), ', ' ORDER BY e.n) FILTER (WHERE e.key_position IS NULL),
+               pg_catalog.string_agg(pg_catalog.format('excluded.%I', e.column_name), ', ' ORDER BY e.n) FILTER (WHERE e.key_position IS NULL)) AS changed,
            -- The source's key columns as they are (read as the table's owner).
            pg_catalog.string_agg(pg_catalog.format('s.%I OPERATOR(pg_catalog.=) t.%I', m.source_column,
                                                    'k' OPERATOR(pg_catalog.||) e.key_position), ' AND ')
@@ -353,8 +360,15 @@ BEGIN
                FILTER (WHERE e.key_position IS NOT NULL)
            OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.count(*) FILTER (WHERE e.key_position IS NOT NULL) OPERATOR(pg_catalog.=) 1
                                         THEN ', NULL::pg_catalog.int8' ELSE '' END AS key_list
-      FROM ROWS FROM (pg_catalog.unnest(s.copy_columns), pg_catalog.unnest(s.source_columns)) WITH ORDINALITY AS m(copy_column, source_column, n)
-      JOIN m365.source_columns(s.entity) AS e ON e.column_name OPERATOR(pg_catalog.=) m.copy_column) AS p);
+      FROM (SELECT c.column_name, c.type_name, c.key_position, c.n,
+                   (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef AS d
+                      JOIN pg_catalog.pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) d.adrelid AND a.attnum OPERATOR(pg_catalog.=) d.adnum
+                     WHERE d.adrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.concat('m365.', pg_catalog.quote_ident(s.entity)))
+                       AND a.attname OPERATOR(pg_catalog.=) c.column_name) AS default_value
+              FROM m365.source_columns(s.entity) WITH ORDINALITY AS c(column_name, type_name, required, key_position, n)) AS e
+      LEFT JOIN ROWS FROM (pg_catalog.unnest(s.copy_columns), pg_catalog.unnest(s.source_columns)) AS m(copy_column, source_column)
+             ON m.copy_column OPERATOR(pg_catalog.=) e.column_name
+     WHERE m.copy_column IS NOT NULL OR e.column_name OPERATOR(pg_catalog.<>) 'inactive_since') AS p);
 END
 $$;
 REVOKE ALL ON FUNCTION m365.source_sql_of(m365.source) FROM PUBLIC;

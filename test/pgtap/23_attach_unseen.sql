@@ -6,7 +6,7 @@
 -- code of the application's that the planner runs while reading its table.
 -- Rolled back.
 BEGIN;
-SELECT plan(31);
+SELECT plan(33);
 
 CREATE FUNCTION pg_temp.outcome(statement text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -244,6 +244,17 @@ UPDATE unseen.mode SET what = 'cancel';
 SELECT lives_ok('SELECT count(*) FROM m365.source_drift()', 'a "cancel" raised by the application''s code does not stop source_drift()');
 SELECT lives_ok('SELECT m365.generate_usernames_in_transaction()', 'nor the job (which tries the waiting rows first)');
 DELETE FROM unseen.mode;
+
+-- 10. An optional column the table does not have (here the end date) takes
+-- the copy's default: an end date written while detached does not stay,
+-- unseen by the drift (a red-team find).
+DROP STATISTICS unseen.s3;
+SELECT m365.detach_source('enrolment');
+UPDATE m365.enrolment SET end_date = DATE '2025-12-31' WHERE id = 970006;
+SELECT m365.attach_source('enrolment', 'unseen.inschrijving',
+                          '{"id": "nr", "student_id": "leerling", "location_id": "vestiging", "start_date": "van"}');
+SELECT is((SELECT end_date FROM m365.enrolment WHERE id = 970006), NULL::date, 'attaching clears an end date the table does not have');
+SELECT is_empty($$SELECT * FROM pg_temp.drift() WHERE entity = 'enrolment' AND key = 970006$$, 'and nothing disagrees');
 
 SELECT * FROM finish();
 ROLLBACK;
