@@ -20,6 +20,7 @@
 
 extern "C" {
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -29,6 +30,7 @@ extern "C" {
 #include "utils/array.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 }
@@ -80,6 +82,15 @@ ReadAsOwner(FunctionCallInfo fcinfo)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	ReturnSetInfo* rsinfo = (ReturnSetInfo*) fcinfo->resultinfo;
 
+	/* The read runs in a subtransaction that is always rolled back: whatever
+	 * the owner's code did in the reading session (a write, SET CONSTRAINTS,
+	 * a cursor, NOTIFY) goes with it (red-team finds). The rows are already
+	 * in the tuplestore, which belongs to the caller. */
+	MemoryContext caller_context = CurrentMemoryContext;
+	ResourceOwner caller_owner = CurrentResourceOwner;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller_context);
+
 	Oid saved_user;
 	int saved_context;
 	GetUserIdAndSecContext(&saved_user, &saved_context);
@@ -88,39 +99,42 @@ ReadAsOwner(FunctionCallInfo fcinfo)
 		(void) set_config_option(setting[0], setting[1], PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("m365.source_read: SPI_connect failed")));
-	MemoryContext read_context = CurrentMemoryContext;
 	PG_TRY();
 	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("m365.source_read: SPI_connect failed")));
 		if (SPI_execute_with_args(query, 2, argtypes, args, nulls, true, 0) != SPI_OK_SELECT)
 			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("m365.source_read reads with a SELECT only")));
+		TupleDesc got = SPI_tuptable->tupdesc;
+		TupleDesc want = rsinfo->setDesc;
+		bool fits = got->natts == want->natts;
+		for (int i = 0; fits && i < got->natts; i++)
+			fits = TupleDescAttr(got, i)->atttypid == TupleDescAttr(want, i)->atttypid;
+		if (!fits)
+			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("m365.source_read: the query's columns do not match the column list")));
+		for (uint64 i = 0; i < SPI_processed; i++)
+			tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
+		SPI_finish();
 	}
 	PG_CATCH();
 	{
 		/* The owner's code may raise query_canceled or assert_failure, which
 		 * PL/pgSQL's WHEN OTHERS does not catch: it stopped the job and
 		 * every drift query (a red-team find). Raised by code, not by an
-		 * interrupt, they come back as 38000; a real cancel stays one. */
-		MemoryContextSwitchTo(read_context);
+		 * interrupt, they come back as 38000; a real cancel stays one. The
+		 * rollback puts user, settings and SPI back. */
+		MemoryContextSwitchTo(caller_context);
 		ErrorData* error = CopyErrorData();
 		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_context);
+		CurrentResourceOwner = caller_owner;
 		if ((error->sqlerrcode == ERRCODE_QUERY_CANCELED || error->sqlerrcode == ERRCODE_ASSERT_FAILURE) &&
 		    (error->funcname == nullptr || strcmp(error->funcname, "ProcessInterrupts") != 0))
 			error->sqlerrcode = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
 		ReThrowError(error);
 	}
 	PG_END_TRY();
-	TupleDesc got = SPI_tuptable->tupdesc;
-	TupleDesc want = rsinfo->setDesc;
-	bool fits = got->natts == want->natts;
-	for (int i = 0; fits && i < got->natts; i++)
-		fits = TupleDescAttr(got, i)->atttypid == TupleDescAttr(want, i)->atttypid;
-	if (!fits)
-		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("m365.source_read: the query's columns do not match the column list")));
-	for (uint64 i = 0; i < SPI_processed; i++)
-		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
-	SPI_finish();
 
 	SetUserIdAndSecContext(saved_user, saved_context);
 	/* false, as ANALYZE does: every setting made at this level or below goes
@@ -128,6 +142,9 @@ ReadAsOwner(FunctionCallInfo fcinfo)
 	 * policy of the owner's survived and changed the search_path of the
 	 * extension's code that ran next: a red-team find). */
 	AtEOXact_GUC(false, nest_level);
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(caller_context);
+	CurrentResourceOwner = caller_owner;
 }
 
 }  // namespace

@@ -168,8 +168,8 @@ SELECT dblink_exec('b', 'ALTER TABLE app.inschrijving ALTER COLUMN nr TYPE app.k
 SELECT is(dblink_exec('a', $$INSERT INTO app.inschrijving VALUES ('20', 7, 11, CURRENT_DATE)$$), 'INSERT 0 1',
           'the application inserts at REPEATABLE READ after its key column was retyped');
 SELECT dblink_exec('a', 'COMMIT');
-SELECT is((SELECT string_agg(DISTINCT who::text, ',') FROM dblink('owner', 'SELECT who FROM app.ran_as') AS t(who name)), 'm365_app',
-          'its cast to bigint ran only as the table''s owner (the source is read with its rights), never as the extension''s');
+SELECT is((SELECT string_agg(DISTINCT who::text, ',') FROM dblink('owner', 'SELECT who FROM app.ran_as') AS t(who name)), NULL,
+          'its cast to bigint left nothing behind: it ran as the table''s owner, in a read that is rolled back, never as the extension''s');
 SELECT matches((SELECT problem FROM dblink('owner', 'SELECT problem FROM m365.source_drift() WHERE entity = ''enrolment''') AS t(problem text)),
                'nr is of type app.knr', 'and the attachment says it is broken');
 

@@ -6,7 +6,7 @@
 -- code of the application's that the planner runs while reading its table.
 -- Rolled back.
 BEGIN;
-SELECT plan(33);
+SELECT plan(34);
 
 CREATE FUNCTION pg_temp.outcome(statement text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -226,6 +226,8 @@ BEGIN
         PERFORM m365.set_username((SELECT u.id FROM m365.username AS u WHERE u.person_kind = 'student' AND u.person_id = 970001), 'vervalst.naam');
     ELSIF (SELECT what FROM unseen.mode) = 'cancel' THEN
         RAISE EXCEPTION 'not really canceled' USING ERRCODE = 'query_canceled';
+    ELSIF (SELECT what FROM unseen.mode) = 'immediate' THEN
+        SET CONSTRAINTS ALL IMMEDIATE;
     END IF;
 END $f$;
 CREATE FUNCTION unseen.h() RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM unseen.hook(); RETURN 0; END $f$;
@@ -243,6 +245,14 @@ SELECT ok((SELECT problem FROM drift_seen WHERE entity = 'student') LIKE 'the ta
 UPDATE unseen.mode SET what = 'cancel';
 SELECT lives_ok('SELECT count(*) FROM m365.source_drift()', 'a "cancel" raised by the application''s code does not stop source_drift()');
 SELECT lives_ok('SELECT m365.generate_usernames_in_transaction()', 'nor the job (which tries the waiting rows first)');
+-- The read is a subtransaction that is rolled back: state the owner's code
+-- sets in the reading transaction goes with it (before: SET CONSTRAINTS ALL
+-- IMMEDIATE stayed, and the administrator's deferred checks ran at once).
+CREATE TEMP TABLE deferred_check (n int UNIQUE DEFERRABLE INITIALLY DEFERRED);
+UPDATE unseen.mode SET what = 'immediate';
+SELECT count(*) >= 0 AS drift_read FROM m365.source_drift();
+SELECT lives_ok('INSERT INTO deferred_check VALUES (1), (1); DELETE FROM deferred_check',
+                'a SET CONSTRAINTS ALL IMMEDIATE in the owner''s code does not reach the reading transaction');
 DELETE FROM unseen.mode;
 
 -- 10. An optional column the table does not have (here the end date) takes
