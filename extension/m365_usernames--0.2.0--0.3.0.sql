@@ -3779,6 +3779,15 @@ BEGIN ATOMIC
 END;
 REVOKE ALL ON FUNCTION m365.source_children(text) FROM PUBLIC;
 
+-- The reason a row waits whose parent left the copy: written here, and
+-- looked for when the parent comes back (m365.source_sync).
+CREATE FUNCTION m365.source_parent_gone(child_column name, parent text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+RETURN pg_catalog.format('waits for its %s: not in the copy of %s', child_column, parent);
+REVOKE ALL ON FUNCTION m365.source_parent_gone(name, text) FROM PUBLIC;
+
 -- Rows of attached entities that refer to these parents (key: id) leave the
 -- copy with them and wait for them.
 CREATE FUNCTION m365.source_leave_children(entity text, parents bigint[])
@@ -3804,7 +3813,7 @@ BEGIN
         USING parents INTO c1, c2;
         IF c1 IS NOT NULL THEN
             PERFORM m365.source_leave(child.child, c1, c2,
-                                      pg_catalog.format('waits for its %s: not in the copy of %s', child.child_column, entity));
+                                      m365.source_parent_gone(child.child_column, entity));
         END IF;
     END LOOP;
 END
@@ -4008,7 +4017,7 @@ BEGIN
               INTO w1, w2 FROM m365.source_waiting AS w
              WHERE w.entity OPERATOR(pg_catalog.=) child.child AND w.since OPERATOR(pg_catalog.=) pg_catalog.now()
                AND (pg_catalog.strpos(w.reason, pg_catalog.format('"%s"', child.conname)) OPERATOR(pg_catalog.>) 0
-                    OR w.reason OPERATOR(pg_catalog.=) pg_catalog.format('waits for its %s: not in the copy of %s', child.child_column, s.entity));
+                    OR w.reason OPERATOR(pg_catalog.=) m365.source_parent_gone(child.child_column, s.entity));
             CONTINUE WHEN w1 IS NULL;
             cq := m365.source_sql_of((SELECT x FROM m365.source AS x WHERE x.entity OPERATOR(pg_catalog.=) child.child));
             EXECUTE pg_catalog.format(
