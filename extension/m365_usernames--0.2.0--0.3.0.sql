@@ -1874,7 +1874,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT m365.job_name(d.job), d.schedule, d.command, d.old_name
       FROM (VALUES ('m365_generate_usernames', '*/15 * * * *', 'CALL m365.generate_usernames()', 'm365_generate_usernames'),
-                   ('m365_sds_snapshot', '0 */12 * * *', 'SELECT m365.take_sds_snapshots()', 'm365_sds_snapshot'))
+                   ('m365_sds_records', '30 3 * * *', 'SELECT m365.remove_old_sds_records()', 'm365_sds_snapshot'))
            AS d(job, schedule, command, old_name)
 $$;
 COMMENT ON FUNCTION m365.job_definitions() IS 'The pg_cron jobs of m365_usernames in this database: name, schedule, command, and the name before 0.3.0';
@@ -2644,7 +2644,7 @@ DROP TABLE m365.sds_reader_0_2_0;
 -- Readers and levels of roles dropped since: their OIDs would be written by
 -- pg_dump as bare numbers, which a restore binds to whatever role has that
 -- OID in the other cluster. Forgotten whenever readers or levels change and
--- by every snapshot (every 12 hours).
+-- by the daily removal of old SDS records.
 CREATE OR REPLACE FUNCTION m365.forget_dropped_roles()
 RETURNS integer
 LANGUAGE sql
@@ -2700,6 +2700,9 @@ AS $$
                                       AND ((d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
                                             AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.oid FROM pg_catalog.pg_class AS c
                                                                                           WHERE c.relnamespace OPERATOR(pg_catalog.=) 'm365_sds'::pg_catalog.regnamespace)))
+                                           OR (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+                                               AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT p.oid FROM pg_catalog.pg_proc AS p
+                                                                                             WHERE p.pronamespace OPERATOR(pg_catalog.=) 'm365_sds'::pg_catalog.regnamespace)))
                                            OR (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
                                                AND d.objid OPERATOR(pg_catalog.=) 'm365_sds'::pg_catalog.regnamespace::oid))))
              THEN 'it has been granted rights of its own (GRANT ... TO it); a reader has the feed''s only' END)
@@ -3016,67 +3019,376 @@ $$;
 COMMENT ON FUNCTION m365.create_sds_reader(name, bigint) IS
 'Creates (or adopts) a read-only role for School Data Sync that sees only m365_sds, for one configuration';
 REVOKE ALL ON FUNCTION m365.create_sds_reader(name, bigint) FROM PUBLIC;
+-- 0.3.0: the record of what SDS received (written by the export, stored by
+-- change) replaces the snapshots taken every 12 hours.
 DROP FUNCTION m365.take_sds_snapshots();
--- Records the feed of every configuration; returns the number of snapshots.
--- The day is today in each configuration's time zone, or the one given here
--- (recorded with each snapshot): never one a session has set.
-CREATE FUNCTION m365.take_sds_snapshots(on_date date DEFAULT NULL)
-RETURNS integer
+DROP FUNCTION m365.sds_changes(bigint, bigint);
+
+-- The folder SDS reads (as the export names it: an absolute path); an export
+-- to another folder is a preview and records nothing. NULL: the first export
+-- that records sets it. Records older than the current school year and the
+-- ones before it (sds_record_school_years in all) are removed, their counts
+-- kept; the newest is never removed.
+ALTER TABLE m365.configuration
+    ADD COLUMN sds_folder text
+        CONSTRAINT configuration_sds_folder_absolute CHECK (pg_catalog.left(sds_folder, 1) OPERATOR(pg_catalog.=) '/'),
+    ADD COLUMN sds_record_school_years integer NOT NULL DEFAULT 2
+        CONSTRAINT configuration_sds_record_school_years_positive CHECK (sds_record_school_years OPERATOR(pg_catalog.>=) 1);
+
+CREATE TABLE m365.sds_record (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    configuration_id bigint NOT NULL REFERENCES m365.configuration (id) ON DELETE CASCADE,
+    recorded_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    on_date          date NOT NULL,
+    counts           jsonb NOT NULL,  -- users, roles and enrollments (records from 0.2.0's snapshots: rows per file)
+    folder           text,            -- where the export wrote it (NULL: a 0.2.0 snapshot)
+    recorded_by      text NOT NULL DEFAULT SESSION_USER,
+    removed_at       timestamptz      -- its rows were removed (retention); the counts stay
+);
+CREATE INDEX sds_record_configuration ON m365.sds_record (configuration_id, id);
+COMMENT ON TABLE m365.sds_record IS 'Each feed of a configuration that SDS received (the export records it): when, which day, counts';
+
+-- The newest record of each configuration. Every record updates its row, so
+-- that two exports cannot record on top of the same newest one: the second
+-- waits, or under REPEATABLE READ (the export) fails with 40001 and swaps
+-- nothing.
+CREATE TABLE m365.sds_record_head (
+    configuration_id bigint PRIMARY KEY REFERENCES m365.configuration (id) ON DELETE CASCADE,
+    newest_record    bigint NOT NULL
+);
+
+CREATE TABLE m365.sds_record_user (
+    configuration_id bigint NOT NULL,
+    sourced_id       text NOT NULL,
+    username         text NOT NULL,
+    first_record     bigint NOT NULL,
+    last_record      bigint,
+    PRIMARY KEY (configuration_id, sourced_id, first_record)
+);
+COMMENT ON TABLE m365.sds_record_user IS 'The users of the recorded feeds, one row per version: in every record from first_record to last_record (NULL: the newest)';
+
+-- Group memberships: a location's security group, a class team.
+CREATE TABLE m365.sds_record_membership (
+    configuration_id bigint NOT NULL,
+    group_id         text NOT NULL,   -- location-<id> or class-<id>
+    user_sourced_id  text NOT NULL,
+    role             text NOT NULL,
+    first_record     bigint NOT NULL,
+    last_record      bigint,
+    PRIMARY KEY (configuration_id, group_id, user_sourced_id, role, first_record)
+);
+COMMENT ON TABLE m365.sds_record_membership IS 'The group memberships of the recorded feeds, one row per version (see sds_record_user)';
+
+-- The versions carry no foreign key (one check per row would cost more than
+-- the record); a configuration deleted takes them along here.
+CREATE FUNCTION m365.sds_record_versions_go()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM m365.sds_record_user AS v USING gone WHERE v.configuration_id OPERATOR(pg_catalog.=) gone.id;
+    DELETE FROM m365.sds_record_membership AS v USING gone WHERE v.configuration_id OPERATOR(pg_catalog.=) gone.id;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.sds_record_versions_go() FROM PUBLIC;
+CREATE TRIGGER configuration_sds_record_versions_go
+    AFTER DELETE ON m365.configuration REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION m365.sds_record_versions_go();
+
+-- The configuration whose feed this session may record, by the role that
+-- logged in (SESSION_USER: a definer function sees itself as CURRENT_USER,
+-- and a session cannot change who logged in): a reader its own; the
+-- superuser or a member of an admin-level role the one it names.
+CREATE FUNCTION m365.sds_session_configuration(chosen bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (SELECT r.configuration_id FROM m365.sds_reader AS r
+          WHERE r.role_id::oid OPERATOR(pg_catalog.=) (SELECT o.oid FROM pg_catalog.pg_roles AS o
+                                                       WHERE o.rolname OPERATOR(pg_catalog.=) SESSION_USER)),
+        CASE WHEN (SELECT o.rolsuper FROM pg_catalog.pg_roles AS o WHERE o.rolname OPERATOR(pg_catalog.=) SESSION_USER)
+                OR EXISTS (SELECT FROM m365.access_role AS a
+                            WHERE a.level OPERATOR(pg_catalog.=) 'admin'
+                              AND pg_catalog.pg_has_role(SESSION_USER, a.role_id::oid, 'MEMBER'))
+             THEN chosen END)
+$$;
+REVOKE ALL ON FUNCTION m365.sds_session_configuration(bigint) FROM PUBLIC;
+
+-- Records the feed of today as the export has just written it into folder
+-- (the caller's transaction commits it once the files are in place). Returns
+-- the record, or NULL when folder is not the configuration's SDS folder (a
+-- preview). A reader records its own configuration; an admin names one.
+CREATE FUNCTION m365_sds.record_feed(folder text, configuration_id bigint DEFAULT NULL)
+RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
--- Whole-feed reads want hash joins: right after a bulk load, before autovacuum
--- has analyzed, a nested loop over the views took 32 s for 2,000 students.
 SET enable_nestloop = off
--- Whatever the caller's session says: its day or configuration would
--- otherwise be recorded as history.
+SET work_mem = '64MB'
+-- Today, whatever the caller's session says: a preview's day is not recorded.
 SET m365.sds_on_date = ''
 SET m365.sds_configuration = ''
 AS $$
 DECLARE
-    config   bigint;
-    snapshot bigint;
-    taken    integer := 0;
+    config  bigint := m365.sds_session_configuration(record_feed.configuration_id);
+    kept    text;
+    newest  bigint;
+    record  bigint;
 BEGIN
-    PERFORM m365.forget_dropped_roles();
-    IF take_sds_snapshots.on_date IS NOT NULL THEN
-        PERFORM pg_catalog.set_config('m365.sds_on_date', pg_catalog.to_char(take_sds_snapshots.on_date, 'YYYY-MM-DD'), true);
+    IF config IS NULL OR (record_feed.configuration_id IS NOT NULL
+                          AND config OPERATOR(pg_catalog.<>) record_feed.configuration_id) THEN
+        RAISE EXCEPTION 'this session may not record the SDS feed of configuration %', coalesce(record_feed.configuration_id::text, '(none)')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'An SDS reader records its own configuration; a superuser or m365_admin member names one.';
     END IF;
-    FOR config IN SELECT c.id FROM m365.configuration AS c ORDER BY c.id LOOP
-        PERFORM pg_catalog.set_config('m365.sds_configuration', config::text, true);
-        INSERT INTO m365.sds_snapshot (configuration_id, on_date, counts, digest)
-        SELECT config, s.on_date,
-               pg_catalog.jsonb_build_object(
-                   'orgs', (SELECT pg_catalog.count(*) FROM m365_sds.orgs),
-                   'users', (SELECT pg_catalog.count(*) FROM m365_sds.users),
-                   'roles', (SELECT pg_catalog.count(*) FROM m365_sds.roles),
-                   'classes', (SELECT pg_catalog.count(*) FROM m365_sds.classes),
-                   'enrollments', (SELECT pg_catalog.count(*) FROM m365_sds.enrollments),
-                   'academicSessions', (SELECT pg_catalog.count(*) FROM m365_sds."academicSessions"),
-                   'left_out', (SELECT pg_catalog.count(*) FROM m365_sds.left_out)),
-               pg_catalog.md5(coalesce((SELECT pg_catalog.string_agg(t::text, E'\n' ORDER BY t::text) FROM m365_sds.orgs AS t), '')
-                   OPERATOR(pg_catalog.||) coalesce((SELECT pg_catalog.string_agg(t::text, E'\n' ORDER BY t::text) FROM m365_sds.users AS t), '')
-                   OPERATOR(pg_catalog.||) coalesce((SELECT pg_catalog.string_agg(t::text, E'\n' ORDER BY t::text) FROM m365_sds.roles AS t), '')
-                   OPERATOR(pg_catalog.||) coalesce((SELECT pg_catalog.string_agg(t::text, E'\n' ORDER BY t::text) FROM m365_sds.classes AS t), '')
-                   OPERATOR(pg_catalog.||) coalesce((SELECT pg_catalog.string_agg(t::text, E'\n' ORDER BY t::text) FROM m365_sds.enrollments AS t), '')
-                   OPERATOR(pg_catalog.||) coalesce((SELECT pg_catalog.string_agg(t::text, E'\n' ORDER BY t::text) FROM m365_sds."academicSessions" AS t), ''))
-          FROM m365.sds_scope AS s
-        RETURNING id INTO snapshot;
-        INSERT INTO m365.sds_snapshot_user (snapshot_id, sourced_id, username)
-        SELECT snapshot, u."sourcedId", u.username FROM m365_sds.users AS u;
-        INSERT INTO m365.sds_snapshot_membership (snapshot_id, group_id, user_sourced_id, role)
-        SELECT snapshot, r."orgSourcedId", r."userSourcedId", r.role FROM m365_sds.roles AS r
+    IF folder IS NULL OR pg_catalog.left(folder, 1) OPERATOR(pg_catalog.<>) '/' THEN
+        RAISE EXCEPTION 'record_feed needs the absolute path of the folder the feed was written to'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.sds_folder INTO kept FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) config;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'configuration % does not exist', config USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF kept IS NOT NULL AND kept OPERATOR(pg_catalog.<>) folder THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_catalog.set_config('m365.sds_configuration', config::text, true);
+    INSERT INTO m365.sds_record (configuration_id, on_date, counts, folder)
+    SELECT config, s.on_date, '{}', folder FROM m365.sds_scope AS s
+    RETURNING id INTO record;
+    -- One record at a time per configuration (see sds_record_head).
+    SELECT h.newest_record INTO newest FROM m365.sds_record_head AS h
+     WHERE h.configuration_id OPERATOR(pg_catalog.=) config FOR UPDATE;
+    IF FOUND THEN
+        UPDATE m365.sds_record_head AS h SET newest_record = record WHERE h.configuration_id OPERATOR(pg_catalog.=) config;
+    ELSE
+        -- Two first records at once: the second fails here (23505), unrecorded.
+        INSERT INTO m365.sds_record_head (configuration_id, newest_record) VALUES (config, record);
+    END IF;
+    IF kept IS NULL THEN
+        UPDATE m365.configuration AS c SET sds_folder = folder WHERE c.id OPERATOR(pg_catalog.=) config;
+    END IF;
+
+    -- A version that is not in this feed ends with the newest record before
+    -- it; what is new starts with this one. Both read the versions as they
+    -- were before the statement.
+    WITH feed AS MATERIALIZED (
+        SELECT u."sourcedId" AS sourced_id, u.username FROM m365_sds.users AS u
+    ), ended AS (
+        UPDATE m365.sds_record_user AS v SET last_record = newest
+         WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+           AND NOT EXISTS (SELECT FROM feed AS f WHERE f.sourced_id OPERATOR(pg_catalog.=) v.sourced_id
+                                                   AND f.username OPERATOR(pg_catalog.=) v.username)
+    )
+    INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record)
+    SELECT config, f.sourced_id, f.username, record FROM feed AS f
+     WHERE NOT EXISTS (SELECT FROM m365.sds_record_user AS v
+                        WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+                          AND v.sourced_id OPERATOR(pg_catalog.=) f.sourced_id AND v.username OPERATOR(pg_catalog.=) f.username);
+
+    WITH feed AS MATERIALIZED (
+        SELECT r."orgSourcedId" AS group_id, r."userSourcedId" AS user_sourced_id, r.role FROM m365_sds.roles AS r
         UNION
-        SELECT snapshot, e."classSourcedId", e."userSourcedId", e.role FROM m365_sds.enrollments AS e;
-        taken := taken OPERATOR(pg_catalog.+) 1;
-    END LOOP;
-    RETURN taken;
+        SELECT e."classSourcedId", e."userSourcedId", e.role FROM m365_sds.enrollments AS e
+    ), ended AS (
+        UPDATE m365.sds_record_membership AS v SET last_record = newest
+         WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+           AND NOT EXISTS (SELECT FROM feed AS f WHERE f.group_id OPERATOR(pg_catalog.=) v.group_id
+                                                   AND f.user_sourced_id OPERATOR(pg_catalog.=) v.user_sourced_id
+                                                   AND f.role OPERATOR(pg_catalog.=) v.role)
+    )
+    INSERT INTO m365.sds_record_membership (configuration_id, group_id, user_sourced_id, role, first_record)
+    SELECT config, f.group_id, f.user_sourced_id, f.role, record FROM feed AS f
+     WHERE NOT EXISTS (SELECT FROM m365.sds_record_membership AS v
+                        WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+                          AND v.group_id OPERATOR(pg_catalog.=) f.group_id
+                          AND v.user_sourced_id OPERATOR(pg_catalog.=) f.user_sourced_id
+                          AND v.role OPERATOR(pg_catalog.=) f.role);
+
+    UPDATE m365.sds_record AS r
+       SET counts = pg_catalog.jsonb_build_object(
+               'users', (SELECT pg_catalog.count(*) FROM m365.sds_record_user AS v
+                          WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL),
+               'roles', (SELECT pg_catalog.count(*) FROM m365.sds_record_membership AS v
+                          WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+                            AND v.group_id OPERATOR(pg_catalog.^@) 'location-'),
+               'enrollments', (SELECT pg_catalog.count(*) FROM m365.sds_record_membership AS v
+                                WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+                                  AND v.group_id OPERATOR(pg_catalog.^@) 'class-'))
+     WHERE r.id OPERATOR(pg_catalog.=) record;
+    RETURN record;
 END
 $$;
-COMMENT ON FUNCTION m365.take_sds_snapshots(date) IS
-'Records what the SDS feed of every configuration holds today (or on the day given) (pg_cron runs it every 12 hours)';
-REVOKE ALL ON FUNCTION m365.take_sds_snapshots(date) FROM PUBLIC;
+COMMENT ON FUNCTION m365_sds.record_feed(text, bigint) IS
+'Records today''s SDS feed as written into folder (the export calls it); NULL when folder is not the configuration''s SDS folder';
+REVOKE ALL ON FUNCTION m365_sds.record_feed(text, bigint) FROM PUBLIC;
+
+-- The users and memberships of one record (it must be kept: not removed).
+CREATE FUNCTION m365.sds_record_rows(record bigint)
+RETURNS TABLE (kind text, user_sourced_id text, value text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    config bigint;
+BEGIN
+    SELECT r.configuration_id INTO config FROM m365.sds_record AS r
+     WHERE r.id OPERATOR(pg_catalog.=) record AND r.removed_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'there is no kept SDS record %', record USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Records older than the configuration''s sds_record_school_years are removed; their counts stay in m365.sds_record.';
+    END IF;
+    RETURN QUERY
+    SELECT 'user', v.sourced_id, v.username FROM m365.sds_record_user AS v
+     WHERE v.configuration_id OPERATOR(pg_catalog.=) config
+       AND v.first_record OPERATOR(pg_catalog.<=) record AND (v.last_record IS NULL OR v.last_record OPERATOR(pg_catalog.>=) record)
+    UNION ALL
+    SELECT 'membership', v.user_sourced_id, v.group_id OPERATOR(pg_catalog.||) ' as ' OPERATOR(pg_catalog.||) v.role
+      FROM m365.sds_record_membership AS v
+     WHERE v.configuration_id OPERATOR(pg_catalog.=) config
+       AND v.first_record OPERATOR(pg_catalog.<=) record AND (v.last_record IS NULL OR v.last_record OPERATOR(pg_catalog.>=) record);
+END
+$$;
+COMMENT ON FUNCTION m365.sds_record_rows(bigint) IS 'The users (sourcedId, username) and group memberships of one SDS record';
+REVOKE ALL ON FUNCTION m365.sds_record_rows(bigint) FROM PUBLIC;
+
+-- What changed between two records of one configuration.
+CREATE FUNCTION m365.sds_changes(from_record bigint, to_record bigint)
+RETURNS TABLE (change text, user_sourced_id text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM m365.sds_record AS a
+                     JOIN m365.sds_record AS b ON b.configuration_id OPERATOR(pg_catalog.=) a.configuration_id
+                    WHERE a.id OPERATOR(pg_catalog.=) from_record AND b.id OPERATOR(pg_catalog.=) to_record) THEN
+        RAISE EXCEPTION 'records % and % are not two SDS records of one configuration', from_record, to_record
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    WITH a AS (SELECT * FROM m365.sds_record_rows(from_record)),
+         b AS (SELECT * FROM m365.sds_record_rows(to_record))
+    SELECT CASE WHEN a.user_sourced_id IS NULL THEN 'user added'
+                WHEN b.user_sourced_id IS NULL THEN 'user removed'
+                ELSE 'user renamed' END,
+           coalesce(a.user_sourced_id, b.user_sourced_id),
+           CASE WHEN a.user_sourced_id IS NULL THEN b.value
+                WHEN b.user_sourced_id IS NULL THEN a.value
+                ELSE a.value OPERATOR(pg_catalog.||) ' -> ' OPERATOR(pg_catalog.||) b.value END
+      FROM (SELECT * FROM a WHERE a.kind OPERATOR(pg_catalog.=) 'user') AS a
+      FULL JOIN (SELECT * FROM b WHERE b.kind OPERATOR(pg_catalog.=) 'user') AS b
+        ON a.user_sourced_id OPERATOR(pg_catalog.=) b.user_sourced_id
+     WHERE a.user_sourced_id IS NULL OR b.user_sourced_id IS NULL OR a.value OPERATOR(pg_catalog.<>) b.value
+    UNION ALL
+    SELECT CASE WHEN a.user_sourced_id IS NULL THEN 'membership gained' ELSE 'membership lost' END,
+           coalesce(a.user_sourced_id, b.user_sourced_id), coalesce(a.value, b.value)
+      FROM (SELECT * FROM a WHERE a.kind OPERATOR(pg_catalog.=) 'membership') AS a
+      FULL JOIN (SELECT * FROM b WHERE b.kind OPERATOR(pg_catalog.=) 'membership') AS b
+        ON a.user_sourced_id OPERATOR(pg_catalog.=) b.user_sourced_id AND a.value OPERATOR(pg_catalog.=) b.value
+     WHERE a.user_sourced_id IS NULL OR b.user_sourced_id IS NULL
+     ORDER BY 2, 1, 3;
+END
+$$;
+COMMENT ON FUNCTION m365.sds_changes(bigint, bigint) IS
+'What changed in the SDS feed between two records: users added, removed, renamed; group memberships gained or lost';
+REVOKE ALL ON FUNCTION m365.sds_changes(bigint, bigint) FROM PUBLIC;
+
+-- Retention: a record whose day is before the first school year kept (the
+-- current one and sds_record_school_years - 1 before it) loses its rows and
+-- keeps its counts; the newest record of a configuration always stays.
+-- Returns how many records were removed. Scheduled daily.
+CREATE FUNCTION m365.remove_old_sds_records()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed integer;
+BEGIN
+    PERFORM m365.forget_dropped_roles();
+    WITH cutoff AS (
+        SELECT c.id, pg_catalog.make_date(m365.school_year(m365.local_date(c.time_zone))
+                                          OPERATOR(pg_catalog.-) c.sds_record_school_years OPERATOR(pg_catalog.+) 1, 9, 1) AS keep_from
+          FROM m365.configuration AS c
+    ), gone AS (
+        UPDATE m365.sds_record AS r SET removed_at = pg_catalog.now()
+          FROM cutoff
+         WHERE r.configuration_id OPERATOR(pg_catalog.=) cutoff.id AND r.removed_at IS NULL
+           AND r.on_date OPERATOR(pg_catalog.<) cutoff.keep_from
+           AND r.id OPERATOR(pg_catalog.<) (SELECT h.newest_record FROM m365.sds_record_head AS h
+                                             WHERE h.configuration_id OPERATOR(pg_catalog.=) r.configuration_id)
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*) INTO removed FROM gone;
+    -- Versions that end before the oldest kept record belong to removed ones only.
+    WITH oldest AS (
+        SELECT r.configuration_id, pg_catalog.min(r.id) AS id FROM m365.sds_record AS r
+         WHERE r.removed_at IS NULL GROUP BY r.configuration_id
+    ), users AS (
+        DELETE FROM m365.sds_record_user AS v USING oldest
+         WHERE v.configuration_id OPERATOR(pg_catalog.=) oldest.configuration_id
+           AND v.last_record OPERATOR(pg_catalog.<) oldest.id
+    )
+    DELETE FROM m365.sds_record_membership AS v USING oldest
+     WHERE v.configuration_id OPERATOR(pg_catalog.=) oldest.configuration_id
+       AND v.last_record OPERATOR(pg_catalog.<) oldest.id;
+    RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION m365.remove_old_sds_records() IS
+'Removes the rows of SDS records older than each configuration''s retention (counts kept; never the newest); pg_cron runs it daily';
+REVOKE ALL ON FUNCTION m365.remove_old_sds_records() FROM PUBLIC;
+
+-- 0.2.0's snapshots become records: each user and membership becomes one
+-- version per run of consecutive snapshots that held it (ending NULL when
+-- the run reaches the newest snapshot); the counts and days stay.
+INSERT INTO m365.sds_record (id, configuration_id, recorded_at, on_date, counts, recorded_by)
+OVERRIDING SYSTEM VALUE
+SELECT s.id, s.configuration_id, s.taken_at, s.on_date, s.counts, 'snapshot of 0.2.0'
+  FROM m365.sds_snapshot AS s;
+SELECT pg_catalog.setval('m365.sds_record_id_seq', max(s.id)) FROM m365.sds_snapshot AS s HAVING pg_catalog.count(*) > 0;
+INSERT INTO m365.sds_record_head (configuration_id, newest_record)
+SELECT s.configuration_id, max(s.id) FROM m365.sds_snapshot AS s GROUP BY s.configuration_id;
+WITH numbered AS (
+    SELECT s.id, s.configuration_id, pg_catalog.row_number() OVER (PARTITION BY s.configuration_id ORDER BY s.id) AS k,
+           max(s.id) OVER (PARTITION BY s.configuration_id) AS newest
+      FROM m365.sds_snapshot AS s
+), held AS (
+    SELECT n.configuration_id, u.sourced_id, u.username, n.id, n.newest,
+           n.k - pg_catalog.row_number() OVER (PARTITION BY n.configuration_id, u.sourced_id, u.username ORDER BY n.k) AS run
+      FROM m365.sds_snapshot_user AS u JOIN numbered AS n ON n.id = u.snapshot_id
+)
+INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record, last_record)
+SELECT h.configuration_id, h.sourced_id, h.username, min(h.id), NULLIF(max(h.id), max(h.newest))
+  FROM held AS h GROUP BY h.configuration_id, h.sourced_id, h.username, h.run;
+WITH numbered AS (
+    SELECT s.id, s.configuration_id, pg_catalog.row_number() OVER (PARTITION BY s.configuration_id ORDER BY s.id) AS k,
+           max(s.id) OVER (PARTITION BY s.configuration_id) AS newest
+      FROM m365.sds_snapshot AS s
+), held AS (
+    SELECT n.configuration_id, m.group_id, m.user_sourced_id, m.role, n.id, n.newest,
+           n.k - pg_catalog.row_number() OVER (PARTITION BY n.configuration_id, m.group_id, m.user_sourced_id, m.role ORDER BY n.k) AS run
+      FROM m365.sds_snapshot_membership AS m JOIN numbered AS n ON n.id = m.snapshot_id
+)
+INSERT INTO m365.sds_record_membership (configuration_id, group_id, user_sourced_id, role, first_record, last_record)
+SELECT h.configuration_id, h.group_id, h.user_sourced_id, h.role, min(h.id), NULLIF(max(h.id), max(h.newest))
+  FROM held AS h GROUP BY h.configuration_id, h.group_id, h.user_sourced_id, h.role, h.run;
+ALTER EXTENSION m365_usernames DROP TABLE m365.sds_snapshot_membership;
+ALTER EXTENSION m365_usernames DROP TABLE m365.sds_snapshot_user;
+ALTER EXTENSION m365_usernames DROP SEQUENCE m365.sds_snapshot_id_seq;
+ALTER EXTENSION m365_usernames DROP TABLE m365.sds_snapshot;
+DROP TABLE m365.sds_snapshot_membership, m365.sds_snapshot_user, m365.sds_snapshot;
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_record', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_head', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_user', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_membership', '');
 
 --------------------------------------------------------------------------------
 -- 0.3.0: monitoring shows who held up a run, and stale jobs.
@@ -4544,10 +4856,14 @@ SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.enrollments');
 SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds."academicSessions"');
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds."academicSessions"');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.create_sds_reader(name, bigint)');
-SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot');
-SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_user');
-SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_snapshot_membership');
-SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.take_sds_snapshots(date)');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_record');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_record_user');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_record_membership');
+SELECT m365.allow('reader', 'EXECUTE', 'FUNCTION m365_sds.record_feed(text, bigint)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365_sds.record_feed(text, bigint)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.sds_record_rows(bigint)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.sds_changes(bigint, bigint)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.remove_old_sds_records()');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.status');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.job_status()');
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.diagnose_hold(bigint)');

@@ -41,6 +41,9 @@ AS $$
                                       AND ((d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
                                             AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.oid FROM pg_catalog.pg_class AS c
                                                                                           WHERE c.relnamespace OPERATOR(pg_catalog.=) 'm365_sds'::pg_catalog.regnamespace)))
+                                           OR (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+                                               AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT p.oid FROM pg_catalog.pg_proc AS p
+                                                                                             WHERE p.pronamespace OPERATOR(pg_catalog.=) 'm365_sds'::pg_catalog.regnamespace)))
                                            OR (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
                                                AND d.objid OPERATOR(pg_catalog.=) 'm365_sds'::pg_catalog.regnamespace::oid))))
              THEN 'it has been granted rights of its own (GRANT ... TO it); a reader has the feed''s only' END)
@@ -50,7 +53,7 @@ REVOKE ALL ON FUNCTION m365.reader_problem(regrole) FROM PUBLIC;
 -- Readers and levels of roles dropped since: their OIDs would be written by
 -- pg_dump as bare numbers, which a restore binds to whatever role has that
 -- OID in the other cluster. Forgotten whenever readers or levels change and
--- by every snapshot (every 12 hours).
+-- by the daily removal of old SDS records.
 CREATE FUNCTION m365.forget_dropped_roles()
 RETURNS integer
 LANGUAGE sql

@@ -28,10 +28,11 @@ SELECT pg_catalog.pg_extension_config_dump('m365.sds_reader', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.access_role', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.job_run', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.job_run_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('m365.sds_snapshot', '');
-SELECT pg_catalog.pg_extension_config_dump('m365.sds_snapshot_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('m365.sds_snapshot_user', '');
-SELECT pg_catalog.pg_extension_config_dump('m365.sds_snapshot_membership', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_record', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_head', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_user', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_membership', '');
 -- Not m365.username_request nor m365.username_failure: they are derived
 -- state (whom the job still has to look at). Restoring the school data fires
 -- the logging triggers, so the restore logs everyone again; the next run

@@ -131,7 +131,7 @@ INSERT INTO attempt VALUES
     ('m365_app', 'the history', 'SELECT * FROM m365.username_history', 'ok'),
     ('m365_admin', 'the job', 'SELECT m365.generate_usernames_in_transaction()', 'ok'),
     ('m365_admin', 'job_status', 'SELECT * FROM m365.job_status()', 'ok'),
-    ('m365_admin', 'snapshots', 'SELECT m365.take_sds_snapshots()', 'ok'),
+    ('m365_admin', 'old SDS records', 'SELECT m365.remove_old_sds_records()', 'ok'),
     ('sds_security_test', 'every file of the feed', $$ SELECT * FROM m365_sds.orgs, m365_sds.users, m365_sds.roles, m365_sds.classes, m365_sds.enrollments, m365_sds."academicSessions", m365_sds.left_out $$, 'ok');
 
 SELECT is(pg_temp.as_role(who, statement, 'planted, pg_catalog, public'), expected,

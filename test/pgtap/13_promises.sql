@@ -80,12 +80,12 @@ SELECT m365.create_sds_reader('promises_after_drop', 913001);
 SELECT is_empty($$ SELECT role_id FROM m365.sds_reader WHERE NOT EXISTS (SELECT FROM pg_roles AS o WHERE o.oid = role_id::oid) $$,
                 'a dropped reader''s binding is forgotten');
 
--- A snapshot records what SDS reads today, not the day the caller's session
+-- A record holds what SDS reads today, not the day the caller's session
 -- chose (a red-team find: an admin's SET m365.sds_on_date made history).
 SET LOCAL m365.sds_on_date = '2031-01-01';
-SELECT m365.take_sds_snapshots();
-SELECT is((SELECT on_date FROM m365.sds_snapshot WHERE configuration_id = 913001 ORDER BY id DESC LIMIT 1),
-          m365.configuration_today(913001), 'take_sds_snapshots ignores the caller''s m365.sds_on_date');
+SELECT m365_sds.record_feed('/srv/sds/promises', 913001);
+SELECT is((SELECT on_date FROM m365.sds_record WHERE configuration_id = 913001 ORDER BY id DESC LIMIT 1),
+          m365.configuration_today(913001), 'm365_sds.record_feed ignores the caller''s m365.sds_on_date');
 SELECT is(current_setting('m365.sds_on_date'), '2031-01-01', 'and leaves the caller''s setting as it was');
 RESET m365.sds_on_date;
 

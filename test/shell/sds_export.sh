@@ -11,7 +11,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-echo "1..33"
+echo "1..38"
 base=$(( $(date +%s) % 100000 * 1000 + 930000000 ))
 sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name) VALUES ($base, 'export test $base');
@@ -34,6 +34,7 @@ SELECT m365.create_sds_reader('sds_export_$base', $base);
 SQL
 ok $? "a configuration with 60 students, a teacher and a reader"
 
+admin_user=${PGUSER:-postgres}
 export PGUSER="sds_export_$base"
 bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/stderr"
 ok $? "the export runs as the reader"
@@ -214,5 +215,29 @@ bin/m365-sds-check "$out/parent" 2>"$out/check.err"
 status=$?
 [ $status = 1 ] && grep -q 'refers to org "location-404"' "$out/check.err"
 ok $? "m365-sds-check: a dangling parentSourcedId is found (exit $status)"
+
+# The record of what SDS received: the reader's first export claimed its
+# folder; an unchanged feed adds a record and no row version; a preview
+# (--on-date, another folder) records nothing; a reader records its own
+# configuration only.
+asadmin() { PGUSER=$admin_user psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
+records() { asadmin -c "SELECT count(*) FROM m365.sds_record WHERE configuration_id = $base"; }
+version_rows() { asadmin -c "SELECT (SELECT count(*) FROM m365.sds_record_user WHERE configuration_id = $base) + (SELECT count(*) FROM m365.sds_record_membership WHERE configuration_id = $base)"; }
+[ "$(asadmin -c "SELECT sds_folder FROM m365.configuration WHERE id = $base")" = "$(cd "$out" && pwd -P)/sds" ] &&
+	[ "$(asadmin -c "SELECT count(*) FROM m365.sds_record WHERE configuration_id = $base AND recorded_by = 'sds_export_$base' AND (counts ->> 'users')::int > 0")" -ge 1 ]
+ok $? "the reader's first export recorded its feed and made its folder the configuration's SDS folder"
+records_before=$(records) rows_before=$(version_rows)
+bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/again.err"
+[ "$(records)" = $((records_before + 1)) ] && [ "$(version_rows)" = "$rows_before" ] && grep -q 'recorded as SDS record' "$out/again.err"
+ok $? "an unchanged feed exported again: one record more, no row version more"
+bin/m365-sds-export -d "dbname=$db" --on-date "$(date -d '+3 days' +%F)" "$out/sds" 2>"$out/preview.err"
+[ "$(records)" = $((records_before + 1)) ] && grep -q 'a preview' "$out/preview.err"
+ok $? "--on-date is a preview: written, not recorded"
+bin/m365-sds-export -d "dbname=$db" "$out/elsewhere" 2>"$out/elsewhere.err"
+[ "$(records)" = $((records_before + 1)) ] && grep -q 'a preview' "$out/elsewhere.err"
+ok $? "an export to another folder is a preview: written, not recorded"
+psql -X -q -At -d "$db" -c "SELECT m365_sds.record_feed('/srv/sds/other', 1)" 2>"$out/other.err"
+[ $? != 0 ] && grep -q 'may not record the SDS feed of configuration 1' "$out/other.err"
+ok $? "a reader may not record another configuration's feed"
 
 [ "$failed" = 0 ]

@@ -26,7 +26,7 @@
 #   not ok 13 - admin of A in B: m365.generate_usernames() (got 00000: 1 )
 #   not ok 14 - admin of A in B: read m365_sds.users of a configuration of B (got 00000: 0 )
 #   not ok 15 - admin of A in B: m365.create_sds_reader (got 00000:  )
-#   not ok 16 - admin of A in B: m365.take_sds_snapshots() (got 00000: 2 )
+#   not ok 16 - admin of A in B: m365.take_sds_snapshots() (got 00000: 2 ), since m365.remove_old_sds_records()
 #   not ok 17 - admin of A in B: m365.schedule_jobs() (got 00000: NOTICE:  pg_cron is not installed in database ...)
 #   ok 18 # skip m365.grant_access() does not exist in this version
 #   not ok 19 - the SDS reader of A in B: read m365_sds.users (got 00000: 0 )
@@ -156,7 +156,7 @@ refused "$admin_one" "$db_b" "SELECT m365.generate_usernames_in_transaction()" "
 refused "$admin_one" "$db_b" "SET m365.sds_configuration = '$cfg_b'; SELECT count(*) FROM m365_sds.users" \
 	"admin of A in B: read m365_sds.users of a configuration of B"
 refused "$admin_one" "$db_b" "SELECT m365.create_sds_reader('$evil_reader', $cfg_b)" "admin of A in B: m365.create_sds_reader"
-refused "$admin_one" "$db_b" "SELECT m365.take_sds_snapshots()" "admin of A in B: m365.take_sds_snapshots()"
+refused "$admin_one" "$db_b" "SELECT m365.remove_old_sds_records()" "admin of A in B: m365.remove_old_sds_records()"
 refused "$admin_one" "$db_b" "SELECT m365.schedule_jobs()" "admin of A in B: m365.schedule_jobs()"
 if [ "$grant_access" = t ]; then
 	refused "$admin_one" "$db_b" "SELECT m365.grant_access('$admin_one', 'admin')" "admin of A in B: m365.grant_access() to itself"

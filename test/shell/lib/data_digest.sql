@@ -6,8 +6,26 @@
 -- issued with its owner, wherever a version keeps it (0.2.0: all in the
 -- ledger; 0.3.0: in use in username, the others in the ledger).
 \set ON_ERROR_STOP on
+-- What SDS received, as one row per record and one per user of a record,
+-- whether kept as 0.2.0's snapshots or as 0.3.0's records stored by change.
+SELECT to_regclass('m365.sds_record') IS NOT NULL AS has_record \gset
+\if :has_record
+CREATE TEMP VIEW recorded AS SELECT id, configuration_id, on_date, counts FROM m365.sds_record;
+CREATE TEMP VIEW recorded_user AS
+SELECT r.id AS record_id, v.sourced_id, v.username FROM m365.sds_record AS r
+  JOIN m365.sds_record_user AS v ON v.configuration_id = r.configuration_id AND v.first_record <= r.id
+                                 AND (v.last_record IS NULL OR v.last_record >= r.id);
+CREATE TEMP VIEW recorded_membership AS
+SELECT r.id AS record_id, v.group_id, v.user_sourced_id, v.role FROM m365.sds_record AS r
+  JOIN m365.sds_record_membership AS v ON v.configuration_id = r.configuration_id AND v.first_record <= r.id
+                                       AND (v.last_record IS NULL OR v.last_record >= r.id);
+\else
+CREATE TEMP VIEW recorded AS SELECT id, configuration_id, on_date, counts FROM m365.sds_snapshot;
+CREATE TEMP VIEW recorded_user AS SELECT snapshot_id AS record_id, sourced_id, username FROM m365.sds_snapshot_user;
+CREATE TEMP VIEW recorded_membership AS SELECT snapshot_id AS record_id, group_id, user_sourced_id, role FROM m365.sds_snapshot_membership;
+\endif
 SELECT string_agg(t || ':' || d, ' ' ORDER BY t) FROM (
-    SELECT 'configuration' AS t, md5(string_agg((to_jsonb(x) - 'time_zone')::text, '|' ORDER BY x.id)) AS d FROM m365.configuration AS x
+    SELECT 'configuration' AS t, md5(string_agg((to_jsonb(x) - 'time_zone' - 'sds_folder' - 'sds_record_school_years')::text, '|' ORDER BY x.id)) AS d FROM m365.configuration AS x
     UNION ALL SELECT 'username', md5(string_agg((to_jsonb(x) - 'base' - 'suffix' - 'format')::text, '|' ORDER BY x.id)) FROM m365.username AS x
     UNION ALL SELECT 'issued', md5(string_agg(concat_ws(' ', x.configuration_id, x.local_part, x.person_kind, x.person_id), '|'
                                               ORDER BY x.configuration_id, x.local_part)) FROM (
@@ -25,6 +43,7 @@ SELECT string_agg(t || ':' || d, ' ' ORDER BY t) FROM (
     UNION ALL SELECT 'sds_reader', md5(string_agg(r, '|' ORDER BY r)) FROM (
         SELECT concat_ws(' ', coalesce(to_jsonb(x) ->> 'role_name', to_jsonb(x) ->> 'role_id'), x.configuration_id, x.created_at) AS r
           FROM m365.sds_reader AS x) AS x
-    UNION ALL SELECT 'sds_snapshot', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.sds_snapshot AS x
-    UNION ALL SELECT 'sds_snapshot_user', md5(string_agg(x::text, '|' ORDER BY x.snapshot_id, x.sourced_id)) FROM m365.sds_snapshot_user AS x
+    UNION ALL SELECT 'sds_record', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM recorded AS x
+    UNION ALL SELECT 'sds_record_user', md5(string_agg(x::text, '|' ORDER BY x.record_id, x.sourced_id)) FROM recorded_user AS x
+    UNION ALL SELECT 'sds_record_membership', md5(string_agg(x::text, '|' ORDER BY x::text)) FROM recorded_membership AS x
 ) AS digests;

@@ -1,6 +1,6 @@
 -- After test/shell/lib/school_data.sql: part of the people get usernames (560 stay queued),
 -- one whose name yields nothing, sync flags, an edit with its history row,
--- an SDS reader and a snapshot. Shared by the backup and upgrade tests.
+-- an SDS reader and two records of the feed (0.2.0: snapshots). Shared by the backup and upgrade tests.
 \set ON_ERROR_STOP on
 ANALYZE;  -- as a DBA does after a bulk load
 -- The first 1,500 people get their username, 560 stay waiting: 0.1.0 and
@@ -23,4 +23,14 @@ SELECT m365.set_location_sync(11, true);
 SET m365.app_user = 'backup.test';
 SELECT m365.set_username((SELECT username_id FROM m365.student_usernames(11) ORDER BY student_id LIMIT 1), 'hernoemd.kind');
 SELECT m365.create_sds_reader('sds_backup_test', 1);
+-- Two records of what SDS received, with a change between them (0.2.0: snapshots).
+SELECT to_regprocedure('m365_sds.record_feed(text, bigint)') IS NOT NULL AS has_record \gset
+\if :has_record
+SELECT m365_sds.record_feed('/srv/sds/test', 1);
+UPDATE m365.username SET sync = false WHERE id = (SELECT min(id) FROM m365.username WHERE sync AND configuration_id = 1);
+SELECT m365_sds.record_feed('/srv/sds/test', 1);
+\else
 SELECT m365.take_sds_snapshots();
+UPDATE m365.username SET sync = false WHERE id = (SELECT min(id) FROM m365.username WHERE sync AND configuration_id = 1);
+SELECT m365.take_sds_snapshots();
+\endif
