@@ -3927,6 +3927,38 @@ END
 $$;
 REVOKE ALL ON FUNCTION m365.source_in_hierarchy(oid) FROM PUBLIC;
 
+-- Whether planning a read of the table would run code of its owner's: an
+-- index expression or predicate, or an extended statistics expression, that
+-- calls a function or operator (or uses an operator class) outside
+-- pg_catalog. The planner folds those while it plans any query of the
+-- table, in the reading session: such code could read or close that
+-- session's cursors, release its locks, or end it with FATAL (red-team
+-- round six). Asked with the table locked, right before each read.
+CREATE FUNCTION m365.source_runs_code(t oid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT FROM pg_catalog.pg_depend AS d
+         WHERE ((d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                 AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT i.indexrelid FROM pg_catalog.pg_index AS i
+                                                               WHERE i.indrelid OPERATOR(pg_catalog.=) t)))
+             OR (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass
+                 AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.oid FROM pg_catalog.pg_statistic_ext AS x
+                                                               WHERE x.stxrelid OPERATOR(pg_catalog.=) t))))
+           AND ((d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+                 AND EXISTS (SELECT FROM pg_catalog.pg_proc AS p WHERE p.oid OPERATOR(pg_catalog.=) d.refobjid
+                                AND p.pronamespace OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.regnamespace))
+             OR (d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_operator'::pg_catalog.regclass
+                 AND EXISTS (SELECT FROM pg_catalog.pg_operator AS o WHERE o.oid OPERATOR(pg_catalog.=) d.refobjid
+                                AND o.oprnamespace OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.regnamespace))
+             OR (d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_opclass'::pg_catalog.regclass
+                 AND EXISTS (SELECT FROM pg_catalog.pg_opclass AS c WHERE c.oid OPERATOR(pg_catalog.=) d.refobjid
+                                AND c.opcnamespace OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.regnamespace))))
+$$;
+REVOKE ALL ON FUNCTION m365.source_runs_code(oid) FROM PUBLIC;
+
 -- Why a source cannot feed its entity as registered (NULL: it can): the
 -- table is gone or no longer a plain table, a column was renamed or dropped,
 -- or its type changed to one that does not fit. Asked before every use, so
@@ -3945,6 +3977,8 @@ BEGIN
             THEN pg_catalog.format('%s is now a partition, a parent or a child of another table (writes through one fire the other''s triggers)', s.source)
         WHEN c.relforcerowsecurity
             THEN pg_catalog.format('%s now forces row-level security: its owner, who reads it for the copy, may not see every row', s.source)
+        WHEN m365.source_runs_code(c.oid)
+            THEN pg_catalog.format('an index or statistics object of %s now calls code outside pg_catalog, which reading it would run', s.source)
         ELSE (SELECT pg_catalog.string_agg(
                          CASE WHEN a.attname IS NULL THEN pg_catalog.format('column %I is gone (renamed or dropped)', m.source_column)
                               ELSE pg_catalog.format('column %I is of type %s, which does not fit %s', m.source_column,
@@ -4496,6 +4530,11 @@ BEGIN
     IF rel.relforcerowsecurity THEN
         RAISE EXCEPTION '% forces row-level security', source USING ERRCODE = 'feature_not_supported',
             DETAIL = 'The copy reads the table as its owner, whom FORCE ROW LEVEL SECURITY may hide rows from: the copy would lose them.';
+    END IF;
+    IF m365.source_runs_code(source) THEN
+        RAISE EXCEPTION 'an index or statistics object of % calls code outside pg_catalog', source USING ERRCODE = 'feature_not_supported',
+            DETAIL = 'Planning any read of the table runs it, in the session that reads (an administrator''s, the job''s).',
+            HINT = 'Index and statistics expressions over pg_catalog''s own functions and operators only.';
     END IF;
     IF m365.source_in_hierarchy(source) THEN
         RAISE EXCEPTION '% is a partition, or a parent or child by inheritance', source USING ERRCODE = 'wrong_object_type',

@@ -6,10 +6,14 @@
  * owner's rights, never the extension's.
  *
  * Reading a table can run code of whoever owns it: the planner folds the
- * IMMUTABLE functions of its statistics expressions, a view can take the
- * table's old name, an implicit cast of its own type can sit in a join (all
- * red-team finds, each of which ran the application's code as the superuser
- * owner). PostgreSQL's own maintenance commands (ANALYZE, REFRESH
+ * IMMUTABLE functions of its index and statistics expressions, a view can
+ * take the table's old name, an implicit cast of its own type can sit in a
+ * join (red-team finds, each of which ran the application's code as the
+ * superuser owner). A table whose indexes or statistics call code outside
+ * pg_catalog is not read at all (m365.source_runs_code, asked right before
+ * the plan): run as its owner, that code still reached the reading session's
+ * cursors, locks and exit_on_error. What remains is guarded the way
+ * PostgreSQL's own maintenance commands (ANALYZE, REFRESH
  * MATERIALIZED VIEW) switch to the table's owner in a security-restricted
  * operation for that reason; m365.source_read does the same, with pinned
  * settings, so that neither the caller's session (DateStyle, enable_*) nor
@@ -97,12 +101,27 @@ ReadAsOwner(FunctionCallInfo fcinfo)
 	int nest_level = NewGUCNestLevel();
 	for (const auto& setting : kReadSettings)
 		(void) set_config_option(setting[0], setting[1], PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 
 	PG_TRY();
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("m365.source_read: SPI_connect failed")));
+		/* Planning the read folds the table's index and statistics
+		 * expressions: code of the owner's there would run in this session,
+		 * where it could read or close the caller's cursors, release its
+		 * locks or end it with FATAL (red-team round six). Asked here, the
+		 * last moment before the plan (the callers ask too). */
+		Oid checkargs[1] = {OIDOID};
+		Datum checkrel[1] = {ObjectIdGetDatum(relid)};
+		bool isnull = true;
+		if (SPI_execute_with_args("SELECT m365.source_runs_code($1)", 1, checkargs, checkrel, nullptr, true, 1) != SPI_OK_SELECT ||
+		    SPI_processed != 1)
+			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("m365.source_read: the check of the table failed")));
+		Datum runs = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull || DatumGetBool(runs))
+			ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			                errmsg("an index or statistics object of the attached table %u calls code outside pg_catalog, which reading it would run", relid)));
+		SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 		if (SPI_execute_with_args(query, 2, argtypes, args, nulls, true, 0) != SPI_OK_SELECT)
 			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("m365.source_read reads with a SELECT only")));
 		TupleDesc got = SPI_tuptable->tupdesc;
