@@ -12,7 +12,9 @@
 -- kept; the newest is never removed.
 ALTER TABLE m365.configuration
     ADD COLUMN sds_folder text
-        CONSTRAINT configuration_sds_folder_absolute CHECK (pg_catalog.left(sds_folder, 1) OPERATOR(pg_catalog.=) '/'),
+        -- As the export names it: absolute, no "." or ".." part, no "//", no "/" at the end.
+        CONSTRAINT configuration_sds_folder_absolute
+            CHECK (sds_folder OPERATOR(pg_catalog.~) '^(/[^/]+)+$' AND sds_folder OPERATOR(pg_catalog.!~) '/\.\.?(/|$)'),
     ADD COLUMN sds_record_school_years integer NOT NULL DEFAULT 2
         CONSTRAINT configuration_sds_record_school_years_positive CHECK (sds_record_school_years OPERATOR(pg_catalog.>=) 1);
 
@@ -30,13 +32,13 @@ SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_record');
 CREATE INDEX sds_record_configuration ON m365.sds_record (configuration_id, id);
 COMMENT ON TABLE m365.sds_record IS 'Each feed of a configuration that SDS received (the export records it): when, which day, counts';
 
--- The newest record of each configuration. Every record updates its row, so
--- that two exports cannot record on top of the same newest one: the second
--- waits, or under REPEATABLE READ (the export) fails with 40001 and swaps
--- nothing.
+-- The newest record of each configuration. A recording locks its row before
+-- it takes a record id and updates it, so that two recordings cannot build
+-- on the same newest one: the second fails with 40001 (or 23505 for a first
+-- record) and swaps nothing.
 CREATE TABLE m365.sds_record_head (
     configuration_id bigint PRIMARY KEY REFERENCES m365.configuration (id) ON DELETE CASCADE,
-    newest_record    bigint NOT NULL
+    newest_record    bigint           -- NULL: none yet
 );
 
 CREATE TABLE m365.sds_record_user (
@@ -105,7 +107,10 @@ REVOKE ALL ON FUNCTION m365.sds_session_configuration(bigint) FROM PUBLIC;
 -- Records the feed of today as the export has just written it into folder
 -- (the caller's transaction commits it once the files are in place). Returns
 -- the record, or NULL when folder is not the configuration's SDS folder (a
--- preview). A reader records its own configuration; an admin names one.
+-- preview). A reader records its own configuration; an admin names one. In a
+-- REPEATABLE READ transaction only: the export's, whose snapshot the files
+-- come from (under READ COMMITTED each statement would see another moment,
+-- and two calls at once interleaved their versions: a red-team find).
 CREATE FUNCTION m365_sds.record_feed(folder text, configuration_id bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -130,30 +135,32 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'An SDS reader records its own configuration; a superuser or m365_admin member names one.';
     END IF;
-    IF folder IS NULL OR pg_catalog.left(folder, 1) OPERATOR(pg_catalog.<>) '/' THEN
-        RAISE EXCEPTION 'record_feed needs the absolute path of the folder the feed was written to'
+    IF folder IS NULL OR folder OPERATOR(pg_catalog.!~) '^(/[^/]+)+$' OR folder OPERATOR(pg_catalog.~) '/\.\.?(/|$)' THEN
+        RAISE EXCEPTION 'record_feed needs the absolute path of the folder the feed was written to, as the export names it'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.=) 'read committed' THEN
+        RAISE EXCEPTION 'record_feed runs in a REPEATABLE READ transaction, whose snapshot the files were written from'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     SELECT c.sds_folder INTO kept FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) config;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'configuration % does not exist', config USING ERRCODE = 'foreign_key_violation';
     END IF;
     IF kept IS NOT NULL AND kept OPERATOR(pg_catalog.<>) folder THEN
+        RAISE NOTICE 'not recorded: % is not the SDS folder of configuration % (%)', folder, config, kept;
         RETURN NULL;
     END IF;
+    -- One record at a time per configuration, locked before the record's id
+    -- is taken (see sds_record_head).
+    INSERT INTO m365.sds_record_head (configuration_id) VALUES (config) ON CONFLICT ON CONSTRAINT sds_record_head_pkey DO NOTHING;
+    SELECT h.newest_record INTO newest FROM m365.sds_record_head AS h
+     WHERE h.configuration_id OPERATOR(pg_catalog.=) config FOR UPDATE;
     PERFORM pg_catalog.set_config('m365.sds_configuration', config::text, true);
     INSERT INTO m365.sds_record (configuration_id, on_date, counts, folder)
     SELECT config, s.on_date, '{}', folder FROM m365.sds_scope AS s
     RETURNING id INTO record;
-    -- One record at a time per configuration (see sds_record_head).
-    SELECT h.newest_record INTO newest FROM m365.sds_record_head AS h
-     WHERE h.configuration_id OPERATOR(pg_catalog.=) config FOR UPDATE;
-    IF FOUND THEN
-        UPDATE m365.sds_record_head AS h SET newest_record = record WHERE h.configuration_id OPERATOR(pg_catalog.=) config;
-    ELSE
-        -- Two first records at once: the second fails here (23505), unrecorded.
-        INSERT INTO m365.sds_record_head (configuration_id, newest_record) VALUES (config, record);
-    END IF;
+    UPDATE m365.sds_record_head AS h SET newest_record = record WHERE h.configuration_id OPERATOR(pg_catalog.=) config;
     IF kept IS NULL THEN
         UPDATE m365.configuration AS c SET sds_folder = folder WHERE c.id OPERATOR(pg_catalog.=) config;
     END IF;
@@ -161,8 +168,10 @@ BEGIN
     -- A version that is not in this feed ends with the newest record before
     -- it; what is new starts with this one. Both read the versions as they
     -- were before the statement.
+    -- The rows of the files, from the views the files are written from
+    -- (m365_sds.users, roles and enrollments are these, formatted).
     WITH feed AS MATERIALIZED (
-        SELECT u."sourcedId" AS sourced_id, u.username FROM m365_sds.users AS u
+        SELECT u.sourced_id, u.username FROM m365.sds_user AS u
     ), ended AS (
         UPDATE m365.sds_record_user AS v SET last_record = newest
          WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
@@ -175,10 +184,12 @@ BEGIN
                         WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
                           AND v.sourced_id OPERATOR(pg_catalog.=) f.sourced_id AND v.username OPERATOR(pg_catalog.=) f.username);
 
+    -- One row per user, group and role in each (a location belongs to one
+    -- school; class members are a UNION): no duplicates to remove.
     WITH feed AS MATERIALIZED (
-        SELECT r."orgSourcedId" AS group_id, r."userSourcedId" AS user_sourced_id, r.role FROM m365_sds.roles AS r
-        UNION
-        SELECT e."classSourcedId", e."userSourcedId", e.role FROM m365_sds.enrollments AS e
+        SELECT 'location-' OPERATOR(pg_catalog.||) r.location_id AS group_id, r.user_sourced_id, r.role FROM m365.sds_role AS r
+        UNION ALL
+        SELECT 'class-' OPERATOR(pg_catalog.||) m.class_id, m.user_sourced_id, m.role FROM m365.sds_class_member AS m
     ), ended AS (
         UPDATE m365.sds_record_membership AS v SET last_record = newest
          WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL

@@ -3,8 +3,10 @@
 -- diff of the two feeds computed in full when they were recorded (a property
 -- test over random changes); a preview records nothing; retention removes
 -- old records' rows, keeps their counts and never the newest.
-BEGIN;
-SELECT plan(15);
+-- REPEATABLE READ, as the export's holder session: record_feed refuses READ COMMITTED.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT plan(21);
+\ir lib/session.psql
 
 INSERT INTO m365.configuration (id, name) VALUES (924001, 'records'), (924002, 'records, other tenant');
 INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (924001, 'R', 924001, 'r.be'), (924002, 'O', 924002, 'o.be');
@@ -27,9 +29,7 @@ SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration
 
 -- The feed as the views give it now, in full, kept per record for the property test.
 CREATE TEMP TABLE full_feed (record bigint, kind text, user_sourced_id text, value text);
-CREATE FUNCTION pg_temp.record_and_keep() RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    r bigint := m365_sds.record_feed('/srv/sds/records', 924001);
+CREATE FUNCTION pg_temp.keep(r bigint) RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM set_config('m365.sds_configuration', '924001', true);
     INSERT INTO full_feed
@@ -42,6 +42,8 @@ BEGIN
     RETURN r;
 END
 $$;
+CREATE FUNCTION pg_temp.record_and_keep() RETURNS bigint LANGUAGE sql
+RETURN pg_temp.keep(m365_sds.record_feed('/srv/sds/records', 924001));
 
 -- 1. The first record holds the feed; it claims the folder.
 SELECT pg_temp.record_and_keep() AS first \gset
@@ -70,12 +72,49 @@ SELECT throws_ok($$ SELECT m365_sds.record_feed('relative/folder', 924001) $$, '
 SELECT throws_ok($$ SELECT m365_sds.record_feed('/srv/sds/records') $$, '42501', NULL,
                  'an admin session names the configuration (a reader gets its own)');
 
+-- The day is today in the configuration's time zone, whatever the caller's
+-- session says (a red-team find: an admin's SET m365.sds_on_date made history).
+SET LOCAL m365.sds_on_date = '2031-01-01';
+SELECT m365_sds.record_feed('/srv/sds/records', 924001) AS third \gset
+SELECT is(current_setting('m365.sds_on_date'), '2031-01-01', 'record_feed leaves the caller''s m365.sds_on_date as it was');
+RESET m365.sds_on_date;
+SELECT pg_temp.keep(:third);
+SELECT is((SELECT on_date FROM m365.sds_record WHERE id = :third), m365.configuration_today(924001),
+          'and records today, not that day (the property test below checks its rows too)');
+SELECT throws_ok($$ UPDATE m365.configuration SET sds_folder = '/srv/sds/records/' WHERE id = 924001 $$, '23514', NULL,
+                 'an SDS folder is named as the export names it: no "/" at the end (nor "//", ".", "..")');
+
+-- READ COMMITTED is refused: each statement would see another moment, and
+-- two calls at once interleaved their versions (red-team find: records
+-- holding rows they never had, sds_changes wrong).
+SELECT dblink_connect('a', (SELECT info FROM conn));
+SELECT dblink_connect('b', (SELECT info FROM conn));
+SELECT throws_ok($$ SELECT * FROM dblink('a', 'SELECT m365_sds.record_feed(''/srv/sds/records'', 924001)') AS t(x bigint) $$,
+                 '55000', NULL, 'record_feed refuses READ COMMITTED: 55000');
+-- Two recordings at once, as two exports (REPEATABLE READ): the second
+-- fails and records nothing (the export then swaps nothing). Committed, as
+-- the other dblink tests: the configuration is one of this run's own.
+CREATE TEMP TABLE race AS
+SELECT id FROM dblink('a', $$INSERT INTO m365.configuration (name) VALUES ('records race ' || pg_backend_pid()) RETURNING id$$) AS t(id bigint);
+SELECT dblink_exec('a', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT * FROM dblink('a', format('SELECT m365_sds.record_feed(''/srv/sds/race'', %s)', (SELECT id FROM race))) AS t(x bigint);
+SELECT dblink_exec('b', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT * FROM dblink('b', 'SELECT 1') AS t(x int);
+SELECT dblink_exec('a', 'COMMIT');
+SELECT throws_ok(format($$ SELECT * FROM dblink('b', 'SELECT m365_sds.record_feed(''/srv/sds/race'', %s)') AS t(x bigint) $$, (SELECT id FROM race)),
+                 '40001', NULL, 'two recordings at once: the second fails with 40001');
+SELECT dblink_exec('b', 'ROLLBACK');
+SELECT is((SELECT x FROM dblink('b', format('SELECT count(*) || '' '' || (SELECT newest_record = (SELECT max(id) FROM m365.sds_record WHERE configuration_id = %1$s) FROM m365.sds_record_head WHERE configuration_id = %1$s) FROM m365.sds_record WHERE configuration_id = %1$s',
+                                             (SELECT id FROM race))) AS t(x text)), '1 true', 'one record, and the head names it');
+SELECT dblink_disconnect('a');
+SELECT dblink_disconnect('b');
+
 -- 4. Twelve records over random changes: renames, sync off and on, ended
 --    enrolments, class moves, a teacher leaving a class.
 SELECT setseed(0.24);
 SET m365.app_user = 'records.test';
 CREATE TEMP TABLE kept (record bigint);
-INSERT INTO kept VALUES (:first), (:second);
+INSERT INTO kept VALUES (:first), (:second), (:third);
 DO $$
 DECLARE
     step integer;
@@ -122,7 +161,7 @@ SELECT a.record AS a, b.record AS b, d.*
 SELECT cmp_ok((SELECT count(*) FROM expected_changes), '>', 100::bigint, 'the pairs of records differ in many rows');
 SELECT set_eq($$ SELECT a.record AS a, b.record AS b, c.* FROM kept AS a, kept AS b, m365.sds_changes(a.record, b.record) AS c $$,
               'SELECT * FROM expected_changes',
-              'sds_changes(a, b) equals the diff of the two full feeds, for every pair of the 14 records');
+              'sds_changes(a, b) equals the diff of the two full feeds, for every pair of the 15 records');
 SELECT set_eq('SELECT record, kind, user_sourced_id, value FROM kept, m365.sds_record_rows(record)',
               'SELECT * FROM full_feed', 'every record gives back its feed exactly');
 

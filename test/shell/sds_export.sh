@@ -11,7 +11,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-echo "1..38"
+echo "1..41"
 base=$(( $(date +%s) % 100000 * 1000 + 930000000 ))
 sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name) VALUES ($base, 'export test $base');
@@ -239,9 +239,29 @@ bin/m365-sds-export -d "dbname=$db" --on-date "$(date -d '+3 days' +%F)" "$out/s
 [ "$(records)" = $((records_before + 1)) ] && grep -q 'a preview' "$out/preview.err"
 ok $? "--on-date is a preview: written, not recorded"
 bin/m365-sds-export -d "dbname=$db" "$out/elsewhere" 2>"$out/elsewhere.err"
-[ "$(records)" = $((records_before + 1)) ] && grep -q 'a preview' "$out/elsewhere.err"
+[ "$(records)" = $((records_before + 1)) ] && grep -q 'a preview' "$out/elsewhere.err" && grep -q 'is not the SDS folder of configuration' "$out/elsewhere.err"
 ok $? "an export to another folder is a preview: written, not recorded"
-psql -X -q -At -d "$db" -c "SELECT m365_sds.record_feed('/srv/sds/other', 1)" 2>"$out/other.err"
+cp -rL "$out/sds" "$out/before_options"
+PGOPTIONS="-c m365.sds_on_date=$(date -d '+400 days' +%F)" bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/options.err"
+[ "$(records)" = $((records_before + 2)) ] && diff -r "$out/before_options" "$out/sds" >/dev/null
+ok $? "a day the session brings along (PGOPTIONS) is overridden: today's files, recorded as today's (red-team find: files of another day recorded as today's)"
+PGUSER=$admin_user bin/m365-sds-export -c "$base" -d "dbname=$db" "$out/sds" 2>"$out/admin.err"
+[ "$(records)" = $((records_before + 3)) ] && grep -q 'recorded as SDS record' "$out/admin.err"
+ok $? "an admin's export with -c into the configuration's folder records too (red-team find: it was taken for a preview)"
+# Killed right after the swap (a stand-in mv that sends TERM to the export
+# once the link is in place): the new version stays whole and linked.
+mkdir -p "$out/wrap"
+cat >"$out/wrap/mv" <<'MV'
+#!/usr/bin/env bash
+/bin/mv "$@"; status=$?
+case "$*" in *.sds.link.*) kill -TERM "$PPID" ;; esac
+exit $status
+MV
+chmod +x "$out/wrap/mv"
+PATH="$out/wrap:$PATH" bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null
+[ -L "$out/sds" ] && [ -s "$out/sds/users.csv" ] && diff -r "$out/before_options" "$out/sds" >/dev/null
+ok $? "an export killed right after the swap leaves the new feed whole and linked (red-team find: its clean-up removed it)"
+psql -X -q -At -d "$db" -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT m365_sds.record_feed('/srv/sds/other', 1)" 2>"$out/other.err"
 [ $? != 0 ] && grep -q 'may not record the SDS feed of configuration 1' "$out/other.err"
 ok $? "a reader may not record another configuration's feed"
 

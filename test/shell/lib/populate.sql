@@ -26,9 +26,13 @@ SELECT m365.create_sds_reader('sds_backup_test', 1);
 -- Two records of what SDS received, with a change between them (0.2.0: snapshots).
 SELECT to_regprocedure('m365_sds.record_feed(text, bigint)') IS NOT NULL AS has_record \gset
 \if :has_record
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT m365_sds.record_feed('/srv/sds/test', 1);
+COMMIT;
 UPDATE m365.username SET sync = false WHERE id = (SELECT min(id) FROM m365.username WHERE sync AND configuration_id = 1);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT m365_sds.record_feed('/srv/sds/test', 1);
+COMMIT;
 \else
 SELECT m365.take_sds_snapshots();
 UPDATE m365.username SET sync = false WHERE id = (SELECT min(id) FROM m365.username WHERE sync AND configuration_id = 1);
