@@ -3102,7 +3102,9 @@ CREATE TRIGGER configuration_sds_record_versions_go
 -- The configuration whose feed this session may record, by the role that
 -- logged in (SESSION_USER: a definer function sees itself as CURRENT_USER,
 -- and a session cannot change who logged in): a reader its own; the
--- superuser or a member of an admin-level role the one it names.
+-- superuser or a member of an admin-level role the one it names. The rule
+-- of m365.sds_scope, which asks it of CURRENT_USER for the views (a view
+-- cannot call a function of schema m365 on a reader's behalf).
 CREATE FUNCTION m365.sds_session_configuration(chosen bigint)
 RETURNS bigint
 LANGUAGE sql STABLE
