@@ -63,7 +63,8 @@ BEGIN
     END IF;
     IF turnover <> 'join' THEN
         PERFORM m365.generate_usernames_in_transaction();
-        PERFORM m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id = 9 AND NOT sync;
+        -- (array_agg of no row is NULL, which set_sync refuses.)
+        PERFORM m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id = 9 AND NOT sync HAVING count(*) > 0;
     END IF;
 END
 $$;

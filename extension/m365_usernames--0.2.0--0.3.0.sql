@@ -2841,7 +2841,11 @@ COMMENT ON VIEW m365_sds.users IS 'users.csv: every synced, active user with a f
 -- location of their schools. One row per user, org and role: a class change
 -- inside a location (one enrolment ends the day the next starts) is one role,
 -- from the first start to the last end (open when one is open).
-CREATE VIEW m365.sds_role AS
+-- The rule without the feed's user set (m365.sds_role joins it): the record
+-- of what SDS received computes that set once for both (87_sds_records.sql).
+-- A student's or teacher's rows are numbered among their own, so leaving
+-- out whole people afterwards numbers the rest the same.
+CREATE VIEW m365.sds_role_candidate AS
 WITH scope AS (SELECT * FROM m365.sds_scope),
 -- A student's active enrolments, one row per location (no join outside it
 -- without an equality: with nested loops switched off, as the export does,
@@ -2857,23 +2861,27 @@ student_location AS (
                              AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
      GROUP BY e.student_id, e.location_id, m365.school_year(scope.on_date)
 )
-SELECT 'student-' OPERATOR(pg_catalog.||) g.student_id AS user_sourced_id, g.location_id,
+SELECT 'student'::text AS person_kind, g.student_id AS person_id,
+       'student-' OPERATOR(pg_catalog.||) g.student_id AS user_sourced_id, g.location_id,
        'student'::text AS role, g.school_year,
        pg_catalog.row_number() OVER (PARTITION BY g.student_id ORDER BY g.latest_start DESC, g.location_id) OPERATOR(pg_catalog.=) 1 AS is_primary,
        g.start_date, g.end_date
   FROM student_location AS g
-  -- A join, not a correlated EXISTS: the view is then computed once, not per row.
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) g.student_id
 UNION ALL
-SELECT 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', m365.school_year(scope.on_date),
+SELECT 'staff', ss.staff_id, 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', m365.school_year(scope.on_date),
        pg_catalog.row_number() OVER (PARTITION BY ss.staff_id ORDER BY ss.linked_at, ss.school_id, l.id) OPERATOR(pg_catalog.=) 1,
        NULL::date, NULL::date
   FROM scope
   JOIN m365.school AS sc ON sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
   JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
   JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
-                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id;
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id;
+
+-- A join, not a correlated EXISTS: the user set is then computed once, not per row.
+CREATE VIEW m365.sds_role AS
+SELECT c.user_sourced_id, c.location_id, c.role, c.school_year, c.is_primary, c.start_date, c.end_date
+  FROM m365.sds_role_candidate AS c
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id;
 CREATE VIEW m365_sds.roles WITH (security_barrier) AS
 SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||) r.location_id AS "orgSourcedId",
        r.role AS "role", 'sy-' OPERATOR(pg_catalog.||) r.school_year AS "sessionSourcedId", NULL::text AS "grade",
@@ -2884,10 +2892,11 @@ SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||)
 -- A fence (see m365_sds.left_out).
 OFFSET 0;
 COMMENT ON VIEW m365_sds.roles IS 'roles.csv: a student role per active enrolment, a teacher role per location of the staff member''s schools';
--- Class members: students by active enrolment, assigned teachers.
-CREATE VIEW m365.sds_class_member AS
+-- Class members: students by active enrolment, assigned teachers. The rule
+-- without the feed's user set first (see m365.sds_role_candidate).
+CREATE VIEW m365.sds_class_member_candidate AS
 WITH scope AS (SELECT * FROM m365.sds_scope)
-SELECT c.id AS class_id, c.location_id, c.name, c.school_year,
+SELECT c.id AS class_id, c.location_id, c.name, c.school_year, 'student'::text AS person_kind, e.student_id AS person_id,
        'student-' OPERATOR(pg_catalog.||) e.student_id AS user_sourced_id, 'student'::text AS role
   FROM scope
   JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
@@ -2896,15 +2905,18 @@ SELECT c.id AS class_id, c.location_id, c.name, c.school_year,
   JOIN m365.enrolment AS e ON e.class_id OPERATOR(pg_catalog.=) c.id
                           AND e.start_date OPERATOR(pg_catalog.<=) scope.on_date
                           AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) e.student_id
 UNION
-SELECT c.id, c.location_id, c.name, c.school_year, 'staff-' OPERATOR(pg_catalog.||) ct.staff_id, 'teacher'
+SELECT c.id, c.location_id, c.name, c.school_year, 'staff', ct.staff_id, 'staff-' OPERATOR(pg_catalog.||) ct.staff_id, 'teacher'
   FROM scope
   JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
   JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
                          AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-  JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ct.staff_id;
+  JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id;
+
+CREATE VIEW m365.sds_class_member AS
+SELECT c.class_id, c.location_id, c.name, c.school_year, c.user_sourced_id, c.role
+  FROM m365.sds_class_member_candidate AS c
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id;
 -- Orgs: each location with at least one synced user (one security group each),
 -- i.e. with a role in m365.sds_role, or with a class in classes.csv; asked of
 -- the roles' joins without their numbering, which sorted every enrolment only
@@ -3184,39 +3196,41 @@ BEGIN
     END IF;
 
     -- A version that is not in this feed ends with the newest record before
-    -- it; what is new starts with this one. Both read the versions as they
-    -- were before the statement.
-    -- The rows of the files, from the views the files are written from
-    -- (m365_sds.users, roles and enrollments are these, formatted).
-    WITH feed AS MATERIALIZED (
-        SELECT u.sourced_id, u.username FROM m365.sds_user AS u
-    ), ended AS (
+    -- it; what is new starts with this one. One statement, so that the
+    -- feed's user set is computed once (m365.sds_role and sds_class_member are
+    -- their candidates joined to it) and every part reads the versions as
+    -- they were before it. The feed's rows are those the files are made of,
+    -- unformatted; a user, group and role stands once in each part.
+    WITH feed_user AS MATERIALIZED (
+        SELECT u.person_kind, u.person_id, u.sourced_id, u.username FROM m365.sds_user AS u
+    ), feed_membership AS MATERIALIZED (
+        SELECT 'location-' OPERATOR(pg_catalog.||) c.location_id AS group_id, c.user_sourced_id, c.role
+          FROM m365.sds_role_candidate AS c
+          JOIN feed_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id
+        UNION ALL
+        SELECT 'class-' OPERATOR(pg_catalog.||) c.class_id, c.user_sourced_id, c.role
+          FROM m365.sds_class_member_candidate AS c
+          JOIN feed_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id
+    ), users_ended AS (
         UPDATE m365.sds_record_user AS v SET last_record = newest
          WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-           AND NOT EXISTS (SELECT FROM feed AS f WHERE f.sourced_id OPERATOR(pg_catalog.=) v.sourced_id
-                                                   AND f.username OPERATOR(pg_catalog.=) v.username)
-    )
-    INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record)
-    SELECT config, f.sourced_id, f.username, record FROM feed AS f
-     WHERE NOT EXISTS (SELECT FROM m365.sds_record_user AS v
-                        WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-                          AND v.sourced_id OPERATOR(pg_catalog.=) f.sourced_id AND v.username OPERATOR(pg_catalog.=) f.username);
-
-    -- One row per user, group and role in each (a location belongs to one
-    -- school; class members are a UNION): no duplicates to remove.
-    WITH feed AS MATERIALIZED (
-        SELECT 'location-' OPERATOR(pg_catalog.||) r.location_id AS group_id, r.user_sourced_id, r.role FROM m365.sds_role AS r
-        UNION ALL
-        SELECT 'class-' OPERATOR(pg_catalog.||) m.class_id, m.user_sourced_id, m.role FROM m365.sds_class_member AS m
-    ), ended AS (
+           AND NOT EXISTS (SELECT FROM feed_user AS f WHERE f.sourced_id OPERATOR(pg_catalog.=) v.sourced_id
+                                                        AND f.username OPERATOR(pg_catalog.=) v.username)
+    ), users_new AS (
+        INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record)
+        SELECT config, f.sourced_id, f.username, record FROM feed_user AS f
+         WHERE NOT EXISTS (SELECT FROM m365.sds_record_user AS v
+                            WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+                              AND v.sourced_id OPERATOR(pg_catalog.=) f.sourced_id AND v.username OPERATOR(pg_catalog.=) f.username)
+    ), memberships_ended AS (
         UPDATE m365.sds_record_membership AS v SET last_record = newest
          WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-           AND NOT EXISTS (SELECT FROM feed AS f WHERE f.group_id OPERATOR(pg_catalog.=) v.group_id
-                                                   AND f.user_sourced_id OPERATOR(pg_catalog.=) v.user_sourced_id
-                                                   AND f.role OPERATOR(pg_catalog.=) v.role)
+           AND NOT EXISTS (SELECT FROM feed_membership AS f WHERE f.group_id OPERATOR(pg_catalog.=) v.group_id
+                                                              AND f.user_sourced_id OPERATOR(pg_catalog.=) v.user_sourced_id
+                                                              AND f.role OPERATOR(pg_catalog.=) v.role)
     )
     INSERT INTO m365.sds_record_membership (configuration_id, group_id, user_sourced_id, role, first_record)
-    SELECT config, f.group_id, f.user_sourced_id, f.role, record FROM feed AS f
+    SELECT config, f.group_id, f.user_sourced_id, f.role, record FROM feed_membership AS f
      WHERE NOT EXISTS (SELECT FROM m365.sds_record_membership AS v
                         WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
                           AND v.group_id OPERATOR(pg_catalog.=) f.group_id

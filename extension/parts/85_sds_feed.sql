@@ -157,7 +157,11 @@ SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.users');
 -- location of their schools. One row per user, org and role: a class change
 -- inside a location (one enrolment ends the day the next starts) is one role,
 -- from the first start to the last end (open when one is open).
-CREATE VIEW m365.sds_role AS
+-- The rule without the feed's user set (m365.sds_role joins it): the record
+-- of what SDS received computes that set once for both (87_sds_records.sql).
+-- A student's or teacher's rows are numbered among their own, so leaving
+-- out whole people afterwards numbers the rest the same.
+CREATE VIEW m365.sds_role_candidate AS
 WITH scope AS (SELECT * FROM m365.sds_scope),
 -- A student's active enrolments, one row per location (no join outside it
 -- without an equality: with nested loops switched off, as the export does,
@@ -173,23 +177,27 @@ student_location AS (
                              AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
      GROUP BY e.student_id, e.location_id, m365.school_year(scope.on_date)
 )
-SELECT 'student-' OPERATOR(pg_catalog.||) g.student_id AS user_sourced_id, g.location_id,
+SELECT 'student'::text AS person_kind, g.student_id AS person_id,
+       'student-' OPERATOR(pg_catalog.||) g.student_id AS user_sourced_id, g.location_id,
        'student'::text AS role, g.school_year,
        pg_catalog.row_number() OVER (PARTITION BY g.student_id ORDER BY g.latest_start DESC, g.location_id) OPERATOR(pg_catalog.=) 1 AS is_primary,
        g.start_date, g.end_date
   FROM student_location AS g
-  -- A join, not a correlated EXISTS: the view is then computed once, not per row.
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) g.student_id
 UNION ALL
-SELECT 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', m365.school_year(scope.on_date),
+SELECT 'staff', ss.staff_id, 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', m365.school_year(scope.on_date),
        pg_catalog.row_number() OVER (PARTITION BY ss.staff_id ORDER BY ss.linked_at, ss.school_id, l.id) OPERATOR(pg_catalog.=) 1,
        NULL::date, NULL::date
   FROM scope
   JOIN m365.school AS sc ON sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
   JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
   JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
-                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id;
+                         AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id;
+
+-- A join, not a correlated EXISTS: the user set is then computed once, not per row.
+CREATE VIEW m365.sds_role AS
+SELECT c.user_sourced_id, c.location_id, c.role, c.school_year, c.is_primary, c.start_date, c.end_date
+  FROM m365.sds_role_candidate AS c
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id;
 
 CREATE VIEW m365_sds.roles WITH (security_barrier) AS
 SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||) r.location_id AS "orgSourcedId",
@@ -205,10 +213,11 @@ SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.roles');
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.roles');
 
 
--- Class members: students by active enrolment, assigned teachers.
-CREATE VIEW m365.sds_class_member AS
+-- Class members: students by active enrolment, assigned teachers. The rule
+-- without the feed's user set first (see m365.sds_role_candidate).
+CREATE VIEW m365.sds_class_member_candidate AS
 WITH scope AS (SELECT * FROM m365.sds_scope)
-SELECT c.id AS class_id, c.location_id, c.name, c.school_year,
+SELECT c.id AS class_id, c.location_id, c.name, c.school_year, 'student'::text AS person_kind, e.student_id AS person_id,
        'student-' OPERATOR(pg_catalog.||) e.student_id AS user_sourced_id, 'student'::text AS role
   FROM scope
   JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
@@ -217,15 +226,18 @@ SELECT c.id AS class_id, c.location_id, c.name, c.school_year,
   JOIN m365.enrolment AS e ON e.class_id OPERATOR(pg_catalog.=) c.id
                           AND e.start_date OPERATOR(pg_catalog.<=) scope.on_date
                           AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.person_id OPERATOR(pg_catalog.=) e.student_id
 UNION
-SELECT c.id, c.location_id, c.name, c.school_year, 'staff-' OPERATOR(pg_catalog.||) ct.staff_id, 'teacher'
+SELECT c.id, c.location_id, c.name, c.school_year, 'staff', ct.staff_id, 'staff-' OPERATOR(pg_catalog.||) ct.staff_id, 'teacher'
   FROM scope
   JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
   JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
                          AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-  JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.person_id OPERATOR(pg_catalog.=) ct.staff_id;
+  JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id;
+
+CREATE VIEW m365.sds_class_member AS
+SELECT c.class_id, c.location_id, c.name, c.school_year, c.user_sourced_id, c.role
+  FROM m365.sds_class_member_candidate AS c
+  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id;
 
 -- Orgs: each location with at least one synced user (one security group each),
 -- i.e. with a role in m365.sds_role, or with a class in classes.csv; asked of

@@ -168,39 +168,41 @@ BEGIN
     END IF;
 
     -- A version that is not in this feed ends with the newest record before
-    -- it; what is new starts with this one. Both read the versions as they
-    -- were before the statement.
-    -- The rows of the files, from the views the files are written from
-    -- (m365_sds.users, roles and enrollments are these, formatted).
-    WITH feed AS MATERIALIZED (
-        SELECT u.sourced_id, u.username FROM m365.sds_user AS u
-    ), ended AS (
+    -- it; what is new starts with this one. One statement, so that the
+    -- feed's user set is computed once (m365.sds_role and sds_class_member are
+    -- their candidates joined to it) and every part reads the versions as
+    -- they were before it. The feed's rows are those the files are made of,
+    -- unformatted; a user, group and role stands once in each part.
+    WITH feed_user AS MATERIALIZED (
+        SELECT u.person_kind, u.person_id, u.sourced_id, u.username FROM m365.sds_user AS u
+    ), feed_membership AS MATERIALIZED (
+        SELECT 'location-' OPERATOR(pg_catalog.||) c.location_id AS group_id, c.user_sourced_id, c.role
+          FROM m365.sds_role_candidate AS c
+          JOIN feed_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id
+        UNION ALL
+        SELECT 'class-' OPERATOR(pg_catalog.||) c.class_id, c.user_sourced_id, c.role
+          FROM m365.sds_class_member_candidate AS c
+          JOIN feed_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id
+    ), users_ended AS (
         UPDATE m365.sds_record_user AS v SET last_record = newest
          WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-           AND NOT EXISTS (SELECT FROM feed AS f WHERE f.sourced_id OPERATOR(pg_catalog.=) v.sourced_id
-                                                   AND f.username OPERATOR(pg_catalog.=) v.username)
-    )
-    INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record)
-    SELECT config, f.sourced_id, f.username, record FROM feed AS f
-     WHERE NOT EXISTS (SELECT FROM m365.sds_record_user AS v
-                        WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-                          AND v.sourced_id OPERATOR(pg_catalog.=) f.sourced_id AND v.username OPERATOR(pg_catalog.=) f.username);
-
-    -- One row per user, group and role in each (a location belongs to one
-    -- school; class members are a UNION): no duplicates to remove.
-    WITH feed AS MATERIALIZED (
-        SELECT 'location-' OPERATOR(pg_catalog.||) r.location_id AS group_id, r.user_sourced_id, r.role FROM m365.sds_role AS r
-        UNION ALL
-        SELECT 'class-' OPERATOR(pg_catalog.||) m.class_id, m.user_sourced_id, m.role FROM m365.sds_class_member AS m
-    ), ended AS (
+           AND NOT EXISTS (SELECT FROM feed_user AS f WHERE f.sourced_id OPERATOR(pg_catalog.=) v.sourced_id
+                                                        AND f.username OPERATOR(pg_catalog.=) v.username)
+    ), users_new AS (
+        INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record)
+        SELECT config, f.sourced_id, f.username, record FROM feed_user AS f
+         WHERE NOT EXISTS (SELECT FROM m365.sds_record_user AS v
+                            WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+                              AND v.sourced_id OPERATOR(pg_catalog.=) f.sourced_id AND v.username OPERATOR(pg_catalog.=) f.username)
+    ), memberships_ended AS (
         UPDATE m365.sds_record_membership AS v SET last_record = newest
          WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-           AND NOT EXISTS (SELECT FROM feed AS f WHERE f.group_id OPERATOR(pg_catalog.=) v.group_id
-                                                   AND f.user_sourced_id OPERATOR(pg_catalog.=) v.user_sourced_id
-                                                   AND f.role OPERATOR(pg_catalog.=) v.role)
+           AND NOT EXISTS (SELECT FROM feed_membership AS f WHERE f.group_id OPERATOR(pg_catalog.=) v.group_id
+                                                              AND f.user_sourced_id OPERATOR(pg_catalog.=) v.user_sourced_id
+                                                              AND f.role OPERATOR(pg_catalog.=) v.role)
     )
     INSERT INTO m365.sds_record_membership (configuration_id, group_id, user_sourced_id, role, first_record)
-    SELECT config, f.group_id, f.user_sourced_id, f.role, record FROM feed AS f
+    SELECT config, f.group_id, f.user_sourced_id, f.role, record FROM feed_membership AS f
      WHERE NOT EXISTS (SELECT FROM m365.sds_record_membership AS v
                         WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
                           AND v.group_id OPERATOR(pg_catalog.=) f.group_id
