@@ -5,7 +5,7 @@
 -- old records' rows, keeps their counts and never the newest.
 -- REPEATABLE READ, as the export's holder session: record_feed refuses READ COMMITTED.
 BEGIN ISOLATION LEVEL REPEATABLE READ;
-SELECT plan(21);
+SELECT plan(23);
 \ir lib/session.psql
 
 INSERT INTO m365.configuration (id, name) VALUES (924001, 'records'), (924002, 'records, other tenant');
@@ -178,6 +178,10 @@ UPDATE m365.sds_record SET on_date = on_date - 800 WHERE configuration_id = 9240
 SELECT m365.remove_old_sds_records();
 SELECT is((SELECT count(*) FROM m365.sds_record WHERE configuration_id = 924001 AND removed_at IS NULL), 1::bigint,
           'when every record is old, the newest stays (the next export compares with it)');
+SELECT throws_ok(format('SELECT * FROM m365.sds_record_rows(%s)', :first), '22023', NULL,
+                 'the rows of a removed record are refused: 22023 (its counts stay)');
+SELECT throws_ok(format('SELECT * FROM m365.sds_changes(%s, -1)', :second), '22023', NULL,
+                 'sds_changes with a record that does not exist: 22023');
 
 SELECT * FROM finish();
 ROLLBACK;
