@@ -106,15 +106,28 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION m365.sds_session_configuration(bigint) FROM PUBLIC;
 
+-- The feed's group memberships before its user set is joined to them: a
+-- location's security group and a class team, as the record names them.
+CREATE VIEW m365.sds_membership_candidate AS
+SELECT 'location-' OPERATOR(pg_catalog.||) c.location_id AS group_id, c.user_sourced_id, c.role, c.person_kind, c.person_id
+  FROM m365.sds_role_candidate AS c
+UNION ALL
+SELECT 'class-' OPERATOR(pg_catalog.||) c.class_id, c.user_sourced_id, c.role, c.person_kind, c.person_id
+  FROM m365.sds_class_member_candidate AS c;
+
 -- Records the feed of today as the export has just written it into folder
--- (the caller's transaction commits it once the files are in place). Returns
--- the record, or NULL when folder is not the configuration's SDS folder (a
--- preview). A reader records its own configuration; an admin names one. In a
--- REPEATABLE READ transaction only: the export's, whose snapshot the files
--- come from (under READ COMMITTED each statement would see another moment,
--- and two calls at once interleaved their versions: a red-team find).
-CREATE FUNCTION m365_sds.record_feed(folder text, configuration_id bigint DEFAULT NULL)
-RETURNS bigint
+-- (the caller's transaction commits it once the files are in place).
+-- outcome: 'recorded' (record: its id); 'preview' when folder is not the
+-- configuration's SDS folder, or preview is true (detail says why); 'held'
+-- when the brake holds it (88_sds_brake.sql: nothing is recorded, the hold
+-- is, and detail says how many and why). A preview into the SDS folder is
+-- refused: SDS would take it as the truth without a brake. A reader records
+-- its own configuration; an admin names one. In a REPEATABLE READ
+-- transaction only: the export's, whose snapshot the files come from (under
+-- READ COMMITTED each statement would see another moment, and two calls at
+-- once interleaved their versions: a red-team find).
+CREATE FUNCTION m365_sds.record_feed(folder text, configuration_id bigint DEFAULT NULL, preview boolean DEFAULT false,
+                                     OUT outcome text, OUT record bigint, OUT detail text)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -126,10 +139,13 @@ SET m365.sds_on_date = ''
 SET m365.sds_configuration = ''
 AS $$
 DECLARE
-    config  bigint := m365.sds_session_configuration(record_feed.configuration_id);
-    kept    text;
-    newest  bigint;
-    record  bigint;
+    config    bigint := m365.sds_session_configuration(record_feed.configuration_id);
+    kept      text;
+    newest    bigint;
+    previous  bigint;
+    changed   bigint;
+    renamed   bigint;
+    digest    text;
 BEGIN
     IF config IS NULL OR (record_feed.configuration_id IS NOT NULL
                           AND config OPERATOR(pg_catalog.<>) record_feed.configuration_id) THEN
@@ -149,65 +165,99 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'configuration % does not exist', config USING ERRCODE = 'foreign_key_violation';
     END IF;
+    IF preview OR preview IS NULL THEN
+        IF kept OPERATOR(pg_catalog.=) folder THEN
+            RAISE EXCEPTION 'a preview is never written to the SDS folder of configuration % (%): SDS would take it as the truth', config, folder
+                USING ERRCODE = 'M3B01',
+                      HINT = 'Write the preview (--on-date) to another folder.';
+        END IF;
+        outcome := 'preview';
+        detail := 'not recorded: a preview of another day';
+        RETURN;
+    END IF;
     IF kept IS NOT NULL AND kept OPERATOR(pg_catalog.<>) folder THEN
-        RAISE NOTICE 'not recorded: % is not the SDS folder of configuration % (%)', folder, config, kept;
-        RETURN NULL;
+        outcome := 'preview';
+        detail := pg_catalog.format('not recorded: %s is not the SDS folder of configuration %s (%s)', folder, config, kept);
+        RETURN;
     END IF;
     -- One record at a time per configuration, locked before the record's id
     -- is taken (see sds_record_head).
     INSERT INTO m365.sds_record_head (configuration_id) VALUES (config) ON CONFLICT ON CONSTRAINT sds_record_head_pkey DO NOTHING;
     SELECT h.newest_record INTO newest FROM m365.sds_record_head AS h
      WHERE h.configuration_id OPERATOR(pg_catalog.=) config FOR UPDATE;
+    SELECT pg_catalog.count(*) INTO previous FROM m365.sds_record_user AS v
+     WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL;
     PERFORM pg_catalog.set_config('m365.sds_configuration', config::text, true);
-    INSERT INTO m365.sds_record (configuration_id, on_date, counts, folder)
-    SELECT config, s.on_date, '{}', folder FROM m365.sds_scope AS s
-    RETURNING id INTO record;
-    UPDATE m365.sds_record_head AS h SET newest_record = record WHERE h.configuration_id OPERATOR(pg_catalog.=) config;
-    IF kept IS NULL THEN
-        UPDATE m365.configuration AS c SET sds_folder = folder WHERE c.id OPERATOR(pg_catalog.=) config;
-    END IF;
+    BEGIN
+        INSERT INTO m365.sds_record (configuration_id, on_date, counts, folder)
+        SELECT config, s.on_date, '{}', folder FROM m365.sds_scope AS s
+        RETURNING id INTO record;
+        UPDATE m365.sds_record_head AS h SET newest_record = record WHERE h.configuration_id OPERATOR(pg_catalog.=) config;
+        IF kept IS NULL THEN
+            UPDATE m365.configuration AS c SET sds_folder = folder WHERE c.id OPERATOR(pg_catalog.=) config;
+        END IF;
 
-    -- A version that is not in this feed ends with the newest record before
-    -- it; what is new starts with this one. One statement, so that the
-    -- feed's user set is computed once (m365.sds_role and sds_class_member are
-    -- their candidates joined to it) and every part reads the versions as
-    -- they were before it. The feed's rows are those the files are made of,
-    -- unformatted; a user, group and role stands once in each part.
-    WITH feed_user AS MATERIALIZED (
-        SELECT u.person_kind, u.person_id, u.sourced_id, u.username FROM m365.sds_user AS u
-    ), feed_membership AS MATERIALIZED (
-        SELECT 'location-' OPERATOR(pg_catalog.||) c.location_id AS group_id, c.user_sourced_id, c.role
-          FROM m365.sds_role_candidate AS c
-          JOIN feed_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id
-        UNION ALL
-        SELECT 'class-' OPERATOR(pg_catalog.||) c.class_id, c.user_sourced_id, c.role
-          FROM m365.sds_class_member_candidate AS c
-          JOIN feed_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id
-    ), users_ended AS (
-        UPDATE m365.sds_record_user AS v SET last_record = newest
-         WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-           AND NOT EXISTS (SELECT FROM feed_user AS f WHERE f.sourced_id OPERATOR(pg_catalog.=) v.sourced_id
-                                                        AND f.username OPERATOR(pg_catalog.=) v.username)
-    ), users_new AS (
-        INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record)
-        SELECT config, f.sourced_id, f.username, record FROM feed_user AS f
-         WHERE NOT EXISTS (SELECT FROM m365.sds_record_user AS v
-                            WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-                              AND v.sourced_id OPERATOR(pg_catalog.=) f.sourced_id AND v.username OPERATOR(pg_catalog.=) f.username)
-    ), memberships_ended AS (
-        UPDATE m365.sds_record_membership AS v SET last_record = newest
-         WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-           AND NOT EXISTS (SELECT FROM feed_membership AS f WHERE f.group_id OPERATOR(pg_catalog.=) v.group_id
-                                                              AND f.user_sourced_id OPERATOR(pg_catalog.=) v.user_sourced_id
-                                                              AND f.role OPERATOR(pg_catalog.=) v.role)
-    )
-    INSERT INTO m365.sds_record_membership (configuration_id, group_id, user_sourced_id, role, first_record)
-    SELECT config, f.group_id, f.user_sourced_id, f.role, record FROM feed_membership AS f
-     WHERE NOT EXISTS (SELECT FROM m365.sds_record_membership AS v
-                        WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-                          AND v.group_id OPERATOR(pg_catalog.=) f.group_id
-                          AND v.user_sourced_id OPERATOR(pg_catalog.=) f.user_sourced_id
-                          AND v.role OPERATOR(pg_catalog.=) f.role);
+        -- A version that is not in this feed ends with the newest record
+        -- before it; what is new starts with this one. One statement, so that
+        -- the feed's user set is computed once (m365.sds_role and
+        -- sds_class_member are their candidates joined to it) and every part
+        -- reads the versions as they were before it. The feed's rows are those
+        -- the files are made of, unformatted; a user, group and role stands
+        -- once in each part. A user version that ends is a user who leaves or
+        -- is renamed: what the brake counts.
+        WITH feed_user AS MATERIALIZED (
+            SELECT u.person_kind, u.person_id, u.sourced_id, u.username FROM m365.sds_user AS u
+        ), feed_membership AS MATERIALIZED (
+            SELECT c.group_id, c.user_sourced_id, c.role
+              FROM m365.sds_membership_candidate AS c
+              JOIN feed_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id
+        ), users_ended AS (
+            UPDATE m365.sds_record_user AS v SET last_record = newest
+             WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+               AND NOT EXISTS (SELECT FROM feed_user AS f WHERE f.sourced_id OPERATOR(pg_catalog.=) v.sourced_id
+                                                            AND f.username OPERATOR(pg_catalog.=) v.username)
+            RETURNING v.sourced_id, v.username
+        ), users_new AS (
+            INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record)
+            SELECT config, f.sourced_id, f.username, record FROM feed_user AS f
+             WHERE NOT EXISTS (SELECT FROM m365.sds_record_user AS v
+                                WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+                                  AND v.sourced_id OPERATOR(pg_catalog.=) f.sourced_id AND v.username OPERATOR(pg_catalog.=) f.username)
+            RETURNING sourced_id, username
+        ), memberships_ended AS (
+            UPDATE m365.sds_record_membership AS v SET last_record = newest
+             WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+               AND NOT EXISTS (SELECT FROM feed_membership AS f WHERE f.group_id OPERATOR(pg_catalog.=) v.group_id
+                                                                  AND f.user_sourced_id OPERATOR(pg_catalog.=) v.user_sourced_id
+                                                                  AND f.role OPERATOR(pg_catalog.=) v.role)
+        ), memberships_new AS (
+            INSERT INTO m365.sds_record_membership (configuration_id, group_id, user_sourced_id, role, first_record)
+            SELECT config, f.group_id, f.user_sourced_id, f.role, record FROM feed_membership AS f
+             WHERE NOT EXISTS (SELECT FROM m365.sds_record_membership AS v
+                                WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+                                  AND v.group_id OPERATOR(pg_catalog.=) f.group_id
+                                  AND v.user_sourced_id OPERATOR(pg_catalog.=) f.user_sourced_id
+                                  AND v.role OPERATOR(pg_catalog.=) f.role)
+        )
+        SELECT pg_catalog.count(*), pg_catalog.count(n.sourced_id),
+               m365.sds_change_digest(pg_catalog.array_agg(m365.sds_change_line(e.sourced_id, e.username, n.username)))
+          INTO changed, renamed, digest
+          FROM users_ended AS e
+          LEFT JOIN users_new AS n ON n.sourced_id OPERATOR(pg_catalog.=) e.sourced_id;
+
+        IF newest IS NOT NULL THEN
+            detail := m365.sds_brake(config, newest, previous, changed, renamed, digest, record);
+            IF detail IS NOT NULL THEN
+                -- Undoes the record and its versions (this block's subtransaction).
+                RAISE EXCEPTION USING ERRCODE = 'M3B02';
+            END IF;
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'M3B02' THEN
+        PERFORM m365.sds_hold_feed(config, newest, previous, changed, renamed, digest);
+        outcome := 'held';
+        record := NULL;
+        RETURN;
+    END;
 
     UPDATE m365.sds_record AS r
        SET counts = pg_catalog.jsonb_build_object(
@@ -220,14 +270,15 @@ BEGIN
                                 WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
                                   AND v.group_id OPERATOR(pg_catalog.^@) 'class-'))
      WHERE r.id OPERATOR(pg_catalog.=) record;
-    RETURN record;
+    DELETE FROM m365.sds_hold AS h WHERE h.configuration_id OPERATOR(pg_catalog.=) config;
+    outcome := 'recorded';
 END
 $$;
-COMMENT ON FUNCTION m365_sds.record_feed(text, bigint) IS
-'Records today''s SDS feed as written into folder (the export calls it); NULL when folder is not the configuration''s SDS folder';
-REVOKE ALL ON FUNCTION m365_sds.record_feed(text, bigint) FROM PUBLIC;
-SELECT m365.allow('reader', 'EXECUTE', 'FUNCTION m365_sds.record_feed(text, bigint)');
-SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365_sds.record_feed(text, bigint)');
+COMMENT ON FUNCTION m365_sds.record_feed(text, bigint, boolean) IS
+'Records today''s SDS feed as written into folder (the export calls it): recorded, a preview (not the configuration''s SDS folder), or held by the brake on mass changes';
+REVOKE ALL ON FUNCTION m365_sds.record_feed(text, bigint, boolean) FROM PUBLIC;
+SELECT m365.allow('reader', 'EXECUTE', 'FUNCTION m365_sds.record_feed(text, bigint, boolean)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365_sds.record_feed(text, bigint, boolean)');
 
 -- The users and memberships of one record (it must be kept: not removed).
 CREATE FUNCTION m365.sds_record_rows(record bigint)

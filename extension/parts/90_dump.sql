@@ -33,6 +33,9 @@ SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_head', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_user', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_membership', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_hold', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_approval', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.sds_approval_id_seq', '');
 -- Not m365.username_request nor m365.username_failure: they are derived
 -- state (whom the job still has to look at). Restoring the school data fires
 -- the logging triggers, so the restore logs everyone again; the next run

@@ -65,6 +65,7 @@ $$, ARRAY['m365.configuration', 'm365.configuration_id_seq', 'm365.username', 'm
           'm365.username_history', 'm365.username_history_id_seq', 'm365.sds_reader', 'm365.access_role',
           'm365.job_run', 'm365.job_run_id_seq',
           'm365.sds_record', 'm365.sds_record_id_seq', 'm365.sds_record_head', 'm365.sds_record_user', 'm365.sds_record_membership',
+          'm365.sds_hold', 'm365.sds_approval', 'm365.sds_approval_id_seq',
           'm365.departed_person', 'm365.username_hold', 'm365.source', 'm365.source_waiting', 'm365.source_decided'],
    'the tables holding user data are dumped by pg_dump');
 

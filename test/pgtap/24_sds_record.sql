@@ -8,7 +8,8 @@ BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT plan(23);
 \ir lib/session.psql
 
-INSERT INTO m365.configuration (id, name) VALUES (924001, 'records'), (924002, 'records, other tenant');
+-- The brake on mass changes is 25_sds_brake.sql's subject: off here.
+INSERT INTO m365.configuration (id, name, sds_brake_minimum) VALUES (924001, 'records', 1000000), (924002, 'records, other tenant', 1000000);
 INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (924001, 'R', 924001, 'r.be'), (924002, 'O', 924002, 'o.be');
 INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain)
 VALUES (924001, 924001, 'R1', 924001, 'leerling.r.be'), (924002, 924001, 'R2', 924001, 'leerling.r.be'),
@@ -43,7 +44,7 @@ BEGIN
 END
 $$;
 CREATE FUNCTION pg_temp.record_and_keep() RETURNS bigint LANGUAGE sql
-RETURN pg_temp.keep(m365_sds.record_feed('/srv/sds/records', 924001));
+RETURN pg_temp.keep((m365_sds.record_feed('/srv/sds/records', 924001)).record);
 
 -- 1. The first record holds the feed; it claims the folder.
 SELECT pg_temp.record_and_keep() AS first \gset
@@ -66,7 +67,7 @@ SELECT is_empty(format('SELECT * FROM m365.sds_changes(%s, %s)', :first, :second
 
 -- 3. A preview (another folder) records nothing; nor may the feed be recorded
 --    without an absolute folder or for no configuration.
-SELECT is(m365_sds.record_feed('/tmp/preview', 924001), NULL, 'an export to another folder is a preview: NULL');
+SELECT is((m365_sds.record_feed('/tmp/preview', 924001)).outcome, 'preview', 'an export to another folder is a preview');
 SELECT is((SELECT max(id) FROM m365.sds_record WHERE configuration_id = 924001), :second::bigint, 'and no record was made');
 SELECT throws_ok($$ SELECT m365_sds.record_feed('relative/folder', 924001) $$, '22023', NULL, 'the folder must be an absolute path');
 SELECT throws_ok($$ SELECT m365_sds.record_feed('/srv/sds/records') $$, '42501', NULL,
@@ -75,7 +76,7 @@ SELECT throws_ok($$ SELECT m365_sds.record_feed('/srv/sds/records') $$, '42501',
 -- The day is today in the configuration's time zone, whatever the caller's
 -- session says (a red-team find: an admin's SET m365.sds_on_date made history).
 SET LOCAL m365.sds_on_date = '2031-01-01';
-SELECT m365_sds.record_feed('/srv/sds/records', 924001) AS third \gset
+SELECT record AS third FROM m365_sds.record_feed('/srv/sds/records', 924001) \gset
 SELECT is(current_setting('m365.sds_on_date'), '2031-01-01', 'record_feed leaves the caller''s m365.sds_on_date as it was');
 RESET m365.sds_on_date;
 SELECT pg_temp.keep(:third);
@@ -89,7 +90,7 @@ SELECT throws_ok($$ UPDATE m365.configuration SET sds_folder = '/srv/sds/records
 -- holding rows they never had, sds_changes wrong).
 SELECT dblink_connect('a', (SELECT info FROM conn));
 SELECT dblink_connect('b', (SELECT info FROM conn));
-SELECT throws_ok($$ SELECT * FROM dblink('a', 'SELECT m365_sds.record_feed(''/srv/sds/records'', 924001)') AS t(x bigint) $$,
+SELECT throws_ok($$ SELECT * FROM dblink('a', 'SELECT record FROM m365_sds.record_feed(''/srv/sds/records'', 924001)') AS t(x bigint) $$,
                  '55000', NULL, 'record_feed refuses READ COMMITTED: 55000');
 -- Two recordings at once, as two exports (REPEATABLE READ): the second
 -- fails and records nothing (the export then swaps nothing). Committed, as
@@ -97,11 +98,11 @@ SELECT throws_ok($$ SELECT * FROM dblink('a', 'SELECT m365_sds.record_feed(''/sr
 CREATE TEMP TABLE race AS
 SELECT id FROM dblink('a', $$INSERT INTO m365.configuration (name) VALUES ('records race ' || pg_backend_pid()) RETURNING id$$) AS t(id bigint);
 SELECT dblink_exec('a', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
-SELECT * FROM dblink('a', format('SELECT m365_sds.record_feed(''/srv/sds/race'', %s)', (SELECT id FROM race))) AS t(x bigint);
+SELECT * FROM dblink('a', format('SELECT record FROM m365_sds.record_feed(''/srv/sds/race'', %s)', (SELECT id FROM race))) AS t(x bigint);
 SELECT dblink_exec('b', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
 SELECT * FROM dblink('b', 'SELECT 1') AS t(x int);
 SELECT dblink_exec('a', 'COMMIT');
-SELECT throws_ok(format($$ SELECT * FROM dblink('b', 'SELECT m365_sds.record_feed(''/srv/sds/race'', %s)') AS t(x bigint) $$, (SELECT id FROM race)),
+SELECT throws_ok(format($$ SELECT * FROM dblink('b', 'SELECT record FROM m365_sds.record_feed(''/srv/sds/race'', %s)') AS t(x bigint) $$, (SELECT id FROM race)),
                  '40001', NULL, 'two recordings at once: the second fails with 40001');
 SELECT dblink_exec('b', 'ROLLBACK');
 SELECT is((SELECT x FROM dblink('b', format('SELECT count(*) || '' '' || (SELECT newest_record = (SELECT max(id) FROM m365.sds_record WHERE configuration_id = %1$s) FROM m365.sds_record_head WHERE configuration_id = %1$s) FROM m365.sds_record WHERE configuration_id = %1$s',

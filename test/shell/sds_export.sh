@@ -11,7 +11,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-echo "1..41"
+echo "1..48"
 base=$(( $(date +%s) % 100000 * 1000 + 930000000 ))
 sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name) VALUES ($base, 'export test $base');
@@ -149,8 +149,14 @@ bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/empty.err"
 status=$?
 [ $status = 4 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && grep -q 'would be empty where' "$out/empty.err"
 ok $? "users.csv would be empty where the folder has users: refused with exit 4 (was $status), the folder as it was"
-bin/m365-sds-export --allow-empty -d "dbname=$db" "$out/sds" 2>/dev/null && [ "$(wc -l <"$out/sds/users.csv")" = 1 ]
-ok $? "--allow-empty writes the empty feed when that is meant"
+# No flag skips the brake on mass changes: 54 users leaving is more than 25.
+bin/m365-sds-export --allow-empty -d "dbname=$db" "$out/sds" 2>"$out/empty.err"
+status=$?
+[ $status = 6 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && grep -q 'held by the brake on mass changes: 54 user(s) would leave' "$out/empty.err"
+ok $? "--allow-empty does not skip the brake: held with exit 6 (was $status), the folder as it was"
+PGUSER=$admin_user sql -c "SELECT approval_id FROM m365.approve_sds_changes($base, (SELECT digest FROM m365.sds_hold WHERE configuration_id = $base))" >/dev/null &&
+	bin/m365-sds-export --allow-empty -d "dbname=$db" "$out/sds" 2>/dev/null && [ "$(wc -l <"$out/sds/users.csv")" = 1 ]
+ok $? "--allow-empty writes the empty feed when that is meant (and an administrator approved it)"
 PGUSER=postgres sql -c "SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id = $base AND person_kind = 'student'" >/dev/null
 
 # The swap is atomic: stat() on the folder during 25 exports never misses it,
@@ -235,9 +241,14 @@ records_before=$(records) rows_before=$(version_rows)
 bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/again.err"
 [ "$(records)" = $((records_before + 1)) ] && [ "$(version_rows)" = "$rows_before" ] && grep -q 'recorded as SDS record' "$out/again.err"
 ok $? "an unchanged feed exported again: one record more, no row version more"
+before=$(cat "$out/sds/"*.csv | md5sum)
 bin/m365-sds-export -d "dbname=$db" --on-date "$(date -d '+3 days' +%F)" "$out/sds" 2>"$out/preview.err"
-[ "$(records)" = $((records_before + 1)) ] && grep -q 'a preview' "$out/preview.err"
-ok $? "--on-date is a preview: written, not recorded"
+status=$?
+[ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && grep -q 'a preview is never written to the SDS folder' "$out/preview.err"
+ok $? "--on-date into the SDS folder is refused (exit $status): SDS would take a preview for the truth, past the brake"
+bin/m365-sds-export -d "dbname=$db" --on-date "$(date -d '+3 days' +%F)" "$out/preview" 2>"$out/preview.err"
+[ "$(records)" = $((records_before + 1)) ] && grep -q 'a preview' "$out/preview.err" && [ -s "$out/preview/users.csv" ]
+ok $? "--on-date elsewhere is a preview: written, not recorded"
 bin/m365-sds-export -d "dbname=$db" "$out/elsewhere" 2>"$out/elsewhere.err"
 [ "$(records)" = $((records_before + 1)) ] && grep -q 'a preview' "$out/elsewhere.err" && grep -q 'is not the SDS folder of configuration' "$out/elsewhere.err"
 ok $? "an export to another folder is a preview: written, not recorded"
@@ -264,5 +275,28 @@ ok $? "an export killed right after the swap leaves the new feed whole and linke
 psql -X -q -At -d "$db" -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT m365_sds.record_feed('/srv/sds/other', 1)" 2>"$out/other.err"
 [ $? != 0 ] && grep -q 'may not record the SDS feed of configuration 1' "$out/other.err"
 ok $? "a reader may not record another configuration's feed"
+
+# The brake on mass changes: 30 of 55 users leaving (more than max(5 %, 25))
+# holds the export; m365.status says so; an administrator sees who and why,
+# approves that very set, and the next export goes through.
+records_before=$(records) before=$(cat "$out/sds/"*.csv | md5sum)
+asadmin -c "SELECT m365.set_sync(array_agg(id ORDER BY id), false) FROM (SELECT u.id FROM m365.username AS u JOIN m365.enrolment AS e ON e.student_id = u.person_id AND e.location_id = $base WHERE u.configuration_id = $base AND u.person_kind = 'student' ORDER BY u.id LIMIT 30) AS u" >/dev/null
+bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/held.err"
+status=$?
+[ $status = 6 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && [ "$(records)" = "$records_before" ] &&
+	grep -q '30 user(s) would leave and 0 be renamed' "$out/held.err"
+ok $? "30 users leaving at once: held with exit 6 (was $status), nothing written, nothing recorded"
+asadmin -c "SELECT sds_held FROM m365.status WHERE configuration_id = $base" | grep -q '^held at .*: 30 user(s) would leave'
+ok $? "m365.status shows the configuration as held"
+[ "$(asadmin -c "SELECT count(*) FILTER (WHERE change = 'user removed' AND reason = 'sync turned off') || '/' || count(*) FILTER (WHERE change = 'user removed') FROM m365.pending_sds_changes($base)")" = 30/30 ]
+ok $? "m365.pending_sds_changes lists the 30 who would leave, each with the reason: sync turned off"
+psql -X -q -At -d "$db" -c "SELECT * FROM m365.approve_sds_changes($base)" 2>"$out/approve.err"
+[ $? != 0 ] && grep -q 'permission denied' "$out/approve.err"
+ok $? "the SDS reader cannot approve"
+asadmin -c "SELECT approval_id FROM m365.approve_sds_changes($base, (SELECT digest FROM m365.sds_hold WHERE configuration_id = $base))" >/dev/null &&
+	bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/approved.err" && [ "$(records)" = $((records_before + 1)) ] &&
+	[ -z "$(asadmin -c "SELECT sds_held FROM m365.status WHERE configuration_id = $base")" ] &&
+	[ "$(asadmin -c "SELECT approved_by || ' ' || (used_by_record = (SELECT max(id) FROM m365.sds_record WHERE configuration_id = $base)) FROM m365.sds_approval WHERE configuration_id = $base ORDER BY id DESC LIMIT 1")" = "$admin_user true" ]
+ok $? "approved by an administrator: the next export goes through and uses the approval, the hold is gone"
 
 [ "$failed" = 0 ]

@@ -24,8 +24,17 @@ CREATE TEMP VIEW recorded AS SELECT id, configuration_id, on_date, counts FROM m
 CREATE TEMP VIEW recorded_user AS SELECT snapshot_id AS record_id, sourced_id, username FROM m365.sds_snapshot_user;
 CREATE TEMP VIEW recorded_membership AS SELECT snapshot_id AS record_id, group_id, user_sourced_id, role FROM m365.sds_snapshot_membership;
 \endif
+-- The brake on mass changes (0.3.0): holds and approvals.
+SELECT to_regclass('m365.sds_approval') IS NOT NULL AS has_brake \gset
+\if :has_brake
+CREATE TEMP VIEW brake AS
+SELECT 'sds_hold' AS t, md5(string_agg(x::text, '|' ORDER BY x.configuration_id)) AS d FROM m365.sds_hold AS x
+UNION ALL SELECT 'sds_approval', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.sds_approval AS x;
+\else
+CREATE TEMP VIEW brake AS SELECT NULL::text AS t, NULL::text AS d WHERE false;
+\endif
 SELECT string_agg(t || ':' || d, ' ' ORDER BY t) FROM (
-    SELECT 'configuration' AS t, md5(string_agg((to_jsonb(x) - 'time_zone' - 'sds_folder' - 'sds_record_school_years')::text, '|' ORDER BY x.id)) AS d FROM m365.configuration AS x
+    SELECT 'configuration' AS t, md5(string_agg((to_jsonb(x) - 'time_zone' - 'sds_folder' - 'sds_record_school_years' - 'sds_brake_percent' - 'sds_brake_minimum')::text, '|' ORDER BY x.id)) AS d FROM m365.configuration AS x
     UNION ALL SELECT 'username', md5(string_agg((to_jsonb(x) - 'base' - 'suffix' - 'format')::text, '|' ORDER BY x.id)) FROM m365.username AS x
     UNION ALL SELECT 'issued', md5(string_agg(concat_ws(' ', x.configuration_id, x.local_part, x.person_kind, x.person_id), '|'
                                               ORDER BY x.configuration_id, x.local_part)) FROM (
@@ -46,4 +55,5 @@ SELECT string_agg(t || ':' || d, ' ' ORDER BY t) FROM (
     UNION ALL SELECT 'sds_record', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM recorded AS x
     UNION ALL SELECT 'sds_record_user', md5(string_agg(x::text, '|' ORDER BY x.record_id, x.sourced_id)) FROM recorded_user AS x
     UNION ALL SELECT 'sds_record_membership', md5(string_agg(x::text, '|' ORDER BY x::text)) FROM recorded_membership AS x
+    UNION ALL SELECT t, d FROM brake
 ) AS digests;

@@ -24,7 +24,8 @@ SET m365.app_user = 'backup.test';
 SELECT m365.set_username((SELECT username_id FROM m365.student_usernames(11) ORDER BY student_id LIMIT 1), 'hernoemd.kind');
 SELECT m365.create_sds_reader('sds_backup_test', 1);
 -- Two records of what SDS received, with a change between them (0.2.0: snapshots).
-SELECT to_regprocedure('m365_sds.record_feed(text, bigint)') IS NOT NULL AS has_record \gset
+-- (0.3.0: and an export held by the brake on mass changes, an approval.)
+SELECT to_regprocedure('m365_sds.record_feed(text, bigint, boolean)') IS NOT NULL AS has_record \gset
 \if :has_record
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT m365_sds.record_feed('/srv/sds/test', 1);
@@ -33,6 +34,10 @@ UPDATE m365.username SET sync = false WHERE id = (SELECT min(id) FROM m365.usern
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT m365_sds.record_feed('/srv/sds/test', 1);
 COMMIT;
+INSERT INTO m365.sds_hold (configuration_id, since_record, previous_users, leaving, renamed, change_limit, digest)
+SELECT 1, max(id), 100, 30, 2, 25, repeat('a', 64) FROM m365.sds_record WHERE configuration_id = 1;
+INSERT INTO m365.sds_approval (configuration_id, since_record, leaving, renamed, digest, approved_by)
+SELECT 1, max(id), 30, 2, repeat('b', 64), 'populate.sql' FROM m365.sds_record WHERE configuration_id = 1;
 \else
 SELECT m365.take_sds_snapshots();
 UPDATE m365.username SET sync = false WHERE id = (SELECT min(id) FROM m365.username WHERE sync AND configuration_id = 1);

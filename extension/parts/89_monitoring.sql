@@ -31,8 +31,13 @@ SELECT c.id AS configuration_id,
        u.last_created_at,
        -- When the latest run of the job did nothing: why (who held it up, with
        -- pid and role, or the error); NULL when it ran.
-       r.run_problem
+       r.run_problem,
+       -- When the brake on mass changes holds the SDS export (88_sds_brake.sql).
+       CASE WHEN h.configuration_id IS NOT NULL THEN
+           pg_catalog.format('held at %s: %s user(s) would leave and %s be renamed since SDS record %s (limit %s); see m365.pending_sds_changes(%s)',
+                             h.held_at, h.leaving, h.renamed, h.since_record, h.change_limit, c.id) END AS sds_held
   FROM m365.configuration AS c
+  LEFT JOIN m365.sds_hold AS h ON h.configuration_id OPERATOR(pg_catalog.=) c.id
   LEFT JOIN (SELECT configuration_id,
                     pg_catalog.count(*) AS usernames,
                     pg_catalog.count(*) FILTER (WHERE sync) AS synced,
@@ -50,7 +55,7 @@ SELECT c.id AS configuration_id,
               ORDER BY j.id DESC
               LIMIT 1) AS r ON true;
 COMMENT ON VIEW m365.status IS
-'Per configuration: usernames, synced, failing (with the reason in m365.username_failure); log rows waiting for the next run (database-wide) and the oldest; why the latest run of the job did nothing';
+'Per configuration: usernames, synced, failing (with the reason in m365.username_failure); log rows waiting for the next run (database-wide) and the oldest; why the latest run of the job did nothing; whether the brake on mass changes holds its SDS export';
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.status');
 
 -- pg_cron's jobs of this database with their last run (none without pg_cron here).
