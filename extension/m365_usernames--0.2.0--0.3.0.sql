@@ -3045,7 +3045,9 @@ ALTER TABLE m365.configuration
     ADD COLUMN sds_folder text
         -- As the export names it: absolute, no "." or ".." part, no "//", no "/" at the end.
         CONSTRAINT configuration_sds_folder_absolute
-            CHECK (sds_folder OPERATOR(pg_catalog.~) '^(/[^/]+)+$' AND sds_folder OPERATOR(pg_catalog.!~) '/\.\.?(/|$)'),
+            CHECK (sds_folder OPERATOR(pg_catalog.~) '^(/[^/]+)+$' AND sds_folder OPERATOR(pg_catalog.!~) '/\.\.?(/|$)')
+        -- One configuration's feed per folder (a red-team find: another's export claimed it).
+        CONSTRAINT configuration_sds_folder_unique UNIQUE,
     ADD COLUMN sds_record_school_years integer NOT NULL DEFAULT 2
         CONSTRAINT configuration_sds_record_school_years_positive CHECK (sds_record_school_years OPERATOR(pg_catalog.>=) 1);
 
@@ -3706,8 +3708,9 @@ REVOKE ALL ON FUNCTION m365.pending_sds_changes(bigint) FROM PUBLIC;
 
 -- Approves the changes m365.pending_sds_changes shows now, once: the next
 -- export that finds exactly this set (the digest) since the same record goes
--- through and uses the approval. reviewed_digest, when given, must be the
--- digest of the set now (what was reviewed is what is approved).
+-- through and uses the approval. The set now must be the one reviewed:
+-- reviewed_digest, or else the held export's (m365.sds_hold); with neither
+-- (approving before an export), the set now.
 CREATE FUNCTION m365.approve_sds_changes(configuration_id bigint, reviewed_digest text DEFAULT NULL)
 RETURNS TABLE (approval_id bigint, since_record bigint, leaving bigint, renamed bigint, change_limit numeric, digest text)
 LANGUAGE plpgsql
@@ -3750,6 +3753,12 @@ BEGIN
     IF changed OPERATOR(pg_catalog.<=) lim THEN
         RAISE EXCEPTION 'nothing to approve: % user(s) would leave or be renamed in configuration %, within its limit of %', changed, c.id, lim
             USING ERRCODE = 'M3B03';
+    END IF;
+    -- Held: what the held export saw is what may be approved (a red-team
+    -- find: changes made after the review were approved with it).
+    IF reviewed_digest IS NULL THEN
+        SELECT h.digest INTO reviewed_digest FROM m365.sds_hold AS h
+         WHERE h.configuration_id OPERATOR(pg_catalog.=) c.id AND h.since_record OPERATOR(pg_catalog.=) newest;
     END IF;
     IF reviewed_digest IS NOT NULL AND reviewed_digest OPERATOR(pg_catalog.<>) d THEN
         RAISE EXCEPTION 'the changes of configuration % are no longer the ones reviewed (digest %)', c.id, reviewed_digest

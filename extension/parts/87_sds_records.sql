@@ -14,7 +14,9 @@ ALTER TABLE m365.configuration
     ADD COLUMN sds_folder text
         -- As the export names it: absolute, no "." or ".." part, no "//", no "/" at the end.
         CONSTRAINT configuration_sds_folder_absolute
-            CHECK (sds_folder OPERATOR(pg_catalog.~) '^(/[^/]+)+$' AND sds_folder OPERATOR(pg_catalog.!~) '/\.\.?(/|$)'),
+            CHECK (sds_folder OPERATOR(pg_catalog.~) '^(/[^/]+)+$' AND sds_folder OPERATOR(pg_catalog.!~) '/\.\.?(/|$)')
+        -- One configuration's feed per folder (a red-team find: another's export claimed it).
+        CONSTRAINT configuration_sds_folder_unique UNIQUE,
     ADD COLUMN sds_record_school_years integer NOT NULL DEFAULT 2
         CONSTRAINT configuration_sds_record_school_years_positive CHECK (sds_record_school_years OPERATOR(pg_catalog.>=) 1);
 

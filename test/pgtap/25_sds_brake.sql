@@ -6,7 +6,7 @@
 -- listed, not counted. No flag of record_feed skips it.
 -- REPEATABLE READ, as the export's holder session.
 BEGIN ISOLATION LEVEL REPEATABLE READ;
-SELECT plan(34);
+SELECT plan(35);
 \ir lib/session.psql
 
 INSERT INTO m365.configuration (id, name) VALUES (925001, 'brake'), (925002, 'brake, other tenant');
@@ -104,6 +104,11 @@ SELECT is((SELECT sds_held FROM m365.status WHERE configuration_id = 925001), NU
 -- 6. Once: the next mass change is held anew, whatever was approved before.
 UPDATE m365.enrolment SET end_date = CURRENT_DATE - 1 WHERE student_id IN (SELECT pg_temp.students(30, 60));
 SELECT is(pg_temp.export(), 'held', 'an approval is used once: the next mass change is held');
+-- Red-team find: changes made after the review were approved with it.
+UPDATE m365.enrolment SET end_date = CURRENT_DATE - 1 WHERE student_id IN (SELECT pg_temp.students(10, 90));
+SELECT throws_ok($$ SELECT * FROM m365.approve_sds_changes(925001) $$, 'M3B04', NULL,
+                 'while an export is held, an approval without a digest is of what it saw: ten more leavers since make it fail');
+UPDATE m365.enrolment SET end_date = NULL WHERE student_id IN (SELECT pg_temp.students(10, 90));
 SELECT throws_ok($$ SELECT * FROM m365.approve_sds_changes(925002) $$, 'M3B03', NULL,
                  'a configuration without a record has nothing to approve: M3B03');
 

@@ -11,7 +11,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-echo "1..48"
+echo "1..56"
 base=$(( $(date +%s) % 100000 * 1000 + 930000000 ))
 sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name) VALUES ($base, 'export test $base');
@@ -54,9 +54,9 @@ done
 ok $bad "the six files have SDS v2.1's headers, byte for byte"
 # The feed's versions beside the link (.sds.v<time>.<random>).
 versions() { ls -A "$out" | grep '^\.sds\.v' | sort | tr '\n' ' '; }
-[ "$(ls "$out/sds/" | wc -l)" = 6 ] && [ -L "$out/sds" ] && [ -z "$(ls -A "$out" | grep -v -e '^sds$' -e '^stderr$' -e '^\.sds\.v' -e '^\.sds\.lock$')" ] &&
-	[ "$(versions)" = "$(readlink "$out/sds") " ]
-ok $? "exactly six files, in a versioned folder that the link sds names, and nothing else left (but the lock file)"
+[ "$(ls "$out/sds/" | wc -l)" = 6 ] && [ -L "$out/sds" ] && [ -z "$(ls -A "$out" | grep -v -e '^sds$' -e '^stderr$' -e '^\.sds\.v' -e '^\.sds\.lock$' -e '^\.sds\.sds-configuration$')" ] &&
+	[ "$(versions)" = "$(readlink "$out/sds") " ] && [ "$(cat "$out/.sds.sds-configuration")" = "$base" ]
+ok $? "exactly six files, in a versioned folder that the link sds names, and nothing else left (but the lock file, and the mark of the configuration whose SDS folder it is)"
 
 # Parse every file back (as the reader) and compare with the view.
 bad=0
@@ -298,5 +298,51 @@ asadmin -c "SELECT approval_id FROM m365.approve_sds_changes($base, (SELECT dige
 	[ -z "$(asadmin -c "SELECT sds_held FROM m365.status WHERE configuration_id = $base")" ] &&
 	[ "$(asadmin -c "SELECT approved_by || ' ' || (used_by_record = (SELECT max(id) FROM m365.sds_record WHERE configuration_id = $base)) FROM m365.sds_approval WHERE configuration_id = $base ORDER BY id DESC LIMIT 1")" = "$admin_user true" ]
 ok $? "approved by an administrator: the next export goes through and uses the approval, the hold is gone"
+
+# Red-team finds: a held feed went out as a "preview" whenever the folder
+# was named another way than the configuration's SDS folder. Each now
+# writes nothing.
+asadmin -c "SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id = $base" >/dev/null
+bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null
+records_before=$(records) before=$(cat "$out/sds/"*.csv | md5sum)
+asadmin -c "SELECT m365.set_sync(array_agg(id ORDER BY id), false) FROM (SELECT u.id FROM m365.username AS u JOIN m365.enrolment AS e ON e.student_id = u.person_id AND e.location_id = $base WHERE u.configuration_id = $base AND u.person_kind = 'student' AND u.sync ORDER BY u.id LIMIT 26) AS u" >/dev/null
+bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/null
+[ $? = 6 ]
+ok $? "back to 55, then 26 leave: held"
+ln -sfn "$out/sds" "$out/through"
+bin/m365-sds-export -d "dbname=$db" "$out/through/../sds" 2>"$out/dotdot.err"
+status=$?
+[ $status = 6 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ]
+ok $? "the SDS folder named through a symbolic link and .. (link/../sds): held too (exit $status)"
+bin/m365-sds-export -d "dbname=$db" --on-date "$(date -d '+3 days' +%F)" "$out/through/../sds" 2>/dev/null
+status=$?
+[ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ]
+ok $? "and a preview of another day named that way is refused (exit $status)"
+mkdir -p "$out/decoy/sds"
+(cd "$out" && CDPATH="$out/decoy" "$OLDPWD/bin/m365-sds-export" -d "dbname=$db" sds 2>/dev/null)
+status=$?
+[ $status = 6 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ]
+ok $? "a CDPATH pointing elsewhere changes nothing: held (exit $status)"
+mkdir -p "$out/moved"
+ln -s "$out/.sds.sds-configuration" "$out/moved/.sds.sds-configuration"
+ln -s "$(readlink "$out/sds")" "$out/moved/sds" && ln -s "$out/$(readlink "$out/sds")" "$out/moved/$(readlink "$out/sds")"
+bin/m365-sds-export -d "dbname=$db" "$out/moved/sds" 2>"$out/moved.err"
+status=$?
+[ $status = 1 ] && grep -q "is the SDS folder of configuration $base" "$out/moved.err" && grep -q 'UPDATE m365.configuration SET sds_folder' "$out/moved.err"
+ok $? "the SDS folder under another path (a mount, a moved parent: its mark says whose it is) is no preview: nothing written, the fix said (exit $status)"
+asadmin -c "INSERT INTO m365.configuration (id, name) VALUES ($base + 8, 'export test other $base')" -c "SELECT m365.create_sds_reader('sds_export_other_$base', $base + 8)" >/dev/null
+before=$(cat "$out/sds/"*.csv | md5sum)
+PGUSER="sds_export_other_$base" bin/m365-sds-export -d "dbname=$db" --allow-empty "$out/sds" 2>"$out/other_config.err"
+status=$?
+[ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] &&
+	grep -q -e "is the SDS folder of configuration $base" -e configuration_sds_folder_unique "$out/other_config.err"
+ok $? "another configuration's reader cannot write into this configuration's SDS folder (exit $status)"
+PGUSER=$admin_user bin/m365-sds-export -d "dbname=$db" -c $((base + 8)) --allow-empty "$out/sds" 2>/dev/null
+status=$?
+[ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ]
+ok $? "nor an admin's export with another -c (exit $status)"
+asadmin -c "UPDATE m365.configuration SET sds_folder = (SELECT sds_folder FROM m365.configuration WHERE id = $base) WHERE id = $base + 8" 2>/dev/null
+[ $? != 0 ]
+ok $? "two configurations cannot share one SDS folder"
 
 [ "$failed" = 0 ]
