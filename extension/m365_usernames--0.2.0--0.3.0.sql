@@ -498,9 +498,43 @@ CREATE INDEX issued_username_base ON m365.issued_username (configuration_id, bas
 COMMENT ON TABLE m365.issued_username IS
 'Names no longer held by the person they were issued to (renamed away, deleted): never handed to anyone else';
 
+-- Names of people forgotten (m365.forget_person, 58_forgetting.sql): the
+-- ledger keeps no name of theirs, only what stops it from being handed to
+-- someone else: HMAC-SHA-256 (RFC 2104) of the local part's key, with a key
+-- of this database that only the owner reads. Pseudonymisation kept for that
+-- one purpose, not erasure: whoever has the key can test a guessed name.
+CREATE TABLE m365.forget_key (
+    one        boolean PRIMARY KEY DEFAULT true CONSTRAINT forget_key_one_row CHECK (one),
+    inner_pad  bytea NOT NULL,   -- the 64-byte key XOR 0x36 (ipad)
+    outer_pad  bytea NOT NULL    -- the key XOR 0x5c (opad)
+);
+COMMENT ON TABLE m365.forget_key IS 'The key of the forgotten names'' hashes, made by the first forgetting (owner only; in pg_dump, so that a restore keeps them)';
+CREATE TABLE m365.forgotten_username (
+    configuration_id bigint NOT NULL REFERENCES m365.configuration (id) ON DELETE CASCADE,
+    name_hash        bytea NOT NULL,  -- m365.forgotten_name_hash(local part key)
+    forgotten_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (configuration_id, name_hash)
+);
+COMMENT ON TABLE m365.forgotten_username IS 'Keyed hashes of the names of people forgotten: never handed to anyone else';
+
+-- The hash of a local part's key, as m365.forgotten_username holds it (NULL
+-- before the first forgetting made the key: no hash exists yet). It runs as
+-- the owner, who alone reads the key.
+CREATE FUNCTION m365.forgotten_name_hash(local_part text)
+RETURNS bytea
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT pg_catalog.sha256(k.outer_pad OPERATOR(pg_catalog.||)
+                                 pg_catalog.sha256(k.inner_pad OPERATOR(pg_catalog.||) pg_catalog.convert_to(local_part, 'UTF8')))
+          FROM m365.forget_key AS k);
+REVOKE ALL ON FUNCTION m365.forgotten_name_hash(text) FROM PUBLIC;
+
 -- "Never reused", written once: a local part (its key, m365.local_part_key) is free for a
 -- person when nobody else holds it, it was not issued to anyone else before,
--- and it is not reserved. The job, set_username, the preview and the
+-- it is not reserved, and it is not the name of someone forgotten (asked only
+-- where the configuration has such names: the hash is a call as the owner).
+-- The job, set_username, the preview and the
 -- username triggers all ask this. Plain SQL without SET, fully qualified, so
 -- that it is inlined into the job's set queries; scalar subqueries, so that
 -- each candidate is an index probe (as NOT EXISTS the planner turned it into
@@ -521,9 +555,14 @@ RETURN (SELECT true FROM m365.username AS u
                 OR i.person_id IS DISTINCT FROM username_is_free.person_id)) IS NULL
    AND (SELECT true FROM m365.reserved_username AS r
          WHERE r.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
-           AND r.local_part OPERATOR(pg_catalog.=) username_is_free.local_part) IS NULL;
+           AND r.local_part OPERATOR(pg_catalog.=) username_is_free.local_part) IS NULL
+   AND ((SELECT true FROM m365.forgotten_username AS f
+          WHERE f.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id LIMIT 1) IS NULL
+        OR (SELECT true FROM m365.forgotten_username AS f
+             WHERE f.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
+               AND f.name_hash OPERATOR(pg_catalog.=) m365.forgotten_name_hash(username_is_free.local_part)) IS NULL);
 COMMENT ON FUNCTION m365.username_is_free(bigint, text, text, bigint) IS
-'Whether a local part (its key, m365.local_part_key) is free for the person: held by nobody else, never issued to anyone else, not reserved (NULL person: free for anyone)';
+'Whether a local part (its key, m365.local_part_key) is free for the person: held by nobody else, never issued to anyone else, not reserved, not a forgotten person''s (NULL person: free for anyone)';
 
 CREATE OR REPLACE FUNCTION m365.username_is_taken(configuration_id bigint, local_part text)
 RETURNS boolean
@@ -607,6 +646,7 @@ DECLARE
     new_id    bigint[];
     probe_cfg bigint[];
     probe_key text[];
+    probe_hash bytea[];
 BEGIN
     -- Names that left their owner: deleted rows' names, renamed rows' old names.
     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
@@ -648,6 +688,16 @@ BEGIN
                   JOIN m365.reserved_username AS r
                     ON r.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
                    AND r.local_part OPERATOR(pg_catalog.=) n.local_part) AS c;
+        -- Forgotten names: hashed only where a configuration has some.
+        IF NOT FOUND AND EXISTS (SELECT FROM m365.forgotten_username AS f
+                                  WHERE f.configuration_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT DISTINCT n.configuration_id FROM new_rows AS n))) THEN
+            SELECT n.username, n.configuration_id, n.person_kind, n.person_id INTO clash
+              FROM new_rows AS n
+              JOIN m365.forgotten_username AS f
+                ON f.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+               AND f.name_hash OPERATOR(pg_catalog.=) m365.forgotten_name_hash(n.local_part)
+             LIMIT 1;
+        END IF;
     ELSE
         SELECT n.username, n.configuration_id, n.person_kind, n.person_id INTO clash
           FROM new_rows AS n
@@ -713,6 +763,20 @@ BEGIN
               FROM ROWS FROM (pg_catalog.unnest(new_cfg), pg_catalog.unnest(new_key), pg_catalog.unnest(new_kind), pg_catalog.unnest(new_id))
                    AS t(configuration_id, local_part, person_kind, person_id)
             ON CONFLICT (configuration_id, local_part) DO NOTHING;
+            -- And the forgotten names' hashes, removed again the same way.
+            WITH probe AS (
+                INSERT INTO m365.forgotten_username (configuration_id, name_hash)
+                SELECT t.configuration_id, h.name_hash
+                  FROM ROWS FROM (pg_catalog.unnest(new_cfg), pg_catalog.unnest(new_key)) AS t(configuration_id, local_part),
+                       LATERAL (SELECT m365.forgotten_name_hash(t.local_part) AS name_hash) AS h
+                 WHERE h.name_hash IS NOT NULL
+                ON CONFLICT (configuration_id, name_hash) DO NOTHING
+                RETURNING configuration_id, name_hash)
+            SELECT pg_catalog.array_agg(p.configuration_id), pg_catalog.array_agg(p.name_hash) INTO probe_cfg, probe_hash FROM probe AS p;
+            DELETE FROM m365.forgotten_username AS f
+             USING ROWS FROM (pg_catalog.unnest(probe_cfg), pg_catalog.unnest(probe_hash)) AS t(configuration_id, name_hash)
+             WHERE f.configuration_id OPERATOR(pg_catalog.=) t.configuration_id
+               AND f.name_hash OPERATOR(pg_catalog.=) t.name_hash;
         END IF;
     END IF;
     -- A name taken back by the person it was issued to is theirs again, not retired.
@@ -1874,7 +1938,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT m365.job_name(d.job), d.schedule, d.command, d.old_name
       FROM (VALUES ('m365_generate_usernames', '*/15 * * * *', 'CALL m365.generate_usernames()', 'm365_generate_usernames'),
-                   ('m365_sds_records', '30 3 * * *', 'SELECT m365.remove_old_sds_records()', 'm365_sds_snapshot'))
+                   ('m365_retention', '30 3 * * *', 'SELECT m365.apply_retention()', 'm365_sds_snapshot'))
            AS d(job, schedule, command, old_name)
 $$;
 COMMENT ON FUNCTION m365.job_definitions() IS 'The pg_cron jobs of m365_usernames in this database: name, schedule, command, and the name before 0.3.0';
@@ -3049,7 +3113,12 @@ ALTER TABLE m365.configuration
         -- One configuration's feed per folder (a red-team find: another's export claimed it).
         CONSTRAINT configuration_sds_folder_unique UNIQUE,
     ADD COLUMN sds_record_school_years integer NOT NULL DEFAULT 2
-        CONSTRAINT configuration_sds_record_school_years_positive CHECK (sds_record_school_years OPERATOR(pg_catalog.>=) 1);
+        CONSTRAINT configuration_sds_record_school_years_positive CHECK (sds_record_school_years OPERATOR(pg_catalog.>=) 1),
+    -- Retention of the history and of leavers' usernames (91_retention.sql); NULL: off.
+    ADD COLUMN history_school_years integer
+        CONSTRAINT configuration_history_school_years_positive CHECK (history_school_years OPERATOR(pg_catalog.>=) 1),
+    ADD COLUMN leaver_school_years integer
+        CONSTRAINT configuration_leaver_school_years_positive CHECK (leaver_school_years OPERATOR(pg_catalog.>=) 1);
 
 CREATE TABLE m365.sds_record (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -3393,8 +3462,7 @@ DECLARE
 BEGIN
     PERFORM m365.forget_dropped_roles();
     WITH cutoff AS (
-        SELECT c.id, pg_catalog.make_date(m365.school_year(m365.local_date(c.time_zone))
-                                          OPERATOR(pg_catalog.-) c.sds_record_school_years OPERATOR(pg_catalog.+) 1, 9, 1) AS keep_from
+        SELECT c.id, m365.kept_from(c.time_zone, c.sds_record_school_years) AS keep_from
           FROM m365.configuration AS c
     ), gone AS (
         UPDATE m365.sds_record AS r SET removed_at = pg_catalog.now()
@@ -3422,7 +3490,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION m365.remove_old_sds_records() IS
-'Removes the rows of SDS records older than each configuration''s retention (counts kept; never the newest); pg_cron runs it daily';
+'Removes the rows of SDS records older than each configuration''s retention (counts kept; never the newest); m365.apply_retention runs it nightly';
 REVOKE ALL ON FUNCTION m365.remove_old_sds_records() FROM PUBLIC;
 
 -- 0.2.0's snapshots become records: each user and membership becomes one
@@ -3657,10 +3725,11 @@ BEGIN
            CASE
                WHEN uc.new_username IS NOT NULL THEN 'renamed'
                WHEN lo.problem IS NOT NULL THEN 'left out by the feed rules: ' OPERATOR(pg_catalog.||) lo.problem
-               WHEN uc.kind OPERATOR(pg_catalog.=) 'student' AND NOT EXISTS (SELECT FROM m365.student AS p WHERE p.id OPERATOR(pg_catalog.=) uc.id)
-                   THEN 'person deleted'
-               WHEN uc.kind OPERATOR(pg_catalog.=) 'staff' AND NOT EXISTS (SELECT FROM m365.staff AS p WHERE p.id OPERATOR(pg_catalog.=) uc.id)
-                   THEN 'person deleted'
+               WHEN (uc.kind OPERATOR(pg_catalog.=) 'student' AND NOT EXISTS (SELECT FROM m365.student AS p WHERE p.id OPERATOR(pg_catalog.=) uc.id))
+                 OR (uc.kind OPERATOR(pg_catalog.=) 'staff' AND NOT EXISTS (SELECT FROM m365.staff AS p WHERE p.id OPERATOR(pg_catalog.=) uc.id))
+                   THEN CASE WHEN EXISTS (SELECT FROM m365.forgotten_person AS f
+                                           WHERE f.person_kind OPERATOR(pg_catalog.=) uc.kind AND f.person_id OPERATOR(pg_catalog.=) uc.id)
+                             THEN 'forgotten' ELSE 'person deleted' END
                WHEN NOT EXISTS (SELECT FROM m365.username AS u, scope
                                  WHERE u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                                    AND u.person_kind OPERATOR(pg_catalog.=) uc.kind AND u.person_id OPERATOR(pg_catalog.=) uc.id)
@@ -3773,9 +3842,314 @@ $$;
 COMMENT ON FUNCTION m365.approve_sds_changes(bigint, text) IS
 'Approves, once, the mass change of the SDS feed that m365.pending_sds_changes shows now (bound to its digest; audited in m365.sds_approval)';
 REVOKE ALL ON FUNCTION m365.approve_sds_changes(bigint, text) FROM PUBLIC;
+
+--------------------------------------------------------------------------------
+-- Forgetting people. On request: after the school has deleted a pupil or
+-- staff member, an administrator removes what the extension still keeps of
+-- them (their usernames, the history of those, their rows in the records of
+-- what SDS received). By retention (91_retention.sql): the usernames of
+-- people who left, after some school years. Of forgotten names only what
+-- stops them from being handed to someone else stays: keyed hashes
+-- (m365.forgotten_username, 30_username_store.sql). Pseudonymisation kept for
+-- that one purpose, not erasure (docs/privacy.md).
+--------------------------------------------------------------------------------
+
+-- Who was forgotten, when, by whom, and how many rows went; never a name.
+CREATE TABLE m365.forgotten_person (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_kind  text NOT NULL,
+    person_id    bigint NOT NULL,
+    forgotten_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    forgotten_by text NOT NULL DEFAULT SESSION_USER,
+    removed      jsonb NOT NULL
+);
+CREATE INDEX forgotten_person_person ON m365.forgotten_person (person_kind, person_id);
+COMMENT ON TABLE m365.forgotten_person IS 'The audit of m365.forget_person: who was forgotten, when, by whom, how many rows went (no name)';
+
+-- Forgets the names of people in one configuration (NULL: in all): their
+-- usernames and the ledger's names of theirs become keyed hashes and go, with
+-- the history of them, their failures and their holds. Returns how many rows
+-- went. The configurations are locked first, as a reservation locks them: a
+-- username being written there is waited for, and one written later sees
+-- the hashes.
+CREATE FUNCTION m365.forget_names(config bigint, kinds text[], ids bigint[])
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed jsonb := '{}';
+    n       bigint;
+BEGIN
+    -- The key, made by the first forgetting (a fresh install has none, so that
+    -- a restore brings the dumped one without a clash): 64 random bytes from
+    -- four version 4 UUIDs (122 random bits each), as RFC 2104's two pads.
+    IF NOT EXISTS (SELECT FROM m365.forget_key) THEN
+        DECLARE
+            k bytea := pg_catalog.decode(pg_catalog.replace(
+                           pg_catalog.gen_random_uuid()::text OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text
+                           OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text
+                           OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text, '-', ''), 'hex');
+            i bytea := k;
+            o bytea := k;
+        BEGIN
+            FOR b IN 0 .. 63 LOOP
+                i := pg_catalog.set_byte(i, b, pg_catalog.get_byte(k, b) OPERATOR(pg_catalog.#) 54);
+                o := pg_catalog.set_byte(o, b, pg_catalog.get_byte(k, b) OPERATOR(pg_catalog.#) 92);
+            END LOOP;
+            INSERT INTO m365.forget_key (inner_pad, outer_pad) VALUES (i, o) ON CONFLICT ON CONSTRAINT forget_key_pkey DO NOTHING;
+        END;
+    END IF;
+    PERFORM FROM m365.configuration AS c
+     WHERE c.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+               SELECT u.configuration_id FROM m365.username AS u
+                JOIN ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+                  ON u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
+               UNION
+               SELECT i.configuration_id FROM m365.issued_username AS i
+                JOIN ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+                  ON i.person_kind OPERATOR(pg_catalog.=) p.kind AND i.person_id OPERATOR(pg_catalog.=) p.id))
+       AND (config IS NULL OR c.id OPERATOR(pg_catalog.=) config)
+     ORDER BY c.id FOR UPDATE;
+    INSERT INTO m365.forgotten_username (configuration_id, name_hash)
+    SELECT x.configuration_id, m365.forgotten_name_hash(x.local_part)
+      FROM (SELECT u.configuration_id, u.local_part FROM m365.username AS u
+              JOIN ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+                ON u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
+            UNION
+            SELECT i.configuration_id, i.local_part FROM m365.issued_username AS i
+              JOIN ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+                ON i.person_kind OPERATOR(pg_catalog.=) p.kind AND i.person_id OPERATOR(pg_catalog.=) p.id) AS x
+     WHERE config IS NULL OR x.configuration_id OPERATOR(pg_catalog.=) config
+    ON CONFLICT ON CONSTRAINT forgotten_username_pkey DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('names_hashed', n);
+
+    DELETE FROM m365.username_hold AS h
+     USING m365.username AS u, ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE h.username_id OPERATOR(pg_catalog.=) u.id
+       AND u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR u.configuration_id OPERATOR(pg_catalog.=) config);
+    -- (The username triggers put the names in the ledger and the history; both go below.)
+    DELETE FROM m365.username AS u
+     USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR u.configuration_id OPERATOR(pg_catalog.=) config);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('usernames', n);
+    DELETE FROM m365.issued_username AS i
+     USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE i.person_kind OPERATOR(pg_catalog.=) p.kind AND i.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR i.configuration_id OPERATOR(pg_catalog.=) config);
+    DELETE FROM m365.username_history AS h
+     USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE h.person_kind OPERATOR(pg_catalog.=) p.kind AND h.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR h.configuration_id OPERATOR(pg_catalog.=) config);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('history_rows', n);
+    DELETE FROM m365.username_failure AS f
+     USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE f.person_kind OPERATOR(pg_catalog.=) p.kind AND f.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR f.configuration_id OPERATOR(pg_catalog.=) config);
+    RETURN removed;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.forget_names(bigint, text[], bigint[]) FROM PUBLIC;
+
+CREATE FUNCTION m365.forget_person(person_kind text, person_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind     text := forget_person.person_kind;
+    person   bigint := forget_person.person_id;
+    sourced  text;
+    removed  jsonb := '{}';
+    n        bigint;
+BEGIN
+    IF kind IS NULL OR kind OPERATOR(pg_catalog.<>) ALL ('{student,staff}'::text[]) OR person IS NULL THEN
+        RAISE EXCEPTION 'forget_person needs a person kind (student or staff) and an id'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The school data first: what it still holds, the next run would make again.
+    IF (kind OPERATOR(pg_catalog.=) 'student' AND EXISTS (SELECT FROM m365.student AS s WHERE s.id OPERATOR(pg_catalog.=) person))
+       OR (kind OPERATOR(pg_catalog.=) 'staff' AND EXISTS (SELECT FROM m365.staff AS s WHERE s.id OPERATOR(pg_catalog.=) person)) THEN
+        RAISE EXCEPTION '% % is still in the school data: delete them there first', kind, person
+            USING ERRCODE = 'M3P01', HINT = 'docs/privacy.md gives the order of the steps.';
+    END IF;
+    IF EXISTS (SELECT FROM m365.source_waiting AS w
+                WHERE w.entity OPERATOR(pg_catalog.=) kind AND w.key OPERATOR(pg_catalog.=) ARRAY[person]) THEN
+        RAISE EXCEPTION '% % is still in an attached source (m365.source_drift() lists it): delete them there first', kind, person
+            USING ERRCODE = 'M3P01', HINT = 'docs/privacy.md gives the order of the steps.';
+    END IF;
+    sourced := kind OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) person;
+    removed := m365.forget_names(NULL, ARRAY[kind], ARRAY[person]);
+    DELETE FROM m365.username_request AS r
+     WHERE r.person_kind OPERATOR(pg_catalog.=) kind AND r.person_id OPERATOR(pg_catalog.=) person;
+    DELETE FROM m365.departed_person AS d
+     WHERE d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) person;
+
+    -- The records of what SDS received: every record loses them but the
+    -- newest, which keeps the id and the groups SDS has them in, not the
+    -- name: the next export still finds them leaving, and the brake counts
+    -- them. (Versions that ended go; the open ones hold from the newest on.)
+    DELETE FROM m365.sds_record_user AS v
+     WHERE v.sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NOT NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE m365.sds_record_user AS v SET username = '(forgotten)', first_record = h.newest_record
+      FROM m365.sds_record_head AS h
+     WHERE v.sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NULL
+       AND h.configuration_id OPERATOR(pg_catalog.=) v.configuration_id;
+    DELETE FROM m365.sds_record_membership AS v
+     WHERE v.user_sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NOT NULL;
+    UPDATE m365.sds_record_membership AS v SET first_record = h.newest_record
+      FROM m365.sds_record_head AS h
+     WHERE v.user_sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NULL
+       AND h.configuration_id OPERATOR(pg_catalog.=) v.configuration_id;
+    removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('record_versions_removed', n);
+
+    INSERT INTO m365.forgotten_person (person_kind, person_id, removed) VALUES (kind, person, removed);
+    RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION m365.forget_person(text, bigint) IS
+'Forgets a student or staff member the school data no longer holds: usernames, history, failures and record rows go; only keyed hashes of their names stay, so that no one else gets them';
+REVOKE ALL ON FUNCTION m365.forget_person(text, bigint) FROM PUBLIC;
+
+--------------------------------------------------------------------------------
+-- 0.3.0: retention, per configuration: the records of what SDS received
+-- (sds_record_school_years, 87_sds_records.sql), the history
+-- (history_school_years) and the usernames of people who left
+-- (leaver_school_years, forgotten as 58_forgetting.sql forgets names); the
+-- last two off (NULL) by default. pg_cron runs m365.apply_retention nightly.
+--------------------------------------------------------------------------------
+
+-- The first day of the oldest school year a retention of `years` school
+-- years keeps (the current one and years - 1 before it), in a time zone.
+CREATE FUNCTION m365.kept_from(time_zone text, years integer)
+RETURNS date
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN pg_catalog.make_date(m365.school_year(m365.local_date(time_zone)) OPERATOR(pg_catalog.-) years OPERATOR(pg_catalog.+) 1, 9, 1);
+REVOKE ALL ON FUNCTION m365.kept_from(text, integer) FROM PUBLIC;
+
+-- Retention of the history: rows from before the school years a
+-- configuration keeps (history_school_years; NULL, the default: all).
+CREATE FUNCTION m365.remove_old_history()
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH gone AS (
+        DELETE FROM m365.username_history AS h
+         USING m365.configuration AS c
+         WHERE h.configuration_id OPERATOR(pg_catalog.=) c.id AND c.history_school_years IS NOT NULL
+           AND h.changed_at OPERATOR(pg_catalog.<)
+               pg_catalog.timezone(c.time_zone, m365.kept_from(c.time_zone, c.history_school_years)::timestamp)
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*) FROM gone;
+END;
+REVOKE ALL ON FUNCTION m365.remove_old_history() FROM PUBLIC;
+
+-- Retention of leavers: the usernames of people who left a configuration
+-- before the school years it keeps (leaver_school_years; NULL, the default:
+-- kept) are forgotten there, as forget_person forgets names. Left: a
+-- student whose every enrolment in its locations ended before then (or who
+-- has none), a staff member inactive since before then (or deleted); and
+-- the username unchanged since then. Never someone who needs a username (the
+-- one rule), nor someone the newest record of what SDS received still holds
+-- (the brake compares with it).
+CREATE FUNCTION m365.forget_leavers()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c      record;
+    cutoff date;
+    kinds  text[];
+    ids    bigint[];
+    total  bigint := 0;
+BEGIN
+    FOR c IN SELECT x.id, x.time_zone, x.leaver_school_years FROM m365.configuration AS x
+              WHERE x.leaver_school_years IS NOT NULL ORDER BY x.id LOOP
+        cutoff := m365.kept_from(c.time_zone, c.leaver_school_years);
+        WITH holder AS MATERIALIZED (
+            SELECT u.person_kind, u.person_id FROM m365.username AS u
+             WHERE u.configuration_id OPERATOR(pg_catalog.=) c.id
+               AND u.updated_at OPERATOR(pg_catalog.<) pg_catalog.timezone(c.time_zone, cutoff::timestamp)
+               AND NOT EXISTS (SELECT FROM m365.sds_record_user AS v
+                                WHERE v.configuration_id OPERATOR(pg_catalog.=) c.id AND v.last_record IS NULL
+                                  AND v.sourced_id OPERATOR(pg_catalog.=) (u.person_kind OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) u.person_id))
+        ), needing AS MATERIALIZED (
+            SELECT n.person_kind, n.person_id
+              FROM m365.people_needing_username(
+                       ARRAY(SELECT h.person_id FROM holder AS h WHERE h.person_kind OPERATOR(pg_catalog.=) 'student'),
+                       ARRAY(SELECT h.person_id FROM holder AS h WHERE h.person_kind OPERATOR(pg_catalog.=) 'staff')) AS n
+             WHERE n.configuration_id OPERATOR(pg_catalog.=) c.id
+        )
+        SELECT pg_catalog.array_agg(h.person_kind), pg_catalog.array_agg(h.person_id) INTO kinds, ids
+          FROM holder AS h
+         WHERE NOT EXISTS (SELECT FROM needing AS n
+                            WHERE n.person_kind OPERATOR(pg_catalog.=) h.person_kind AND n.person_id OPERATOR(pg_catalog.=) h.person_id)
+           AND CASE h.person_kind
+                   WHEN 'student' THEN NOT EXISTS (
+                       SELECT FROM m365.enrolment AS e JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
+                        WHERE e.student_id OPERATOR(pg_catalog.=) h.person_id AND l.configuration_id OPERATOR(pg_catalog.=) c.id
+                          AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) cutoff))
+                   ELSE NOT EXISTS (
+                       SELECT FROM m365.staff AS s
+                        WHERE s.id OPERATOR(pg_catalog.=) h.person_id
+                          AND (s.active OR s.inactive_since IS NULL OR s.inactive_since OPERATOR(pg_catalog.>=) cutoff))
+               END;
+        CONTINUE WHEN kinds IS NULL;
+        PERFORM m365.forget_names(c.id, kinds, ids);
+        -- Someone the school data no longer holds, without a username anywhere now: their names go too.
+        DELETE FROM m365.departed_person AS d
+         USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+         WHERE d.person_kind OPERATOR(pg_catalog.=) p.kind AND d.person_id OPERATOR(pg_catalog.=) p.id
+           AND NOT EXISTS (SELECT FROM m365.username AS u
+                            WHERE u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id);
+        INSERT INTO m365.forgotten_person (person_kind, person_id, removed)
+        SELECT p.kind, p.id, pg_catalog.jsonb_build_object('retention', 'leaver_school_years', 'configuration', c.id)
+          FROM ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id);
+        total := total OPERATOR(pg_catalog.+) pg_catalog.cardinality(ids);
+    END LOOP;
+    RETURN total;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.forget_leavers() FROM PUBLIC;
+
+-- What the nightly job runs (m365_retention@<database>, 70_scheduling.sql):
+-- every retention, each per configuration.
+CREATE FUNCTION m365.apply_retention()
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    records  integer := m365.remove_old_sds_records();
+    history  bigint := m365.remove_old_history();
+    leavers  bigint := m365.forget_leavers();
+BEGIN
+    RETURN pg_catalog.jsonb_build_object('sds_records_removed', records, 'history_rows_removed', history,
+                                         'leavers_forgotten', leavers);
+END
+$$;
+COMMENT ON FUNCTION m365.apply_retention() IS
+'Applies every retention of each configuration (records of what SDS received, history, usernames of leavers); pg_cron runs it nightly';
+REVOKE ALL ON FUNCTION m365.apply_retention() FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_hold', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_approval', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_approval_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.forget_key', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_username', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_person', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_person_id_seq', '');
 
 --------------------------------------------------------------------------------
 -- 0.3.0: monitoring shows who held up a run, and stale jobs.
@@ -5296,6 +5670,11 @@ SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_hold');
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_approval');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.pending_sds_changes(bigint)');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.approve_sds_changes(bigint, text)');
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.forgotten_username');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.forgotten_name_hash(text)');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.forgotten_person');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.forget_person(text, bigint)');
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.apply_retention()');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.sds_record_rows(bigint)');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.sds_changes(bigint, bigint)');
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.remove_old_sds_records()');

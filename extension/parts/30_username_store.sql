@@ -143,9 +143,45 @@ CREATE TRIGGER reserved_username_is_new_update
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION m365.reserved_username_is_new();
 
+-- Names of people forgotten (m365.forget_person, 58_forgetting.sql): the
+-- ledger keeps no name of theirs, only what stops it from being handed to
+-- someone else: HMAC-SHA-256 (RFC 2104) of the local part's key, with a key
+-- of this database that only the owner reads. Pseudonymisation kept for that
+-- one purpose, not erasure: whoever has the key can test a guessed name.
+CREATE TABLE m365.forget_key (
+    one        boolean PRIMARY KEY DEFAULT true CONSTRAINT forget_key_one_row CHECK (one),
+    inner_pad  bytea NOT NULL,   -- the 64-byte key XOR 0x36 (ipad)
+    outer_pad  bytea NOT NULL    -- the key XOR 0x5c (opad)
+);
+COMMENT ON TABLE m365.forget_key IS 'The key of the forgotten names'' hashes, made by the first forgetting (owner only; in pg_dump, so that a restore keeps them)';
+CREATE TABLE m365.forgotten_username (
+    configuration_id bigint NOT NULL REFERENCES m365.configuration (id) ON DELETE CASCADE,
+    name_hash        bytea NOT NULL,  -- m365.forgotten_name_hash(local part key)
+    forgotten_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (configuration_id, name_hash)
+);
+COMMENT ON TABLE m365.forgotten_username IS 'Keyed hashes of the names of people forgotten: never handed to anyone else';
+SELECT m365.allow('app', 'SELECT', 'TABLE m365.forgotten_username');
+
+-- The hash of a local part's key, as m365.forgotten_username holds it (NULL
+-- before the first forgetting made the key: no hash exists yet). It runs as
+-- the owner, who alone reads the key.
+CREATE FUNCTION m365.forgotten_name_hash(local_part text)
+RETURNS bytea
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT pg_catalog.sha256(k.outer_pad OPERATOR(pg_catalog.||)
+                                 pg_catalog.sha256(k.inner_pad OPERATOR(pg_catalog.||) pg_catalog.convert_to(local_part, 'UTF8')))
+          FROM m365.forget_key AS k);
+REVOKE ALL ON FUNCTION m365.forgotten_name_hash(text) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.forgotten_name_hash(text)');
+
 -- "Never reused", written once: a local part (its key, m365.local_part_key) is free for a
 -- person when nobody else holds it, it was not issued to anyone else before,
--- and it is not reserved. The job, set_username, the preview and the
+-- it is not reserved, and it is not the name of someone forgotten (asked only
+-- where the configuration has such names: the hash is a call as the owner).
+-- The job, set_username, the preview and the
 -- username triggers all ask this. Plain SQL without SET, fully qualified, so
 -- that it is inlined into the job's set queries; scalar subqueries, so that
 -- each candidate is an index probe (as NOT EXISTS the planner turned it into
@@ -166,9 +202,14 @@ RETURN (SELECT true FROM m365.username AS u
                 OR i.person_id IS DISTINCT FROM username_is_free.person_id)) IS NULL
    AND (SELECT true FROM m365.reserved_username AS r
          WHERE r.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
-           AND r.local_part OPERATOR(pg_catalog.=) username_is_free.local_part) IS NULL;
+           AND r.local_part OPERATOR(pg_catalog.=) username_is_free.local_part) IS NULL
+   AND ((SELECT true FROM m365.forgotten_username AS f
+          WHERE f.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id LIMIT 1) IS NULL
+        OR (SELECT true FROM m365.forgotten_username AS f
+             WHERE f.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
+               AND f.name_hash OPERATOR(pg_catalog.=) m365.forgotten_name_hash(username_is_free.local_part)) IS NULL);
 COMMENT ON FUNCTION m365.username_is_free(bigint, text, text, bigint) IS
-'Whether a local part (its key, m365.local_part_key) is free for the person: held by nobody else, never issued to anyone else, not reserved (NULL person: free for anyone)';
+'Whether a local part (its key, m365.local_part_key) is free for the person: held by nobody else, never issued to anyone else, not reserved, not a forgotten person''s (NULL person: free for anyone)';
 
 CREATE FUNCTION m365.username_is_taken(configuration_id bigint, local_part text)
 RETURNS boolean
@@ -252,6 +293,7 @@ DECLARE
     new_id    bigint[];
     probe_cfg bigint[];
     probe_key text[];
+    probe_hash bytea[];
 BEGIN
     -- Names that left their owner: deleted rows' names, renamed rows' old names.
     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
@@ -293,6 +335,16 @@ BEGIN
                   JOIN m365.reserved_username AS r
                     ON r.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
                    AND r.local_part OPERATOR(pg_catalog.=) n.local_part) AS c;
+        -- Forgotten names: hashed only where a configuration has some.
+        IF NOT FOUND AND EXISTS (SELECT FROM m365.forgotten_username AS f
+                                  WHERE f.configuration_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT DISTINCT n.configuration_id FROM new_rows AS n))) THEN
+            SELECT n.username, n.configuration_id, n.person_kind, n.person_id INTO clash
+              FROM new_rows AS n
+              JOIN m365.forgotten_username AS f
+                ON f.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+               AND f.name_hash OPERATOR(pg_catalog.=) m365.forgotten_name_hash(n.local_part)
+             LIMIT 1;
+        END IF;
     ELSE
         SELECT n.username, n.configuration_id, n.person_kind, n.person_id INTO clash
           FROM new_rows AS n
@@ -358,6 +410,20 @@ BEGIN
               FROM ROWS FROM (pg_catalog.unnest(new_cfg), pg_catalog.unnest(new_key), pg_catalog.unnest(new_kind), pg_catalog.unnest(new_id))
                    AS t(configuration_id, local_part, person_kind, person_id)
             ON CONFLICT (configuration_id, local_part) DO NOTHING;
+            -- And the forgotten names' hashes, removed again the same way.
+            WITH probe AS (
+                INSERT INTO m365.forgotten_username (configuration_id, name_hash)
+                SELECT t.configuration_id, h.name_hash
+                  FROM ROWS FROM (pg_catalog.unnest(new_cfg), pg_catalog.unnest(new_key)) AS t(configuration_id, local_part),
+                       LATERAL (SELECT m365.forgotten_name_hash(t.local_part) AS name_hash) AS h
+                 WHERE h.name_hash IS NOT NULL
+                ON CONFLICT (configuration_id, name_hash) DO NOTHING
+                RETURNING configuration_id, name_hash)
+            SELECT pg_catalog.array_agg(p.configuration_id), pg_catalog.array_agg(p.name_hash) INTO probe_cfg, probe_hash FROM probe AS p;
+            DELETE FROM m365.forgotten_username AS f
+             USING ROWS FROM (pg_catalog.unnest(probe_cfg), pg_catalog.unnest(probe_hash)) AS t(configuration_id, name_hash)
+             WHERE f.configuration_id OPERATOR(pg_catalog.=) t.configuration_id
+               AND f.name_hash OPERATOR(pg_catalog.=) t.name_hash;
         END IF;
     END IF;
     -- A name taken back by the person it was issued to is theirs again, not retired.

@@ -26,7 +26,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT m365.job_name(d.job), d.schedule, d.command, d.old_name
       FROM (VALUES ('m365_generate_usernames', '*/15 * * * *', 'CALL m365.generate_usernames()', 'm365_generate_usernames'),
-                   ('m365_sds_records', '30 3 * * *', 'SELECT m365.remove_old_sds_records()', 'm365_sds_snapshot'))
+                   ('m365_retention', '30 3 * * *', 'SELECT m365.apply_retention()', 'm365_sds_snapshot'))
            AS d(job, schedule, command, old_name)
 $$;
 COMMENT ON FUNCTION m365.job_definitions() IS 'The pg_cron jobs of m365_usernames in this database: name, schedule, command, and the name before 0.3.0';

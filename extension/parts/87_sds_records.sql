@@ -18,7 +18,12 @@ ALTER TABLE m365.configuration
         -- One configuration's feed per folder (a red-team find: another's export claimed it).
         CONSTRAINT configuration_sds_folder_unique UNIQUE,
     ADD COLUMN sds_record_school_years integer NOT NULL DEFAULT 2
-        CONSTRAINT configuration_sds_record_school_years_positive CHECK (sds_record_school_years OPERATOR(pg_catalog.>=) 1);
+        CONSTRAINT configuration_sds_record_school_years_positive CHECK (sds_record_school_years OPERATOR(pg_catalog.>=) 1),
+    -- Retention of the history and of leavers' usernames (91_retention.sql); NULL: off.
+    ADD COLUMN history_school_years integer
+        CONSTRAINT configuration_history_school_years_positive CHECK (history_school_years OPERATOR(pg_catalog.>=) 1),
+    ADD COLUMN leaver_school_years integer
+        CONSTRAINT configuration_leaver_school_years_positive CHECK (leaver_school_years OPERATOR(pg_catalog.>=) 1);
 
 CREATE TABLE m365.sds_record (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -369,8 +374,7 @@ DECLARE
 BEGIN
     PERFORM m365.forget_dropped_roles();
     WITH cutoff AS (
-        SELECT c.id, pg_catalog.make_date(m365.school_year(m365.local_date(c.time_zone))
-                                          OPERATOR(pg_catalog.-) c.sds_record_school_years OPERATOR(pg_catalog.+) 1, 9, 1) AS keep_from
+        SELECT c.id, m365.kept_from(c.time_zone, c.sds_record_school_years) AS keep_from
           FROM m365.configuration AS c
     ), gone AS (
         UPDATE m365.sds_record AS r SET removed_at = pg_catalog.now()
@@ -398,6 +402,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION m365.remove_old_sds_records() IS
-'Removes the rows of SDS records older than each configuration''s retention (counts kept; never the newest); pg_cron runs it daily';
+'Removes the rows of SDS records older than each configuration''s retention (counts kept; never the newest); m365.apply_retention runs it nightly';
 REVOKE ALL ON FUNCTION m365.remove_old_sds_records() FROM PUBLIC;
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.remove_old_sds_records()');

@@ -187,10 +187,11 @@ BEGIN
            CASE
                WHEN uc.new_username IS NOT NULL THEN 'renamed'
                WHEN lo.problem IS NOT NULL THEN 'left out by the feed rules: ' OPERATOR(pg_catalog.||) lo.problem
-               WHEN uc.kind OPERATOR(pg_catalog.=) 'student' AND NOT EXISTS (SELECT FROM m365.student AS p WHERE p.id OPERATOR(pg_catalog.=) uc.id)
-                   THEN 'person deleted'
-               WHEN uc.kind OPERATOR(pg_catalog.=) 'staff' AND NOT EXISTS (SELECT FROM m365.staff AS p WHERE p.id OPERATOR(pg_catalog.=) uc.id)
-                   THEN 'person deleted'
+               WHEN (uc.kind OPERATOR(pg_catalog.=) 'student' AND NOT EXISTS (SELECT FROM m365.student AS p WHERE p.id OPERATOR(pg_catalog.=) uc.id))
+                 OR (uc.kind OPERATOR(pg_catalog.=) 'staff' AND NOT EXISTS (SELECT FROM m365.staff AS p WHERE p.id OPERATOR(pg_catalog.=) uc.id))
+                   THEN CASE WHEN EXISTS (SELECT FROM m365.forgotten_person AS f
+                                           WHERE f.person_kind OPERATOR(pg_catalog.=) uc.kind AND f.person_id OPERATOR(pg_catalog.=) uc.id)
+                             THEN 'forgotten' ELSE 'person deleted' END
                WHEN NOT EXISTS (SELECT FROM m365.username AS u, scope
                                  WHERE u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                                    AND u.person_kind OPERATOR(pg_catalog.=) uc.kind AND u.person_id OPERATOR(pg_catalog.=) uc.id)

@@ -8,6 +8,10 @@ SELECT pg_catalog.pg_extension_config_dump('m365.username', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.username_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.issued_username', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.reserved_username', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.forget_key', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_username', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_person', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_person_id_seq', '');
 
 SELECT pg_catalog.pg_extension_config_dump('m365.school', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.location', '');

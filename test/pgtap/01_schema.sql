@@ -66,6 +66,7 @@ $$, ARRAY['m365.configuration', 'm365.configuration_id_seq', 'm365.username', 'm
           'm365.job_run', 'm365.job_run_id_seq',
           'm365.sds_record', 'm365.sds_record_id_seq', 'm365.sds_record_head', 'm365.sds_record_user', 'm365.sds_record_membership',
           'm365.sds_hold', 'm365.sds_approval', 'm365.sds_approval_id_seq',
+          'm365.forget_key', 'm365.forgotten_username', 'm365.forgotten_person', 'm365.forgotten_person_id_seq',
           'm365.departed_person', 'm365.username_hold', 'm365.source', 'm365.source_waiting', 'm365.source_decided'],
    'the tables holding user data are dumped by pg_dump');
 
@@ -117,8 +118,8 @@ SELECT is((SELECT count(*)::int FROM m365.schedule_jobs()), 2, 'm365.schedule_jo
 SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_generate_usernames@' || current_database() AND database = current_database() $$,
                   $$ VALUES ('*/15 * * * *'::text, 'CALL m365.generate_usernames()'::text) $$,
                   'the job every 15 minutes, named after the database');
-SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_sds_records@' || current_database() AND database = current_database() $$,
-                  $$ VALUES ('30 3 * * *'::text, 'SELECT m365.remove_old_sds_records()'::text) $$,
+SELECT results_eq($$ SELECT schedule, command FROM cron.job WHERE jobname = 'm365_retention@' || current_database() AND database = current_database() $$,
+                  $$ VALUES ('30 3 * * *'::text, 'SELECT m365.apply_retention()'::text) $$,
                   'and the removal of old SDS records every night');
 SELECT is(m365.job_name('m365_generate_usernames') = 'm365_generate_usernames@' || current_database(), true,
           'job_name(): job@database');

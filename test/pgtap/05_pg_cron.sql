@@ -58,7 +58,7 @@ SELECT is_empty(format('SELECT FROM cron.job WHERE jobid = %s', (SELECT jobid FR
 
 -- Monitoring sees the extension's own jobs, scheduled by m365.schedule_jobs().
 SELECT set_eq('SELECT job_name FROM m365.job_status() WHERE scheduled AND active',
-              ARRAY[m365.job_name('m365_generate_usernames'), m365.job_name('m365_sds_records')],
+              ARRAY[m365.job_name('m365_generate_usernames'), m365.job_name('m365_retention')],
               'm365.job_status(): both jobs are scheduled and active in the pg_cron database');
 
 SELECT dblink_disconnect('a');

@@ -4,7 +4,7 @@
 -- overload the built-ins through search_path, temp tables that shadow the
 -- extension's tables, and input that looks like SQL.
 BEGIN;
-SELECT plan(39);
+SELECT plan(43);
 \ir lib/session.psql
 
 CREATE TEMP VIEW ext_function AS
@@ -132,6 +132,10 @@ INSERT INTO attempt VALUES
     ('m365_admin', 'the job', 'SELECT m365.generate_usernames_in_transaction()', 'ok'),
     ('m365_admin', 'job_status', 'SELECT * FROM m365.job_status()', 'ok'),
     ('m365_admin', 'old SDS records', 'SELECT m365.remove_old_sds_records()', 'ok'),
+    ('m365_admin', 'retention', 'SELECT m365.apply_retention()', 'ok'),
+    ('m365_app', 'whether a name is taken (forgotten names too)', $$ SELECT m365.username_is_taken(908001, 'iemand.anders') $$, 'ok'),
+    ('m365_admin', 'pending SDS changes', 'SELECT * FROM m365.pending_sds_changes(908001)', 'ok'),
+    ('m365_admin', 'forget a person the school data still holds', $$ SELECT m365.forget_person('student', 908001) $$, 'M3P01'),
     ('sds_security_test', 'every file of the feed', $$ SELECT * FROM m365_sds.orgs, m365_sds.users, m365_sds.roles, m365_sds.classes, m365_sds.enrollments, m365_sds."academicSessions", m365_sds.left_out $$, 'ok');
 
 SELECT is(pg_temp.as_role(who, statement, 'planted, pg_catalog, public'), expected,

@@ -14,7 +14,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
-echo "1..12"
+echo "1..15"
 sql -d postgres -c "CREATE DATABASE $src" -c "CREATE DATABASE $dst" -c "CREATE DATABASE $again" >/dev/null
 sql -d "$src" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" -f test/shell/lib/school_data.sql >/dev/null 2>&1 &&
 sql -d "$src" -f test/shell/lib/populate.sql >/dev/null &&
@@ -28,6 +28,28 @@ DELETE FROM m365.student WHERE id IN (SELECT person_id FROM two);
 INSERT INTO m365.student (id, first_name, last_name) SELECT id, 'Iemand', 'Anders' FROM gone WHERE id = (SELECT min(person_id) FROM two);
 SQL
 ok $? "a populated database: 1,500 usernames, 560 queued, edits, history, a reader, a snapshot, a held username, a departed person"
+
+# A forgotten person (issue 16): made, synced, recorded, renamed, deleted by
+# the school, then forgotten. Their names are found nowhere in a dump; the
+# restored database still never hands their usernames to anyone else.
+sql -d "$src" >/dev/null <<'SQL'
+INSERT INTO m365.student (id, first_name, last_name) VALUES (99998, 'Xylofiena', 'Quackenboschx');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (99998, 99998, 11, CURRENT_DATE - 1);
+-- (Its username as the job makes it, without a run: 560 others stay waiting.)
+INSERT INTO m365.username (configuration_id, person_kind, person_id, username, sync, base, format)
+VALUES (1, 'student', 99998, 'quackenboschx.xylofiena', true, 'quackenboschx.xylofiena', 'naam.voornaam');
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT m365_sds.record_feed('/srv/sds/test', 1);
+COMMIT;
+SELECT m365.set_username((SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 99998), 'x.quackenboschx');
+DELETE FROM m365.enrolment WHERE student_id = 99998;
+DELETE FROM m365.student WHERE id = 99998;
+SELECT m365.forget_person('student', 99998);
+SQL
+ok $? "a person forgotten: made, synced, recorded, renamed, deleted by the school, forgotten"
+"$PG_BIN/pg_dump" -d "$src" 2>/dev/null | grep -ci 'xylofiena\|quackenboschx' >"$work/found"
+[ "$(cat "$work/found")" = 0 ]
+ok $? "pg_dump holds neither their names nor a username made of them ($(cat "$work/found") lines)"
 
 "$PG_BIN/pg_dump" -Fc -d "$src" -f "$work/dump" 2>"$work/dump.err"
 ok $? "pg_dump"
@@ -47,6 +69,8 @@ held() { sql -d "$1" -c "SELECT concat_ws(' / ', (SELECT string_agg(h::text, ','
 [ -n "$(held "$src")" ] && [ "$(held "$src")" = "$(held "$dst")" ] &&
 	[ "$(sql -d "$dst" -c "SELECT count(*) FROM m365.username_hold")" = 1 ] && [ "$(sql -d "$dst" -c "SELECT count(*) FROM m365.departed_person")" = 1 ]
 ok $? "the held username and the departed person are restored as they were (the restore's inserts hold nothing more)"
+[ "$(sql -d "$dst" -c "SELECT m365.username_is_taken(1, 'quackenboschx.xylofiena') AND m365.username_is_taken(1, 'x.quackenboschx')")" = t ]
+ok $? "restored: the forgotten person's usernames are still never handed to anyone else (the key and the hashes came along)"
 
 missing() { sql -d "$1" -c "SELECT count(*) FROM m365.student s WHERE NOT EXISTS (SELECT FROM m365.username u WHERE u.person_kind = 'student' AND u.person_id = s.id) AND NOT EXISTS (SELECT FROM m365.username_request q WHERE q.person_kind = 'student' AND q.person_id = s.id)"; }
 [ "$(missing "$dst")" = 0 ] && [ "$(missing "$src")" = 0 ]

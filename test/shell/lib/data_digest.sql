@@ -29,12 +29,16 @@ SELECT to_regclass('m365.sds_approval') IS NOT NULL AS has_brake \gset
 \if :has_brake
 CREATE TEMP VIEW brake AS
 SELECT 'sds_hold' AS t, md5(string_agg(x::text, '|' ORDER BY x.configuration_id)) AS d FROM m365.sds_hold AS x
-UNION ALL SELECT 'sds_approval', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.sds_approval AS x;
+UNION ALL SELECT 'sds_approval', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.sds_approval AS x
+-- Forgotten people (0.3.0): the hashes, their key, the audit.
+UNION ALL SELECT 'forgotten_username', md5(string_agg(x::text, '|' ORDER BY x.configuration_id, x.name_hash)) FROM m365.forgotten_username AS x
+UNION ALL SELECT 'forget_key', md5(string_agg(x::text, '|')) FROM m365.forget_key AS x
+UNION ALL SELECT 'forgotten_person', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.forgotten_person AS x;
 \else
 CREATE TEMP VIEW brake AS SELECT NULL::text AS t, NULL::text AS d WHERE false;
 \endif
 SELECT string_agg(t || ':' || d, ' ' ORDER BY t) FROM (
-    SELECT 'configuration' AS t, md5(string_agg((to_jsonb(x) - 'time_zone' - 'sds_folder' - 'sds_record_school_years' - 'sds_brake_percent' - 'sds_brake_minimum')::text, '|' ORDER BY x.id)) AS d FROM m365.configuration AS x
+    SELECT 'configuration' AS t, md5(string_agg((to_jsonb(x) - 'time_zone' - 'sds_folder' - 'sds_record_school_years' - 'sds_brake_percent' - 'sds_brake_minimum' - 'history_school_years' - 'leaver_school_years')::text, '|' ORDER BY x.id)) AS d FROM m365.configuration AS x
     UNION ALL SELECT 'username', md5(string_agg((to_jsonb(x) - 'base' - 'suffix' - 'format')::text, '|' ORDER BY x.id)) FROM m365.username AS x
     UNION ALL SELECT 'issued', md5(string_agg(concat_ws(' ', x.configuration_id, x.local_part, x.person_kind, x.person_id), '|'
                                               ORDER BY x.configuration_id, x.local_part)) FROM (

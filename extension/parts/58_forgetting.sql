@@ -1,0 +1,176 @@
+--------------------------------------------------------------------------------
+-- Forgetting people. On request: after the school has deleted a pupil or
+-- staff member, an administrator removes what the extension still keeps of
+-- them (their usernames, the history of those, their rows in the records of
+-- what SDS received). By retention (91_retention.sql): the usernames of
+-- people who left, after some school years. Of forgotten names only what
+-- stops them from being handed to someone else stays: keyed hashes
+-- (m365.forgotten_username, 30_username_store.sql). Pseudonymisation kept for
+-- that one purpose, not erasure (docs/privacy.md).
+--------------------------------------------------------------------------------
+
+-- Who was forgotten, when, by whom, and how many rows went; never a name.
+CREATE TABLE m365.forgotten_person (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_kind  text NOT NULL,
+    person_id    bigint NOT NULL,
+    forgotten_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    forgotten_by text NOT NULL DEFAULT SESSION_USER,
+    removed      jsonb NOT NULL
+);
+CREATE INDEX forgotten_person_person ON m365.forgotten_person (person_kind, person_id);
+COMMENT ON TABLE m365.forgotten_person IS 'The audit of m365.forget_person: who was forgotten, when, by whom, how many rows went (no name)';
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.forgotten_person');
+
+-- Forgets the names of people in one configuration (NULL: in all): their
+-- usernames and the ledger's names of theirs become keyed hashes and go, with
+-- the history of them, their failures and their holds. Returns how many rows
+-- went. The configurations are locked first, as a reservation locks them: a
+-- username being written there is waited for, and one written later sees
+-- the hashes.
+CREATE FUNCTION m365.forget_names(config bigint, kinds text[], ids bigint[])
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed jsonb := '{}';
+    n       bigint;
+BEGIN
+    -- The key, made by the first forgetting (a fresh install has none, so that
+    -- a restore brings the dumped one without a clash): 64 random bytes from
+    -- four version 4 UUIDs (122 random bits each), as RFC 2104's two pads.
+    IF NOT EXISTS (SELECT FROM m365.forget_key) THEN
+        DECLARE
+            k bytea := pg_catalog.decode(pg_catalog.replace(
+                           pg_catalog.gen_random_uuid()::text OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text
+                           OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text
+                           OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text, '-', ''), 'hex');
+            i bytea := k;
+            o bytea := k;
+        BEGIN
+            FOR b IN 0 .. 63 LOOP
+                i := pg_catalog.set_byte(i, b, pg_catalog.get_byte(k, b) OPERATOR(pg_catalog.#) 54);
+                o := pg_catalog.set_byte(o, b, pg_catalog.get_byte(k, b) OPERATOR(pg_catalog.#) 92);
+            END LOOP;
+            INSERT INTO m365.forget_key (inner_pad, outer_pad) VALUES (i, o) ON CONFLICT ON CONSTRAINT forget_key_pkey DO NOTHING;
+        END;
+    END IF;
+    PERFORM FROM m365.configuration AS c
+     WHERE c.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+               SELECT u.configuration_id FROM m365.username AS u
+                JOIN ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+                  ON u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
+               UNION
+               SELECT i.configuration_id FROM m365.issued_username AS i
+                JOIN ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+                  ON i.person_kind OPERATOR(pg_catalog.=) p.kind AND i.person_id OPERATOR(pg_catalog.=) p.id))
+       AND (config IS NULL OR c.id OPERATOR(pg_catalog.=) config)
+     ORDER BY c.id FOR UPDATE;
+    INSERT INTO m365.forgotten_username (configuration_id, name_hash)
+    SELECT x.configuration_id, m365.forgotten_name_hash(x.local_part)
+      FROM (SELECT u.configuration_id, u.local_part FROM m365.username AS u
+              JOIN ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+                ON u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
+            UNION
+            SELECT i.configuration_id, i.local_part FROM m365.issued_username AS i
+              JOIN ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+                ON i.person_kind OPERATOR(pg_catalog.=) p.kind AND i.person_id OPERATOR(pg_catalog.=) p.id) AS x
+     WHERE config IS NULL OR x.configuration_id OPERATOR(pg_catalog.=) config
+    ON CONFLICT ON CONSTRAINT forgotten_username_pkey DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('names_hashed', n);
+
+    DELETE FROM m365.username_hold AS h
+     USING m365.username AS u, ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE h.username_id OPERATOR(pg_catalog.=) u.id
+       AND u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR u.configuration_id OPERATOR(pg_catalog.=) config);
+    -- (The username triggers put the names in the ledger and the history; both go below.)
+    DELETE FROM m365.username AS u
+     USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR u.configuration_id OPERATOR(pg_catalog.=) config);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('usernames', n);
+    DELETE FROM m365.issued_username AS i
+     USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE i.person_kind OPERATOR(pg_catalog.=) p.kind AND i.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR i.configuration_id OPERATOR(pg_catalog.=) config);
+    DELETE FROM m365.username_history AS h
+     USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE h.person_kind OPERATOR(pg_catalog.=) p.kind AND h.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR h.configuration_id OPERATOR(pg_catalog.=) config);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('history_rows', n);
+    DELETE FROM m365.username_failure AS f
+     USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE f.person_kind OPERATOR(pg_catalog.=) p.kind AND f.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR f.configuration_id OPERATOR(pg_catalog.=) config);
+    RETURN removed;
+END
+$$;
+REVOKE ALL ON FUNCTION m365.forget_names(bigint, text[], bigint[]) FROM PUBLIC;
+
+CREATE FUNCTION m365.forget_person(person_kind text, person_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind     text := forget_person.person_kind;
+    person   bigint := forget_person.person_id;
+    sourced  text;
+    removed  jsonb := '{}';
+    n        bigint;
+BEGIN
+    IF kind IS NULL OR kind OPERATOR(pg_catalog.<>) ALL ('{student,staff}'::text[]) OR person IS NULL THEN
+        RAISE EXCEPTION 'forget_person needs a person kind (student or staff) and an id'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The school data first: what it still holds, the next run would make again.
+    IF (kind OPERATOR(pg_catalog.=) 'student' AND EXISTS (SELECT FROM m365.student AS s WHERE s.id OPERATOR(pg_catalog.=) person))
+       OR (kind OPERATOR(pg_catalog.=) 'staff' AND EXISTS (SELECT FROM m365.staff AS s WHERE s.id OPERATOR(pg_catalog.=) person)) THEN
+        RAISE EXCEPTION '% % is still in the school data: delete them there first', kind, person
+            USING ERRCODE = 'M3P01', HINT = 'docs/privacy.md gives the order of the steps.';
+    END IF;
+    IF EXISTS (SELECT FROM m365.source_waiting AS w
+                WHERE w.entity OPERATOR(pg_catalog.=) kind AND w.key OPERATOR(pg_catalog.=) ARRAY[person]) THEN
+        RAISE EXCEPTION '% % is still in an attached source (m365.source_drift() lists it): delete them there first', kind, person
+            USING ERRCODE = 'M3P01', HINT = 'docs/privacy.md gives the order of the steps.';
+    END IF;
+    sourced := kind OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) person;
+    removed := m365.forget_names(NULL, ARRAY[kind], ARRAY[person]);
+    DELETE FROM m365.username_request AS r
+     WHERE r.person_kind OPERATOR(pg_catalog.=) kind AND r.person_id OPERATOR(pg_catalog.=) person;
+    DELETE FROM m365.departed_person AS d
+     WHERE d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) person;
+
+    -- The records of what SDS received: every record loses them but the
+    -- newest, which keeps the id and the groups SDS has them in, not the
+    -- name: the next export still finds them leaving, and the brake counts
+    -- them. (Versions that ended go; the open ones hold from the newest on.)
+    DELETE FROM m365.sds_record_user AS v
+     WHERE v.sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NOT NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE m365.sds_record_user AS v SET username = '(forgotten)', first_record = h.newest_record
+      FROM m365.sds_record_head AS h
+     WHERE v.sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NULL
+       AND h.configuration_id OPERATOR(pg_catalog.=) v.configuration_id;
+    DELETE FROM m365.sds_record_membership AS v
+     WHERE v.user_sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NOT NULL;
+    UPDATE m365.sds_record_membership AS v SET first_record = h.newest_record
+      FROM m365.sds_record_head AS h
+     WHERE v.user_sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NULL
+       AND h.configuration_id OPERATOR(pg_catalog.=) v.configuration_id;
+    removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('record_versions_removed', n);
+
+    INSERT INTO m365.forgotten_person (person_kind, person_id, removed) VALUES (kind, person, removed);
+    RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION m365.forget_person(text, bigint) IS
+'Forgets a student or staff member the school data no longer holds: usernames, history, failures and record rows go; only keyed hashes of their names stay, so that no one else gets them';
+REVOKE ALL ON FUNCTION m365.forget_person(text, bigint) FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.forget_person(text, bigint)');
