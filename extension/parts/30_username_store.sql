@@ -148,12 +148,34 @@ CREATE TRIGGER reserved_username_is_new_update
 -- someone else: HMAC-SHA-256 (RFC 2104) of the local part's key, with a key
 -- of this database that only the owner reads. Pseudonymisation kept for that
 -- one purpose, not erasure: whoever has the key can test a guessed name.
+-- The key is made when the extension is created: a transaction that began
+-- before a key existed would see no hash to check (a red-team find: under
+-- REPEATABLE READ it gave out a name the first forgetting had just hashed).
+-- pg_dump carries it; a restore adds the dumped, older key beside the new
+-- install's, and the oldest is the one used.
 CREATE TABLE m365.forget_key (
-    one        boolean PRIMARY KEY DEFAULT true CONSTRAINT forget_key_one_row CHECK (one),
-    inner_pad  bytea NOT NULL,   -- the 64-byte key XOR 0x36 (ipad)
-    outer_pad  bytea NOT NULL    -- the key XOR 0x5c (opad)
+    made_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    inner_pad  bytea PRIMARY KEY,  -- the 64-byte key XOR 0x36 (ipad)
+    outer_pad  bytea NOT NULL      -- the key XOR 0x5c (opad)
 );
-COMMENT ON TABLE m365.forget_key IS 'The key of the forgotten names'' hashes, made by the first forgetting (owner only; in pg_dump, so that a restore keeps them)';
+COMMENT ON TABLE m365.forget_key IS 'The key of the forgotten names'' hashes: the oldest row (owner only; in pg_dump, so that a restore keeps it)';
+-- 64 random bytes from four version 4 UUIDs (122 random bits each), as RFC 2104's two pads.
+DO $$
+DECLARE
+    k bytea := pg_catalog.decode(pg_catalog.replace(
+                   pg_catalog.gen_random_uuid()::text OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text
+                   OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text
+                   OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text, '-', ''), 'hex');
+    i bytea := k;
+    o bytea := k;
+BEGIN
+    FOR b IN 0 .. 63 LOOP
+        i := pg_catalog.set_byte(i, b, pg_catalog.get_byte(k, b) OPERATOR(pg_catalog.#) 54);
+        o := pg_catalog.set_byte(o, b, pg_catalog.get_byte(k, b) OPERATOR(pg_catalog.#) 92);
+    END LOOP;
+    INSERT INTO m365.forget_key (inner_pad, outer_pad) VALUES (i, o);
+END
+$$;
 CREATE TABLE m365.forgotten_username (
     configuration_id bigint NOT NULL REFERENCES m365.configuration (id) ON DELETE CASCADE,
     name_hash        bytea NOT NULL,  -- m365.forgotten_name_hash(local part key)
@@ -163,19 +185,30 @@ CREATE TABLE m365.forgotten_username (
 COMMENT ON TABLE m365.forgotten_username IS 'Keyed hashes of the names of people forgotten: never handed to anyone else';
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.forgotten_username');
 
--- The hash of a local part's key, as m365.forgotten_username holds it (NULL
--- before the first forgetting made the key: no hash exists yet). It runs as
--- the owner, who alone reads the key.
+-- The hash of a local part's key, as m365.forgotten_username holds it. For
+-- the owner's code only: a caller who could hash could test a list of guessed
+-- names against the table at once.
 CREATE FUNCTION m365.forgotten_name_hash(local_part text)
 RETURNS bytea
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 RETURN (SELECT pg_catalog.sha256(k.outer_pad OPERATOR(pg_catalog.||)
                                  pg_catalog.sha256(k.inner_pad OPERATOR(pg_catalog.||) pg_catalog.convert_to(local_part, 'UTF8')))
-          FROM m365.forget_key AS k);
+          FROM m365.forget_key AS k ORDER BY k.made_at, k.inner_pad LIMIT 1);
 REVOKE ALL ON FUNCTION m365.forgotten_name_hash(text) FROM PUBLIC;
-SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.forgotten_name_hash(text)');
+
+-- Whether a local part's key is a forgotten name of the configuration: one
+-- name at a time, whoever asks (m365.username_is_free asks it).
+CREATE FUNCTION m365.name_is_forgotten(configuration_id bigint, local_part text)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+RETURN EXISTS (SELECT FROM m365.forgotten_username AS f
+                WHERE f.configuration_id OPERATOR(pg_catalog.=) name_is_forgotten.configuration_id
+                  AND f.name_hash OPERATOR(pg_catalog.=) m365.forgotten_name_hash(name_is_forgotten.local_part));
+REVOKE ALL ON FUNCTION m365.name_is_forgotten(bigint, text) FROM PUBLIC;
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.name_is_forgotten(bigint, text)');
 
 -- "Never reused", written once: a local part (its key, m365.local_part_key) is free for a
 -- person when nobody else holds it, it was not issued to anyone else before,
@@ -205,9 +238,7 @@ RETURN (SELECT true FROM m365.username AS u
            AND r.local_part OPERATOR(pg_catalog.=) username_is_free.local_part) IS NULL
    AND ((SELECT true FROM m365.forgotten_username AS f
           WHERE f.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id LIMIT 1) IS NULL
-        OR (SELECT true FROM m365.forgotten_username AS f
-             WHERE f.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
-               AND f.name_hash OPERATOR(pg_catalog.=) m365.forgotten_name_hash(username_is_free.local_part)) IS NULL);
+        OR NOT m365.name_is_forgotten(username_is_free.configuration_id, username_is_free.local_part));
 COMMENT ON FUNCTION m365.username_is_free(bigint, text, text, bigint) IS
 'Whether a local part (its key, m365.local_part_key) is free for the person: held by nobody else, never issued to anyone else, not reserved, not a forgotten person''s (NULL person: free for anyone)';
 
@@ -413,10 +444,8 @@ BEGIN
             -- And the forgotten names' hashes, removed again the same way.
             WITH probe AS (
                 INSERT INTO m365.forgotten_username (configuration_id, name_hash)
-                SELECT t.configuration_id, h.name_hash
-                  FROM ROWS FROM (pg_catalog.unnest(new_cfg), pg_catalog.unnest(new_key)) AS t(configuration_id, local_part),
-                       LATERAL (SELECT m365.forgotten_name_hash(t.local_part) AS name_hash) AS h
-                 WHERE h.name_hash IS NOT NULL
+                SELECT t.configuration_id, m365.forgotten_name_hash(t.local_part)
+                  FROM ROWS FROM (pg_catalog.unnest(new_cfg), pg_catalog.unnest(new_key)) AS t(configuration_id, local_part)
                 ON CONFLICT (configuration_id, name_hash) DO NOTHING
                 RETURNING configuration_id, name_hash)
             SELECT pg_catalog.array_agg(p.configuration_id), pg_catalog.array_agg(p.name_hash) INTO probe_cfg, probe_hash FROM probe AS p;

@@ -16,7 +16,14 @@ CREATE TABLE m365.forgotten_person (
     person_id    bigint NOT NULL,
     forgotten_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     forgotten_by text NOT NULL DEFAULT SESSION_USER,
-    removed      jsonb NOT NULL
+    removed      jsonb NOT NULL,
+    -- Forgotten at the school's request: should the id come back, the
+    -- username it gets is held out of the feed until an administrator
+    -- confirms it (m365.confirm_returning_id). SDS knows a user by that id;
+    -- the new person would take over the forgotten one's account (a
+    -- red-team find).
+    hold_if_back boolean NOT NULL DEFAULT false,
+    back_confirmed_at timestamptz
 );
 CREATE INDEX forgotten_person_person ON m365.forgotten_person (person_kind, person_id);
 COMMENT ON TABLE m365.forgotten_person IS 'The audit of m365.forget_person: who was forgotten, when, by whom, how many rows went (no name)';
@@ -37,25 +44,6 @@ DECLARE
     removed jsonb := '{}';
     n       bigint;
 BEGIN
-    -- The key, made by the first forgetting (a fresh install has none, so that
-    -- a restore brings the dumped one without a clash): 64 random bytes from
-    -- four version 4 UUIDs (122 random bits each), as RFC 2104's two pads.
-    IF NOT EXISTS (SELECT FROM m365.forget_key) THEN
-        DECLARE
-            k bytea := pg_catalog.decode(pg_catalog.replace(
-                           pg_catalog.gen_random_uuid()::text OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text
-                           OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text
-                           OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text, '-', ''), 'hex');
-            i bytea := k;
-            o bytea := k;
-        BEGIN
-            FOR b IN 0 .. 63 LOOP
-                i := pg_catalog.set_byte(i, b, pg_catalog.get_byte(k, b) OPERATOR(pg_catalog.#) 54);
-                o := pg_catalog.set_byte(o, b, pg_catalog.get_byte(k, b) OPERATOR(pg_catalog.#) 92);
-            END LOOP;
-            INSERT INTO m365.forget_key (inner_pad, outer_pad) VALUES (i, o) ON CONFLICT ON CONSTRAINT forget_key_pkey DO NOTHING;
-        END;
-    END IF;
     PERFORM FROM m365.configuration AS c
      WHERE c.id OPERATOR(pg_catalog.=) ANY (ARRAY(
                SELECT u.configuration_id FROM m365.username AS u
@@ -80,6 +68,21 @@ BEGIN
     ON CONFLICT ON CONSTRAINT forgotten_username_pkey DO NOTHING;
     GET DIAGNOSTICS n = ROW_COUNT;
     removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('names_hashed', n);
+
+    -- What an interrupted run of the job left in its work tables (the next
+    -- run empties them): their rows, and the bases of their names.
+    DELETE FROM m365_work.suffix_cursor AS w
+     USING m365.username AS u, ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
+       AND w.configuration_id OPERATOR(pg_catalog.=) u.configuration_id AND w.base OPERATOR(pg_catalog.=) u.base;
+    DELETE FROM m365_work.batch AS w USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE w.person_kind OPERATOR(pg_catalog.=) p.kind AND w.person_id OPERATOR(pg_catalog.=) p.id;
+    DELETE FROM m365_work.given_name AS w USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE w.person_kind OPERATOR(pg_catalog.=) p.kind AND w.person_id OPERATOR(pg_catalog.=) p.id;
+    DELETE FROM m365_work.waiting AS w USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE w.person_kind OPERATOR(pg_catalog.=) p.kind AND w.person_id OPERATOR(pg_catalog.=) p.id;
+    DELETE FROM m365_work.claimed AS w USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE w.person_kind OPERATOR(pg_catalog.=) p.kind AND w.person_id OPERATOR(pg_catalog.=) p.id;
 
     DELETE FROM m365.username_hold AS h
      USING m365.username AS u, ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
@@ -140,6 +143,15 @@ BEGIN
         RAISE EXCEPTION '% % is still in an attached source (m365.source_drift() lists it): delete them there first', kind, person
             USING ERRCODE = 'M3P01', HINT = 'docs/privacy.md gives the order of the steps.';
     END IF;
+    -- Then the export that takes them out of SDS: the newest record of what
+    -- SDS received is what the brake compares with.
+    IF EXISTS (SELECT FROM m365.sds_record_user AS v
+                WHERE v.configuration_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.id FROM m365.configuration AS c))
+                  AND v.sourced_id OPERATOR(pg_catalog.=) (kind OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) person)
+                  AND v.last_record IS NULL) THEN
+        RAISE EXCEPTION '% % is still in the feed SDS received last: let the next export take them out first', kind, person
+            USING ERRCODE = 'M3P01', HINT = 'docs/privacy.md gives the order of the steps.';
+    END IF;
     sourced := kind OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) person;
     removed := m365.forget_names(NULL, ARRAY[kind], ARRAY[person]);
     DELETE FROM m365.username_request AS r
@@ -147,26 +159,16 @@ BEGIN
     DELETE FROM m365.departed_person AS d
      WHERE d.person_kind OPERATOR(pg_catalog.=) kind AND d.person_id OPERATOR(pg_catalog.=) person;
 
-    -- The records of what SDS received: every record loses them but the
-    -- newest, which keeps the id and the groups SDS has them in, not the
-    -- name: the next export still finds them leaving, and the brake counts
-    -- them. (Versions that ended go; the open ones hold from the newest on.)
+    -- Every record of what SDS received loses them (none holds them now).
     DELETE FROM m365.sds_record_user AS v
-     WHERE v.sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NOT NULL;
+     WHERE v.configuration_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.id FROM m365.configuration AS c))
+       AND v.sourced_id OPERATOR(pg_catalog.=) sourced;
     GET DIAGNOSTICS n = ROW_COUNT;
-    UPDATE m365.sds_record_user AS v SET username = '(forgotten)', first_record = h.newest_record
-      FROM m365.sds_record_head AS h
-     WHERE v.sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NULL
-       AND h.configuration_id OPERATOR(pg_catalog.=) v.configuration_id;
     DELETE FROM m365.sds_record_membership AS v
-     WHERE v.user_sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NOT NULL;
-    UPDATE m365.sds_record_membership AS v SET first_record = h.newest_record
-      FROM m365.sds_record_head AS h
-     WHERE v.user_sourced_id OPERATOR(pg_catalog.=) sourced AND v.last_record IS NULL
-       AND h.configuration_id OPERATOR(pg_catalog.=) v.configuration_id;
-    removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('record_versions_removed', n);
+     WHERE v.user_sourced_id OPERATOR(pg_catalog.=) sourced;
+    removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('record_versions', n);
 
-    INSERT INTO m365.forgotten_person (person_kind, person_id, removed) VALUES (kind, person, removed);
+    INSERT INTO m365.forgotten_person (person_kind, person_id, removed, hold_if_back) VALUES (kind, person, removed, true);
     RETURN removed;
 END
 $$;
@@ -174,3 +176,28 @@ COMMENT ON FUNCTION m365.forget_person(text, bigint) IS
 'Forgets a student or staff member the school data no longer holds: usernames, history, failures and record rows go; only keyed hashes of their names stay, so that no one else gets them';
 REVOKE ALL ON FUNCTION m365.forget_person(text, bigint) FROM PUBLIC;
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.forget_person(text, bigint)');
+
+-- A forgotten id that came back is someone new to the extension: its
+-- username stays out of the feed until an administrator confirms that SDS
+-- may take it (after deleting the forgotten person's account in Microsoft
+-- 365, or knowing it is the same person). Returns whether there was one to confirm.
+CREATE FUNCTION m365.confirm_returning_id(person_kind text, person_id bigint)
+RETURNS boolean
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH confirmed AS (
+        UPDATE m365.forgotten_person AS f SET back_confirmed_at = pg_catalog.now()
+         WHERE f.person_kind OPERATOR(pg_catalog.=) confirm_returning_id.person_kind
+           AND f.person_id OPERATOR(pg_catalog.=) confirm_returning_id.person_id
+           AND f.hold_if_back AND f.back_confirmed_at IS NULL
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM confirmed;
+END;
+COMMENT ON FUNCTION m365.confirm_returning_id(text, bigint) IS
+'Lets the username of a forgotten student''s or staff member''s id that came back into the SDS feed (it is held out until then)';
+REVOKE ALL ON FUNCTION m365.confirm_returning_id(text, bigint) FROM PUBLIC;
+SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.confirm_returning_id(text, bigint)');
+

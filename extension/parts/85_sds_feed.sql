@@ -77,7 +77,10 @@ SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS
             WHEN se.student_domain IS NOT NULL THEN u.username OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) se.student_domain
        END AS username,
        m365.feed_text(s.first_name) AS first_name, m365.feed_text(s.last_name) AS last_name, true AS in_a_location,
-       EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) u.id) AS held
+       EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) u.id)
+       OR EXISTS (SELECT FROM m365.forgotten_person AS f
+                   WHERE f.person_kind OPERATOR(pg_catalog.=) 'student' AND f.person_id OPERATOR(pg_catalog.=) s.id
+                     AND f.hold_if_back AND f.back_confirmed_at IS NULL) AS held
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.sync
@@ -96,6 +99,9 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
                   AND sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                   AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id),
        EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) u.id)
+       OR EXISTS (SELECT FROM m365.forgotten_person AS f
+                   WHERE f.person_kind OPERATOR(pg_catalog.=) 'staff' AND f.person_id OPERATOR(pg_catalog.=) st.id
+                     AND f.hold_if_back AND f.back_confirmed_at IS NULL)
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.sync
@@ -113,7 +119,7 @@ CREATE FUNCTION m365.sds_problem(username text, first_name text, last_name text,
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
-    WHEN held THEN 'held: the person''s id came back with other names (m365.username_hold)'
+    WHEN held THEN 'held: the person''s id came back, maybe as someone else (m365.username_hold; m365.forgotten_person)'
     WHEN NOT in_a_location THEN 'no location of the staff member''s schools belongs to this configuration'
     WHEN username IS NULL THEN 'no domain: SDS needs local@domain'
     WHEN pg_catalog.strpos(username, '@') OPERATOR(pg_catalog.=) 0 OR NOT m365.username_is_valid(username)

@@ -150,6 +150,7 @@ DECLARE
     kept      text;
     newest    bigint;
     previous  bigint;
+    feed_counts jsonb;
     changed   bigint;
     renamed   bigint;
     digest    text;
@@ -192,8 +193,9 @@ BEGIN
     INSERT INTO m365.sds_record_head (configuration_id) VALUES (config) ON CONFLICT ON CONSTRAINT sds_record_head_pkey DO NOTHING;
     SELECT h.newest_record INTO newest FROM m365.sds_record_head AS h
      WHERE h.configuration_id OPERATOR(pg_catalog.=) config FOR UPDATE;
-    SELECT pg_catalog.count(*) INTO previous FROM m365.sds_record_user AS v
-     WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL;
+    -- The users of the newest record: its count (every record has one).
+    SELECT (r.counts OPERATOR(pg_catalog.->>) 'users')::bigint INTO previous FROM m365.sds_record AS r
+     WHERE r.id OPERATOR(pg_catalog.=) newest;
     PERFORM pg_catalog.set_config('m365.sds_configuration', config::text, true);
     BEGIN
         INSERT INTO m365.sds_record (configuration_id, on_date, counts, folder)
@@ -246,11 +248,19 @@ BEGIN
                                   AND v.user_sourced_id OPERATOR(pg_catalog.=) f.user_sourced_id
                                   AND v.role OPERATOR(pg_catalog.=) f.role)
         )
-        SELECT pg_catalog.count(*), pg_catalog.count(n.sourced_id),
-               m365.sds_change_digest(pg_catalog.array_agg(m365.sds_change_line(e.sourced_id, e.username, n.username)))
-          INTO changed, renamed, digest
-          FROM users_ended AS e
-          LEFT JOIN users_new AS n ON n.sourced_id OPERATOR(pg_catalog.=) e.sourced_id;
+        -- What the brake counts, and the record's counts (of the feed's
+        -- rows, which the open versions now are).
+        SELECT c.changed, c.renamed, c.digest,
+               pg_catalog.jsonb_build_object('users', f.users, 'roles', f.roles, 'enrollments', f.enrollments)
+          INTO changed, renamed, digest, feed_counts
+          FROM (SELECT pg_catalog.count(*) AS changed, pg_catalog.count(n.sourced_id) AS renamed,
+                       m365.sds_change_digest(pg_catalog.array_agg(m365.sds_change_line(e.sourced_id, e.username, n.username))) AS digest
+                  FROM users_ended AS e
+                  LEFT JOIN users_new AS n ON n.sourced_id OPERATOR(pg_catalog.=) e.sourced_id) AS c,
+               (SELECT (SELECT pg_catalog.count(*) FROM feed_user) AS users,
+                       pg_catalog.count(*) FILTER (WHERE m.group_id OPERATOR(pg_catalog.^@) 'location-') AS roles,
+                       pg_catalog.count(*) FILTER (WHERE m.group_id OPERATOR(pg_catalog.^@) 'class-') AS enrollments
+                  FROM feed_membership AS m) AS f;
 
         IF newest IS NOT NULL THEN
             detail := m365.sds_brake(config, newest, previous, changed, renamed, digest, record);
@@ -266,17 +276,7 @@ BEGIN
         RETURN;
     END;
 
-    UPDATE m365.sds_record AS r
-       SET counts = pg_catalog.jsonb_build_object(
-               'users', (SELECT pg_catalog.count(*) FROM m365.sds_record_user AS v
-                          WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL),
-               'roles', (SELECT pg_catalog.count(*) FROM m365.sds_record_membership AS v
-                          WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-                            AND v.group_id OPERATOR(pg_catalog.^@) 'location-'),
-               'enrollments', (SELECT pg_catalog.count(*) FROM m365.sds_record_membership AS v
-                                WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-                                  AND v.group_id OPERATOR(pg_catalog.^@) 'class-'))
-     WHERE r.id OPERATOR(pg_catalog.=) record;
+    UPDATE m365.sds_record AS r SET counts = feed_counts WHERE r.id OPERATOR(pg_catalog.=) record;
     DELETE FROM m365.sds_hold AS h WHERE h.configuration_id OPERATOR(pg_catalog.=) config;
     outcome := 'recorded';
 END

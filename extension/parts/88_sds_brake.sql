@@ -189,9 +189,7 @@ BEGIN
                WHEN lo.problem IS NOT NULL THEN 'left out by the feed rules: ' OPERATOR(pg_catalog.||) lo.problem
                WHEN (uc.kind OPERATOR(pg_catalog.=) 'student' AND NOT EXISTS (SELECT FROM m365.student AS p WHERE p.id OPERATOR(pg_catalog.=) uc.id))
                  OR (uc.kind OPERATOR(pg_catalog.=) 'staff' AND NOT EXISTS (SELECT FROM m365.staff AS p WHERE p.id OPERATOR(pg_catalog.=) uc.id))
-                   THEN CASE WHEN EXISTS (SELECT FROM m365.forgotten_person AS f
-                                           WHERE f.person_kind OPERATOR(pg_catalog.=) uc.kind AND f.person_id OPERATOR(pg_catalog.=) uc.id)
-                             THEN 'forgotten' ELSE 'person deleted' END
+                   THEN 'person deleted'
                WHEN NOT EXISTS (SELECT FROM m365.username AS u, scope
                                  WHERE u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                                    AND u.person_kind OPERATOR(pg_catalog.=) uc.kind AND u.person_id OPERATOR(pg_catalog.=) uc.id)
@@ -275,8 +273,8 @@ BEGIN
             USING ERRCODE = 'M3B03';
     END IF;
     PERFORM pg_catalog.set_config('m365.sds_configuration', c.id::text, true);
-    SELECT pg_catalog.count(*) INTO previous FROM m365.sds_record_user AS v
-     WHERE v.configuration_id OPERATOR(pg_catalog.=) c.id AND v.last_record IS NULL;
+    SELECT (r.counts OPERATOR(pg_catalog.->>) 'users')::bigint INTO previous FROM m365.sds_record AS r
+     WHERE r.id OPERATOR(pg_catalog.=) newest;
     SELECT pg_catalog.count(*), pg_catalog.count(u.new_username),
            m365.sds_change_digest(pg_catalog.array_agg(m365.sds_change_line(u.sourced_id, u.username, u.new_username)))
       INTO changed, n_renamed, d

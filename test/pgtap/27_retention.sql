@@ -6,7 +6,7 @@
 -- of what SDS received holds (the brake compares with it).
 -- REPEATABLE READ, as the export's holder session (record_feed).
 BEGIN ISOLATION LEVEL REPEATABLE READ;
-SELECT plan(13);
+SELECT plan(16);
 \ir lib/session.psql
 
 -- Two school years ago, and last month (the current school year).
@@ -27,9 +27,10 @@ INSERT INTO m365.staff_school (staff_id, school_id) SELECT 927000 + i, 927001 FR
 SELECT m365.generate_usernames_in_transaction();
 SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id IN (927001, 927002);
 SELECT is((SELECT count(*) FROM m365.username WHERE configuration_id IN (927001, 927002)), 8::bigint, 'eight usernames');
--- The newest record holds student 4 only (the others were not synced then).
+-- An older record holds them all; the newest student 4 only.
+SELECT is((SELECT outcome FROM m365_sds.record_feed('/srv/sds/retention', 927001)), 'recorded', 'a record holding them all');
 SELECT m365.set_sync(array_agg(id), false) FROM m365.username WHERE configuration_id = 927001 AND NOT (person_kind = 'student' AND person_id = 927004);
-SELECT is((SELECT outcome FROM m365_sds.record_feed('/srv/sds/retention', 927001)), 'recorded', 'a record holding student 4');
+SELECT is((SELECT outcome FROM m365_sds.record_feed('/srv/sds/retention', 927001)), 'recorded', 'the newest holding student 4');
 
 UPDATE m365.enrolment SET end_date = (SELECT long_ago FROM day) WHERE student_id IN (927001, 927004, 927005);
 UPDATE m365.enrolment SET end_date = (SELECT lately FROM day) WHERE student_id = 927002;
@@ -65,6 +66,10 @@ SELECT is((SELECT count(*) FROM m365.issued_username AS i JOIN names_before AS b
           'and not kept as names');
 SELECT is((SELECT count(*) FROM m365.forgotten_person WHERE removed ->> 'retention' = 'leaver_school_years' AND person_id = 927001), 2::bigint,
           'each forgetting is audited');
+SELECT is((SELECT count(*) FROM m365.sds_record_user WHERE sourced_id IN ('student-927001', 'staff-927001')), 0::bigint,
+          'their rows in the older record go too (red-team find: their usernames stayed there)');
+SELECT is((SELECT count(*) FROM m365.sds_record_user WHERE sourced_id = 'student-927004'), 1::bigint,
+          'the newest record''s student 4 stays');
 SELECT is((SELECT m365.apply_retention() -> 'leavers_forgotten'), '0'::jsonb, 'a second run has nothing more to do');
 
 SELECT * FROM finish();

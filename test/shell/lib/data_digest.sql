@@ -32,7 +32,10 @@ SELECT 'sds_hold' AS t, md5(string_agg(x::text, '|' ORDER BY x.configuration_id)
 UNION ALL SELECT 'sds_approval', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.sds_approval AS x
 -- Forgotten people (0.3.0): the hashes, their key, the audit.
 UNION ALL SELECT 'forgotten_username', md5(string_agg(x::text, '|' ORDER BY x.configuration_id, x.name_hash)) FROM m365.forgotten_username AS x
-UNION ALL SELECT 'forget_key', md5(string_agg(x::text, '|')) FROM m365.forget_key AS x
+-- (the key in use, where hashes need it: the oldest; a restore adds the
+-- dumped one beside the new install's, and an update makes one)
+UNION ALL SELECT 'forget_key', md5(x::text) FROM (SELECT k.inner_pad, k.outer_pad FROM m365.forget_key AS k ORDER BY k.made_at, k.inner_pad LIMIT 1) AS x
+           WHERE EXISTS (SELECT FROM m365.forgotten_username)
 UNION ALL SELECT 'forgotten_person', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.forgotten_person AS x;
 \else
 CREATE TEMP VIEW brake AS SELECT NULL::text AS t, NULL::text AS d WHERE false;
