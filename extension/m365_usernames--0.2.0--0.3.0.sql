@@ -2845,7 +2845,13 @@ BEGIN
             USING ERRCODE = 'M3P01', HINT = 'docs/privacy.md gives the order of the steps.';
     END IF;
     -- Then the export that takes them out of SDS: the newest record of what
-    -- SDS received is what the brake compares with.
+    -- SDS received is what the brake compares with. The records' heads are
+    -- written first, as a recording writes them: a recording under way is
+    -- waited for (and then seen), and one whose snapshot is older than this
+    -- forgetting fails with 40001 instead of recording them again (a red-team
+    -- find).
+    INSERT INTO m365.sds_record_head AS h (configuration_id) SELECT c.id FROM m365.configuration AS c
+    ON CONFLICT ON CONSTRAINT sds_record_head_pkey DO UPDATE SET newest_record = h.newest_record;
     IF EXISTS (SELECT FROM m365.sds_record_user AS v
                 WHERE v.configuration_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.id FROM m365.configuration AS c))
                   AND v.sourced_id OPERATOR(pg_catalog.=) (kind OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) person)
@@ -4141,6 +4147,10 @@ BEGIN
     FOR c IN SELECT x.id, x.time_zone, x.leaver_school_years FROM m365.configuration AS x
               WHERE x.leaver_school_years IS NOT NULL ORDER BY x.id LOOP
       BEGIN
+        -- As forget_person: recordings of this configuration are waited for,
+        -- or fail with 40001 when their snapshot is older than this.
+        INSERT INTO m365.sds_record_head AS h (configuration_id) VALUES (c.id)
+        ON CONFLICT ON CONSTRAINT sds_record_head_pkey DO UPDATE SET newest_record = h.newest_record;
         cutoff := m365.kept_from(c.time_zone, c.leaver_school_years);
         WITH holder AS MATERIALIZED (
             SELECT u.person_kind, u.person_id FROM m365.username AS u

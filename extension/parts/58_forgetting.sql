@@ -144,7 +144,13 @@ BEGIN
             USING ERRCODE = 'M3P01', HINT = 'docs/privacy.md gives the order of the steps.';
     END IF;
     -- Then the export that takes them out of SDS: the newest record of what
-    -- SDS received is what the brake compares with.
+    -- SDS received is what the brake compares with. The records' heads are
+    -- written first, as a recording writes them: a recording under way is
+    -- waited for (and then seen), and one whose snapshot is older than this
+    -- forgetting fails with 40001 instead of recording them again (a red-team
+    -- find).
+    INSERT INTO m365.sds_record_head AS h (configuration_id) SELECT c.id FROM m365.configuration AS c
+    ON CONFLICT ON CONSTRAINT sds_record_head_pkey DO UPDATE SET newest_record = h.newest_record;
     IF EXISTS (SELECT FROM m365.sds_record_user AS v
                 WHERE v.configuration_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.id FROM m365.configuration AS c))
                   AND v.sourced_id OPERATOR(pg_catalog.=) (kind OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) person)

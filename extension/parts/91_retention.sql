@@ -61,6 +61,10 @@ BEGIN
     FOR c IN SELECT x.id, x.time_zone, x.leaver_school_years FROM m365.configuration AS x
               WHERE x.leaver_school_years IS NOT NULL ORDER BY x.id LOOP
       BEGIN
+        -- As forget_person: recordings of this configuration are waited for,
+        -- or fail with 40001 when their snapshot is older than this.
+        INSERT INTO m365.sds_record_head AS h (configuration_id) VALUES (c.id)
+        ON CONFLICT ON CONSTRAINT sds_record_head_pkey DO UPDATE SET newest_record = h.newest_record;
         cutoff := m365.kept_from(c.time_zone, c.leaver_school_years);
         WITH holder AS MATERIALIZED (
             SELECT u.person_kind, u.person_id FROM m365.username AS u

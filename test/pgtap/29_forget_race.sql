@@ -3,7 +3,7 @@
 -- forgetting, set_username gave a name out that had just been hashed). Two
 -- sessions (dblink), committed under a configuration of this run's own.
 BEGIN;
-SELECT plan(3);
+SELECT plan(5);
 \ir lib/session.psql
 
 SELECT dblink_connect('a', (SELECT info FROM conn));
@@ -47,6 +47,28 @@ SELECT throws_ok(format($$ SELECT * FROM dblink('b', 'SELECT m365.set_username((
                  'M3U03', NULL, 'the retry: in use (M3U03)');
 SELECT is((SELECT x FROM dblink('a', format('SELECT count(*) FROM m365.username WHERE configuration_id = %s AND username LIKE ''%%vergeten%%''', (SELECT id FROM race))) AS t(x bigint)),
           0::bigint, 'nobody holds the forgotten name');
+
+-- An export whose snapshot is older than a forgetting does not record the
+-- forgotten pupil again (a red-team find: it did, name and all).
+SELECT dblink_exec('a', format($$
+    UPDATE m365.username SET sync = true WHERE configuration_id = %1$s;
+    INSERT INTO m365.student (id, first_name, last_name) VALUES (%2$s + 2, 'Nog', 'Vergeten');
+    INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (%2$s + 2, %2$s + 2, %2$s, CURRENT_DATE);
+    INSERT INTO m365.username (configuration_id, person_kind, person_id, username, sync) VALUES (%1$s, 'student', %2$s + 2, 'vergeten.nog.%1$s', true);
+$$, (SELECT id FROM race), (SELECT base FROM race)));
+SELECT dblink_exec('b', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT * FROM dblink('b', 'SELECT 1') AS t(x int);
+SELECT dblink_exec('a', format($$
+    DELETE FROM m365.enrolment WHERE student_id = %2$s + 2;
+    DELETE FROM m365.student WHERE id = %2$s + 2;
+    DO $r$ BEGIN PERFORM m365.forget_person('student', %2$s + 2); END $r$;
+$$, (SELECT id FROM race), (SELECT base FROM race)));
+SELECT is(pg_temp.sqlstate_of(format($$ SELECT * FROM dblink('b', 'SELECT outcome FROM m365_sds.record_feed(''/srv/sds/forget-race-%1$s'', %1$s)') AS t(x text) $$,
+                                     (SELECT id FROM race))), '40001',
+          'an export whose snapshot is older than a forgetting fails with 40001 (it swaps nothing)');
+SELECT dblink_exec('b', 'ROLLBACK');
+SELECT is((SELECT x FROM dblink('a', format('SELECT count(*) FROM m365.sds_record_user WHERE configuration_id = %s AND username LIKE ''vergeten.nog%%''', (SELECT id FROM race))) AS t(x bigint)),
+          0::bigint, 'no record holds the forgotten pupil');
 
 SELECT dblink_disconnect('a');
 SELECT dblink_disconnect('b');

@@ -11,7 +11,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-echo "1..56"
+echo "1..58"
 base=$(( $(date +%s) % 100000 * 1000 + 930000000 ))
 sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name) VALUES ($base, 'export test $base');
@@ -344,5 +344,14 @@ ok $? "nor an admin's export with another -c (exit $status)"
 asadmin -c "UPDATE m365.configuration SET sds_folder = (SELECT sds_folder FROM m365.configuration WHERE id = $base) WHERE id = $base + 8" 2>/dev/null
 [ $? != 0 ]
 ok $? "two configurations cannot share one SDS folder"
+live=$(readlink "$out/sds")
+bin/m365-sds-export -d "dbname=$db" --allow-empty "$out/$live" 2>/dev/null
+status=$?
+[ $status = 2 ] && [ "$(readlink "$out/sds")" = "$live" ] && [ -d "$out/$live" ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ]
+ok $? "the live version's own name is no FOLDER (exit $status): a red-team find moved it aside and swapped a held feed in under the link"
+bin/m365-sds-export -d "dbname=$db" "$out/sds/inside" 2>/dev/null
+status=$?
+[ $status = 2 ] && [ ! -e "$out/sds/inside" ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ]
+ok $? "nor a folder inside the live version (exit $status)"
 
 [ "$failed" = 0 ]
