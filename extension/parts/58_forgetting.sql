@@ -56,7 +56,7 @@ BEGIN
        AND (config IS NULL OR c.id OPERATOR(pg_catalog.=) config)
      ORDER BY c.id FOR UPDATE;
     INSERT INTO m365.forgotten_username (configuration_id, name_hash)
-    SELECT x.configuration_id, m365.forgotten_name_hash(x.local_part)
+    SELECT x.configuration_id, (SELECT h FROM m365.forgotten_name_hash(x.local_part) AS h)
       FROM (SELECT u.configuration_id, u.local_part FROM m365.username AS u
               JOIN ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
                 ON u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id

@@ -7,6 +7,8 @@ CREATE FUNCTION m365.preview_format(configuration_id bigint, format text)
 RETURNS TABLE (person_kind text, person_id bigint, first_name text, last_name text, current_username text,
                preview_username text, clash text)
 LANGUAGE sql STABLE
+-- As the owner: "never reused" reads the forgotten names' key.
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH people AS (

@@ -48,7 +48,7 @@ SELECT is_empty($$
        AND p.oid NOT IN ('m365.sds_problem(text,text,text,boolean,boolean)'::regprocedure, 'm365.school_year(date)'::regprocedure,
                          'm365.local_date(text)'::regprocedure, 'm365.configuration_today(bigint)'::regprocedure,
                          'm365.username_is_free(bigint,text,text,bigint)'::regprocedure,
-                         'm365.username_is_taken(bigint,text)'::regprocedure, 'm365.highest_suffix(bigint,text)'::regprocedure,
+                         'm365.forgotten_name_hash(text)'::regprocedure, 'm365.highest_suffix(bigint,text)'::regprocedure,
                          'm365.people_needing_username(bigint[],bigint[])'::regprocedure,
                          'm365.generation_names_to_store()'::regprocedure,
                          'm365.source_columns(text)'::regprocedure, 'm365.source_children(text)'::regprocedure,
