@@ -3070,15 +3070,18 @@ SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS
             WHEN se.student_domain IS NOT NULL THEN u.username OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) se.student_domain
        END AS username,
        m365.feed_text(s.first_name) AS first_name, m365.feed_text(s.last_name) AS last_name, true AS in_a_location,
-       EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) u.id)
-       OR EXISTS (SELECT FROM m365.forgotten_person AS f
-                   WHERE f.person_kind OPERATOR(pg_catalog.=) 'student' AND f.person_id OPERATOR(pg_catalog.=) s.id
-                     AND f.hold_if_back AND f.back_confirmed_at IS NULL) AS held
+       h.username_id IS NOT NULL OR fh.person_id IS NOT NULL AS held
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.sync
   JOIN m365.student AS s ON s.id OPERATOR(pg_catalog.=) u.person_id
   JOIN student_enrolment AS se ON se.student_id OPERATOR(pg_catalog.=) s.id
+  -- Held: joins, not EXISTS per row (twice 200,000 subplan runs cost a
+  -- quarter of a second of every file's user set).
+  LEFT JOIN m365.username_hold AS h ON h.username_id OPERATOR(pg_catalog.=) u.id
+  LEFT JOIN (SELECT DISTINCT f.person_id FROM m365.forgotten_person AS f
+              WHERE f.person_kind OPERATOR(pg_catalog.=) 'student' AND f.hold_if_back AND f.back_confirmed_at IS NULL) AS fh
+         ON fh.person_id OPERATOR(pg_catalog.=) s.id
 UNION ALL
 SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
        CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username END,
@@ -3091,14 +3094,15 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
                 WHERE ss.staff_id OPERATOR(pg_catalog.=) st.id
                   AND sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                   AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id),
-       EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) u.id)
-       OR EXISTS (SELECT FROM m365.forgotten_person AS f
-                   WHERE f.person_kind OPERATOR(pg_catalog.=) 'staff' AND f.person_id OPERATOR(pg_catalog.=) st.id
-                     AND f.hold_if_back AND f.back_confirmed_at IS NULL)
+       h.username_id IS NOT NULL OR fh.person_id IS NOT NULL
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.sync
   JOIN m365.staff AS st ON st.id OPERATOR(pg_catalog.=) u.person_id AND st.active
+  LEFT JOIN m365.username_hold AS h ON h.username_id OPERATOR(pg_catalog.=) u.id
+  LEFT JOIN (SELECT DISTINCT f.person_id FROM m365.forgotten_person AS f
+              WHERE f.person_kind OPERATOR(pg_catalog.=) 'staff' AND f.hold_if_back AND f.back_confirmed_at IS NULL) AS fh
+         ON fh.person_id OPERATOR(pg_catalog.=) st.id
  WHERE EXISTS (SELECT FROM m365.staff_school AS ss
                  JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
                 WHERE ss.staff_id OPERATOR(pg_catalog.=) st.id
@@ -3151,16 +3155,19 @@ COMMENT ON VIEW m365_sds.users IS 'users.csv: every synced, active user with a f
 -- inside a location (one enrolment ends the day the next starts) is one role,
 -- from the first start to the last end (open when one is open).
 -- The rule without the feed's user set (m365.sds_role joins it): the record
--- of what SDS received computes that set once for both (87_sds_records.sql).
--- A student's or teacher's rows are numbered among their own, so leaving
--- out whole people afterwards numbers the rest the same.
-CREATE VIEW m365.sds_role_candidate AS
-WITH scope AS (SELECT * FROM m365.sds_scope),
+-- of what SDS received computes that set once for both (87_sds_records.sql),
+-- and without the primary flag, which the record does not keep (its sort
+-- cost a quarter of a second there for 200,000 students): the columns it is
+-- ordered by instead.
+CREATE VIEW m365.sds_role_place AS
+-- The day's school year computed once (per enrolment it cost 0.45 s of a
+-- 200,000-student feed); materialized, so that no scan recomputes the day.
+WITH scope AS MATERIALIZED (SELECT s.configuration_id, s.on_date, m365.school_year(s.on_date) AS school_year FROM m365.sds_scope AS s),
 -- A student's active enrolments, one row per location (no join outside it
 -- without an equality: with nested loops switched off, as the export does,
 -- such a join costs 1e10 and JIT-compiles the feed for seconds).
 student_location AS (
-    SELECT e.student_id, e.location_id, m365.school_year(scope.on_date) AS school_year,
+    SELECT e.student_id, e.location_id, scope.school_year AS school_year,
            pg_catalog.min(e.start_date) AS start_date, pg_catalog.max(e.start_date) AS latest_start,
            CASE WHEN pg_catalog.bool_or(e.end_date IS NULL) THEN NULL ELSE pg_catalog.max(e.end_date) END AS end_date
       FROM scope
@@ -3168,23 +3175,41 @@ student_location AS (
                               AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
       JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) e.location_id
                              AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-     GROUP BY e.student_id, e.location_id, m365.school_year(scope.on_date)
+     GROUP BY e.student_id, e.location_id, scope.school_year
 )
+-- primary_*: a student's primary location is the one of the latest start; a
+-- teacher's the first linked school's first location.
 SELECT 'student'::text AS person_kind, g.student_id AS person_id,
        'student-' OPERATOR(pg_catalog.||) g.student_id AS user_sourced_id, g.location_id,
-       'student'::text AS role, g.school_year,
-       pg_catalog.row_number() OVER (PARTITION BY g.student_id ORDER BY g.latest_start DESC, g.location_id) OPERATOR(pg_catalog.=) 1 AS is_primary,
-       g.start_date, g.end_date
+       'student'::text AS role, g.school_year, g.start_date, g.end_date,
+       g.latest_start AS primary_latest_start, NULL::timestamptz AS primary_linked_at, NULL::bigint AS primary_school_id
   FROM student_location AS g
 UNION ALL
-SELECT 'staff', ss.staff_id, 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', m365.school_year(scope.on_date),
-       pg_catalog.row_number() OVER (PARTITION BY ss.staff_id ORDER BY ss.linked_at, ss.school_id, l.id) OPERATOR(pg_catalog.=) 1,
-       NULL::date, NULL::date
+SELECT 'staff', ss.staff_id, 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id, 'teacher', scope.school_year,
+       NULL::date, NULL::date, NULL::date, ss.linked_at, ss.school_id
   FROM scope
   JOIN m365.school AS sc ON sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
   JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
   JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
                          AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id;
+
+-- A person's rows are numbered among their own, so leaving out whole people
+-- afterwards numbers the rest the same; per kind (the other kind's half of
+-- m365.sds_role_place is pruned), so that the sort is by number, not text.
+CREATE VIEW m365.sds_role_candidate AS
+SELECT p.person_kind, p.person_id, p.user_sourced_id, p.location_id, p.role, p.school_year,
+       pg_catalog.row_number() OVER (PARTITION BY p.person_id ORDER BY p.primary_latest_start DESC, p.location_id)
+           OPERATOR(pg_catalog.=) 1 AS is_primary,
+       p.start_date, p.end_date
+  FROM m365.sds_role_place AS p
+ WHERE p.person_kind OPERATOR(pg_catalog.=) 'student'
+UNION ALL
+SELECT p.person_kind, p.person_id, p.user_sourced_id, p.location_id, p.role, p.school_year,
+       pg_catalog.row_number() OVER (PARTITION BY p.person_id ORDER BY p.primary_linked_at, p.primary_school_id, p.location_id)
+           OPERATOR(pg_catalog.=) 1,
+       p.start_date, p.end_date
+  FROM m365.sds_role_place AS p
+ WHERE p.person_kind OPERATOR(pg_catalog.=) 'staff';
 
 -- A join, not a correlated EXISTS: the user set is then computed once, not per row.
 CREATE VIEW m365.sds_role AS
@@ -3204,11 +3229,11 @@ COMMENT ON VIEW m365_sds.roles IS 'roles.csv: a student role per active enrolmen
 -- Class members: students by active enrolment, assigned teachers. The rule
 -- without the feed's user set first (see m365.sds_role_candidate).
 CREATE VIEW m365.sds_class_member_candidate AS
-WITH scope AS (SELECT * FROM m365.sds_scope)
+WITH scope AS MATERIALIZED (SELECT s.configuration_id, s.on_date, m365.school_year(s.on_date) AS school_year FROM m365.sds_scope AS s)
 SELECT c.id AS class_id, c.location_id, c.name, c.school_year, 'student'::text AS person_kind, e.student_id AS person_id,
        'student-' OPERATOR(pg_catalog.||) e.student_id AS user_sourced_id, 'student'::text AS role
   FROM scope
-  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
+  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) scope.school_year
   JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
                          AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
   JOIN m365.enrolment AS e ON e.class_id OPERATOR(pg_catalog.=) c.id
@@ -3217,7 +3242,7 @@ SELECT c.id AS class_id, c.location_id, c.name, c.school_year, 'student'::text A
 UNION
 SELECT c.id, c.location_id, c.name, c.school_year, 'staff', ct.staff_id, 'staff-' OPERATOR(pg_catalog.||) ct.staff_id, 'teacher'
   FROM scope
-  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) m365.school_year(scope.on_date)
+  JOIN m365.class AS c ON c.school_year OPERATOR(pg_catalog.=) scope.school_year
   JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
                          AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
   JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id;
@@ -3454,7 +3479,7 @@ REVOKE ALL ON FUNCTION m365.sds_session_configuration(bigint) FROM PUBLIC;
 -- location's security group and a class team, as the record names them.
 CREATE VIEW m365.sds_membership_candidate AS
 SELECT 'location-' OPERATOR(pg_catalog.||) c.location_id AS group_id, c.user_sourced_id, c.role, c.person_kind, c.person_id
-  FROM m365.sds_role_candidate AS c
+  FROM m365.sds_role_place AS c
 UNION ALL
 SELECT 'class-' OPERATOR(pg_catalog.||) c.class_id, c.user_sourced_id, c.role, c.person_kind, c.person_id
   FROM m365.sds_class_member_candidate AS c;
@@ -3557,33 +3582,43 @@ BEGIN
             SELECT c.group_id, c.user_sourced_id, c.role
               FROM m365.sds_membership_candidate AS c
               JOIN feed_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id
+        ), user_change AS MATERIALIZED (
+            -- The open versions against the feed, one full join per kind
+            -- (two anti-joins hashed each side once more): what ends, what is new.
+            SELECT v.sourced_id AS old_id, v.username AS old_name, f.sourced_id AS new_id, f.username AS new_name
+              FROM (SELECT o.sourced_id, o.username FROM m365.sds_record_user AS o
+                     WHERE o.configuration_id OPERATOR(pg_catalog.=) config AND o.last_record IS NULL) AS v
+              FULL JOIN feed_user AS f ON f.sourced_id OPERATOR(pg_catalog.=) v.sourced_id
+                                      AND f.username OPERATOR(pg_catalog.=) v.username
+             WHERE v.sourced_id IS NULL OR f.sourced_id IS NULL
         ), users_ended AS (
             UPDATE m365.sds_record_user AS v SET last_record = newest
-             WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-               AND NOT EXISTS (SELECT FROM feed_user AS f WHERE f.sourced_id OPERATOR(pg_catalog.=) v.sourced_id
-                                                            AND f.username OPERATOR(pg_catalog.=) v.username)
+              FROM user_change AS c
+             WHERE c.new_id IS NULL AND v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+               AND v.sourced_id OPERATOR(pg_catalog.=) c.old_id AND v.username OPERATOR(pg_catalog.=) c.old_name
             RETURNING v.sourced_id, v.username
         ), users_new AS (
             INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record)
-            SELECT config, f.sourced_id, f.username, record FROM feed_user AS f
-             WHERE NOT EXISTS (SELECT FROM m365.sds_record_user AS v
-                                WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-                                  AND v.sourced_id OPERATOR(pg_catalog.=) f.sourced_id AND v.username OPERATOR(pg_catalog.=) f.username)
+            SELECT config, c.new_id, c.new_name, record FROM user_change AS c WHERE c.old_id IS NULL
             RETURNING sourced_id, username
+        ), membership_change AS MATERIALIZED (
+            SELECT v.group_id AS old_group, v.user_sourced_id AS old_user, v.role AS old_role,
+                   f.group_id AS new_group, f.user_sourced_id AS new_user, f.role AS new_role
+              FROM (SELECT o.group_id, o.user_sourced_id, o.role FROM m365.sds_record_membership AS o
+                     WHERE o.configuration_id OPERATOR(pg_catalog.=) config AND o.last_record IS NULL) AS v
+              FULL JOIN feed_membership AS f ON f.group_id OPERATOR(pg_catalog.=) v.group_id
+                                            AND f.user_sourced_id OPERATOR(pg_catalog.=) v.user_sourced_id
+                                            AND f.role OPERATOR(pg_catalog.=) v.role
+             WHERE v.group_id IS NULL OR f.group_id IS NULL
         ), memberships_ended AS (
             UPDATE m365.sds_record_membership AS v SET last_record = newest
-             WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-               AND NOT EXISTS (SELECT FROM feed_membership AS f WHERE f.group_id OPERATOR(pg_catalog.=) v.group_id
-                                                                  AND f.user_sourced_id OPERATOR(pg_catalog.=) v.user_sourced_id
-                                                                  AND f.role OPERATOR(pg_catalog.=) v.role)
+              FROM membership_change AS c
+             WHERE c.new_group IS NULL AND v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+               AND v.group_id OPERATOR(pg_catalog.=) c.old_group AND v.user_sourced_id OPERATOR(pg_catalog.=) c.old_user
+               AND v.role OPERATOR(pg_catalog.=) c.old_role
         ), memberships_new AS (
             INSERT INTO m365.sds_record_membership (configuration_id, group_id, user_sourced_id, role, first_record)
-            SELECT config, f.group_id, f.user_sourced_id, f.role, record FROM feed_membership AS f
-             WHERE NOT EXISTS (SELECT FROM m365.sds_record_membership AS v
-                                WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-                                  AND v.group_id OPERATOR(pg_catalog.=) f.group_id
-                                  AND v.user_sourced_id OPERATOR(pg_catalog.=) f.user_sourced_id
-                                  AND v.role OPERATOR(pg_catalog.=) f.role)
+            SELECT config, c.new_group, c.new_user, c.new_role, record FROM membership_change AS c WHERE c.old_group IS NULL
         )
         -- What the brake counts, and the record's counts (of the feed's
         -- rows, which the open versions now are).

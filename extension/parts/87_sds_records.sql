@@ -117,7 +117,7 @@ REVOKE ALL ON FUNCTION m365.sds_session_configuration(bigint) FROM PUBLIC;
 -- location's security group and a class team, as the record names them.
 CREATE VIEW m365.sds_membership_candidate AS
 SELECT 'location-' OPERATOR(pg_catalog.||) c.location_id AS group_id, c.user_sourced_id, c.role, c.person_kind, c.person_id
-  FROM m365.sds_role_candidate AS c
+  FROM m365.sds_role_place AS c
 UNION ALL
 SELECT 'class-' OPERATOR(pg_catalog.||) c.class_id, c.user_sourced_id, c.role, c.person_kind, c.person_id
   FROM m365.sds_class_member_candidate AS c;
@@ -220,33 +220,43 @@ BEGIN
             SELECT c.group_id, c.user_sourced_id, c.role
               FROM m365.sds_membership_candidate AS c
               JOIN feed_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id
+        ), user_change AS MATERIALIZED (
+            -- The open versions against the feed, one full join per kind
+            -- (two anti-joins hashed each side once more): what ends, what is new.
+            SELECT v.sourced_id AS old_id, v.username AS old_name, f.sourced_id AS new_id, f.username AS new_name
+              FROM (SELECT o.sourced_id, o.username FROM m365.sds_record_user AS o
+                     WHERE o.configuration_id OPERATOR(pg_catalog.=) config AND o.last_record IS NULL) AS v
+              FULL JOIN feed_user AS f ON f.sourced_id OPERATOR(pg_catalog.=) v.sourced_id
+                                      AND f.username OPERATOR(pg_catalog.=) v.username
+             WHERE v.sourced_id IS NULL OR f.sourced_id IS NULL
         ), users_ended AS (
             UPDATE m365.sds_record_user AS v SET last_record = newest
-             WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-               AND NOT EXISTS (SELECT FROM feed_user AS f WHERE f.sourced_id OPERATOR(pg_catalog.=) v.sourced_id
-                                                            AND f.username OPERATOR(pg_catalog.=) v.username)
+              FROM user_change AS c
+             WHERE c.new_id IS NULL AND v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+               AND v.sourced_id OPERATOR(pg_catalog.=) c.old_id AND v.username OPERATOR(pg_catalog.=) c.old_name
             RETURNING v.sourced_id, v.username
         ), users_new AS (
             INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record)
-            SELECT config, f.sourced_id, f.username, record FROM feed_user AS f
-             WHERE NOT EXISTS (SELECT FROM m365.sds_record_user AS v
-                                WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-                                  AND v.sourced_id OPERATOR(pg_catalog.=) f.sourced_id AND v.username OPERATOR(pg_catalog.=) f.username)
+            SELECT config, c.new_id, c.new_name, record FROM user_change AS c WHERE c.old_id IS NULL
             RETURNING sourced_id, username
+        ), membership_change AS MATERIALIZED (
+            SELECT v.group_id AS old_group, v.user_sourced_id AS old_user, v.role AS old_role,
+                   f.group_id AS new_group, f.user_sourced_id AS new_user, f.role AS new_role
+              FROM (SELECT o.group_id, o.user_sourced_id, o.role FROM m365.sds_record_membership AS o
+                     WHERE o.configuration_id OPERATOR(pg_catalog.=) config AND o.last_record IS NULL) AS v
+              FULL JOIN feed_membership AS f ON f.group_id OPERATOR(pg_catalog.=) v.group_id
+                                            AND f.user_sourced_id OPERATOR(pg_catalog.=) v.user_sourced_id
+                                            AND f.role OPERATOR(pg_catalog.=) v.role
+             WHERE v.group_id IS NULL OR f.group_id IS NULL
         ), memberships_ended AS (
             UPDATE m365.sds_record_membership AS v SET last_record = newest
-             WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-               AND NOT EXISTS (SELECT FROM feed_membership AS f WHERE f.group_id OPERATOR(pg_catalog.=) v.group_id
-                                                                  AND f.user_sourced_id OPERATOR(pg_catalog.=) v.user_sourced_id
-                                                                  AND f.role OPERATOR(pg_catalog.=) v.role)
+              FROM membership_change AS c
+             WHERE c.new_group IS NULL AND v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
+               AND v.group_id OPERATOR(pg_catalog.=) c.old_group AND v.user_sourced_id OPERATOR(pg_catalog.=) c.old_user
+               AND v.role OPERATOR(pg_catalog.=) c.old_role
         ), memberships_new AS (
             INSERT INTO m365.sds_record_membership (configuration_id, group_id, user_sourced_id, role, first_record)
-            SELECT config, f.group_id, f.user_sourced_id, f.role, record FROM feed_membership AS f
-             WHERE NOT EXISTS (SELECT FROM m365.sds_record_membership AS v
-                                WHERE v.configuration_id OPERATOR(pg_catalog.=) config AND v.last_record IS NULL
-                                  AND v.group_id OPERATOR(pg_catalog.=) f.group_id
-                                  AND v.user_sourced_id OPERATOR(pg_catalog.=) f.user_sourced_id
-                                  AND v.role OPERATOR(pg_catalog.=) f.role)
+            SELECT config, c.new_group, c.new_user, c.new_role, record FROM membership_change AS c WHERE c.old_group IS NULL
         )
         -- What the brake counts, and the record's counts (of the feed's
         -- rows, which the open versions now are).
