@@ -589,6 +589,7 @@ RETURN (SELECT true FROM m365.username AS u
            AND f.name_hash OPERATOR(pg_catalog.=) (SELECT h FROM m365.forgotten_name_hash(username_is_free.local_part) AS h)) IS NULL;
 COMMENT ON FUNCTION m365.username_is_free(bigint, text, text, bigint) IS
 'Whether a local part (its key, m365.local_part_key) is free for the person: held by nobody else, never issued to anyone else, not reserved, not a forgotten person''s (NULL person: free for anyone)';
+REVOKE ALL ON FUNCTION m365.username_is_free(bigint, text, text, bigint) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION m365.username_is_taken(configuration_id bigint, local_part text)
 RETURNS boolean
