@@ -286,7 +286,11 @@ RETURN (pg_catalog.strpos(time_zone, '/') OPERATOR(pg_catalog.>) 0 OR time_zone 
    AND EXISTS (SELECT FROM pg_catalog.pg_timezone_names AS z WHERE z.name OPERATOR(pg_catalog.=) time_zone);
 ALTER TABLE m365.configuration ADD COLUMN
     time_zone        text NOT NULL DEFAULT 'Europe/Brussels'
-                     CONSTRAINT configuration_time_zone_known CHECK (m365.time_zone_is_known(time_zone));
+                     CONSTRAINT configuration_time_zone_known CHECK (m365.time_zone_is_known(time_zone)),
+    ADD COLUMN
+    rename_policy    text NOT NULL DEFAULT 'suggest'
+                     CONSTRAINT configuration_rename_policy_known
+                     CHECK (rename_policy OPERATOR(pg_catalog.=) ANY ('{suggest,automatic_before_sync,never}'::text[]));
 COMMENT ON TABLE m365.configuration IS
 'A link to one Microsoft 365 tenant: the username format, fallback formats, accepted domains and time zone';
 -- Today in a time zone. SQL-standard bodies, bound at CREATE and inlined:
@@ -363,7 +367,16 @@ ALTER TABLE m365.username
     ADD COLUMN base text,
     ADD COLUMN suffix integer CONSTRAINT username_suffix_from_two CHECK (suffix OPERATOR(pg_catalog.>=) 2),
     ADD COLUMN format text,
+    ADD COLUMN names_digest bytea,
     ADD CONSTRAINT username_suffix_with_base CHECK (suffix IS NULL OR base IS NOT NULL);
+-- A digest of a person's official names as the job reads them: whether they
+-- changed since the username was made (no name is kept on the row). NUL
+-- cannot occur in text, so it separates the two.
+CREATE FUNCTION m365.names_digest(first_name text, last_name text)
+RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.sha256(pg_catalog.convert_to(coalesce(first_name, ''), 'UTF8') OPERATOR(pg_catalog.||) pg_catalog.decode('00', 'hex')
+                         OPERATOR(pg_catalog.||) pg_catalog.convert_to(coalesce(last_name, ''), 'UTF8'));
 COMMENT ON TABLE m365.username IS
 'The Microsoft 365 username of each student and staff member, one per person and configuration (with the base, suffix and format the job made it from)';
 
@@ -465,7 +478,12 @@ UPDATE m365.username AS u
        format = CASE WHEN i.base OPERATOR(pg_catalog.=) m365.make_username(cf.username_format,
                                                                           coalesce(st.first_name, sf.first_name),
                                                                           coalesce(st.last_name, sf.last_name))
-                     THEN cf.username_format END
+                     THEN cf.username_format END,
+       -- What a later correction of the names is compared with (65_renames.sql).
+       names_digest = CASE WHEN i.base OPERATOR(pg_catalog.=) m365.make_username(cf.username_format,
+                                                                                coalesce(st.first_name, sf.first_name),
+                                                                                coalesce(st.last_name, sf.last_name))
+                           THEN m365.names_digest(coalesce(st.first_name, sf.first_name), coalesce(st.last_name, sf.last_name)) END
   FROM m365.issued_username AS i, m365.configuration AS cf,
        m365.username AS x
        LEFT JOIN m365.student AS st ON x.person_kind OPERATOR(pg_catalog.=) 'student' AND st.id OPERATOR(pg_catalog.=) x.person_id
@@ -615,39 +633,51 @@ RETURN GREATEST(
       WHERE i.configuration_id OPERATOR(pg_catalog.=) highest_suffix.configuration_id
         AND i.base OPERATOR(pg_catalog.=) highest_suffix.base AND i.suffix IS NOT NULL));
 
--- The first free name for a base: base, else base + n from just above the
--- highest suffix the generator already issued for that base. One probe for
--- the base, one index lookup for that highest suffix, then a probe per
--- candidate: a handful, however many people share the name.
-CREATE OR REPLACE FUNCTION m365.first_free_username(configuration_id bigint, base text)
-RETURNS text
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
-SECURITY DEFINER
+-- The first free name for a base, for a person (NULL: for anyone, as
+-- username_is_free): base, else base + n from just above the highest suffix
+-- the generator already issued for that base. One probe for the base, one
+-- index lookup for that highest suffix, then a probe per candidate: a
+-- handful, however many people share the name. With the suffix it took
+-- (NULL: the base itself). The owner's code only (it asks username_is_free).
+CREATE FUNCTION m365.first_free_name(configuration_id bigint, base text, person_kind text, person_id bigint,
+                                     OUT local_part text, OUT suffix integer)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     wanted    text := m365.local_part_key(base);
     n         bigint;
-    candidate text;
 BEGIN
     IF pg_catalog.strpos(base, '@') OPERATOR(pg_catalog.>) 0 OR NOT m365.username_is_valid(base) THEN
-        RAISE EXCEPTION 'invalid username base "%"', base
+        -- (The base cut short: a red-team round sent 100 MB, and the message carried it all.)
+        RAISE EXCEPTION 'invalid username base "%"', pg_catalog.left(base, 200)
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = coalesce(m365.username_problem(base), 'a base is a local part, without "@"');
     END IF;
-    IF m365.username_is_free(configuration_id, wanted, NULL, NULL) THEN
-        RETURN wanted;
+    IF m365.username_is_free(configuration_id, wanted, person_kind, person_id) THEN
+        local_part := wanted;
+        RETURN;
     END IF;
     n := coalesce(m365.highest_suffix(configuration_id, wanted), 1);
     LOOP
         n := n OPERATOR(pg_catalog.+) 1;
-        candidate := m365.username_with_suffix(wanted, n);
-        IF m365.username_is_free(configuration_id, candidate, NULL, NULL) THEN
-            RETURN candidate;
+        local_part := m365.username_with_suffix(wanted, n);
+        IF m365.username_is_free(configuration_id, local_part, person_kind, person_id) THEN
+            suffix := n;
+            RETURN;
         END IF;
     END LOOP;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.first_free_name(bigint, text, text, bigint) FROM PUBLIC;
+
+-- For anyone, as the owner (as m365.username_is_taken).
+CREATE OR REPLACE FUNCTION m365.first_free_username(configuration_id bigint, base text)
+RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT f.local_part FROM m365.first_free_name(configuration_id, base, NULL, NULL) AS f);
 COMMENT ON FUNCTION m365.first_free_username(bigint, text) IS
 'The first name not in use, issued or reserved in the configuration: base, base2, base3, ... (from above the highest suffix already generated for base)';
 REVOKE ALL ON FUNCTION m365.first_free_username(bigint, text) FROM PUBLIC;
@@ -1078,6 +1108,9 @@ SELECT d.person_kind, p.person_id, d.deferred_at
 DROP VIEW m365.status;  -- made again below, without the queue
 DELETE FROM m365.message WHERE code OPERATOR(pg_catalog.=) 'queued_in_bulk';  -- no bulk deferral any more
 INSERT INTO m365.message (code, language, text) VALUES
+    ('no_suggested_username', 'nl', 'er is geen voorgestelde gebruikersnaam (de officiële namen zijn niet verbeterd, of de gebruikersnaam is met de hand getypt)'),
+    ('no_suggested_username', 'fr', 'il n''y a pas de nom d''utilisateur suggéré (les noms officiels n''ont pas été corrigés, ou le nom d''utilisateur a été saisi à la main)'),
+    ('no_suggested_username', 'en', 'there is no suggested username (the official names were not corrected, or the username was typed by hand)'),
     ('domain_removed', 'nl', 'De gebruikersnaam heeft geen domein meer (de school heeft er wel een: <reason>): SDS slaat de gebruiker over. Geef het domein opnieuw in.'),
     ('domain_removed', 'fr', 'Le nom d''utilisateur n''a plus de domaine (l''école en a un : <reason>) : SDS ignore l''utilisateur. Saisissez à nouveau le domaine.'),
     ('domain_removed', 'en', 'The username no longer has a domain (the school has one: <reason>): SDS leaves the user out. Type the domain again.'),
@@ -1363,14 +1396,14 @@ $$;
 -- The rows step 3 stores: each given name, with its person's domain.
 CREATE FUNCTION m365.generation_names_to_store()
 RETURNS TABLE (configuration_id bigint, person_kind text, person_id bigint, username text, base text,
-               suffix integer, format text)
+               suffix integer, format text, names_digest bytea)
 LANGUAGE sql STABLE
 -- A SQL-standard body without SET, inlined into both INSERTs of step 3.
 BEGIN ATOMIC
     SELECT g.configuration_id, g.person_kind, g.person_id,
            CASE WHEN b.domain IS NULL THEN g.local_part
                 ELSE g.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END,
-           g.issued_base, g.suffix, coalesce(g.format, b.formats[1])
+           g.issued_base, g.suffix, coalesce(g.format, b.formats[1]), m365.names_digest(b.first_name, b.last_name)
       FROM m365_work.given_name AS g
       JOIN m365_work.batch AS b
         ON b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
@@ -1403,12 +1436,12 @@ BEGIN
         stored := NULL;
         BEGIN
             IF attempt OPERATOR(pg_catalog.=) 1 THEN
-                INSERT INTO m365.username (configuration_id, person_kind, person_id, username, base, suffix, format)
-                SELECT s.configuration_id, s.person_kind, s.person_id, s.username, s.base, s.suffix, s.format
+                INSERT INTO m365.username (configuration_id, person_kind, person_id, username, base, suffix, format, names_digest)
+                SELECT s.configuration_id, s.person_kind, s.person_id, s.username, s.base, s.suffix, s.format, s.names_digest
                   FROM m365.generation_names_to_store() AS s;
             ELSE
-                INSERT INTO m365.username (configuration_id, person_kind, person_id, username, base, suffix, format)
-                SELECT s.configuration_id, s.person_kind, s.person_id, s.username, s.base, s.suffix, s.format
+                INSERT INTO m365.username (configuration_id, person_kind, person_id, username, base, suffix, format, names_digest)
+                SELECT s.configuration_id, s.person_kind, s.person_id, s.username, s.base, s.suffix, s.format, s.names_digest
                   FROM m365.generation_names_to_store() AS s
                 ON CONFLICT DO NOTHING;
             END IF;
@@ -1774,6 +1807,16 @@ BEGIN
      WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames' AND j.run_id OPERATOR(pg_catalog.=) generation_end.run_id;
     IF error IS NOT NULL THEN
         RAISE WARNING 'm365.generate_usernames failed; its last chunk was rolled back: %', error;
+    ELSE
+        -- Where a configuration lets them, usernames never in a feed SDS
+        -- received follow their person's corrected names (65_renames.sql).
+        -- Whatever stops that (a row an administrator holds) waits for the
+        -- next run; the run itself is done.
+        BEGIN
+            PERFORM m365.follow_name_corrections();
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'm365.generate_usernames: corrected names not followed this run: %', SQLERRM;
+        END;
     END IF;
     -- After a bulk run (1 September) the planner would otherwise plan the
     -- lists and the SDS feed with the statistics of a nearly empty table until
@@ -2080,16 +2123,206 @@ $jobs$;
 -- time zone; edits keep retryable SQLSTATEs; diagnostics read pg_cron as the
 -- owner.
 --------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION m365.student_usernames(location_id bigint, on_date date DEFAULT NULL)
+-- (65_renames.sql begins)
+--------------------------------------------------------------------------------
+-- Official names corrected after the username was made: approved renames.
+-- The job keeps on each username the format that made it and a digest of the
+-- names it was made from. A new name is suggested only when the person's
+-- names differ from those and make another base with that format: a change
+-- of the configuration's format, an ICU upgrade or a suffix never suggests
+-- one, and a name typed by hand (no format on its row) is never suggested
+-- over. The configuration's rename_policy decides (20_configuration.sql):
+--   suggest                the lists show suggested_username; an administrator
+--                          applies it (m365.apply_suggested_usernames)
+--   automatic_before_sync  a username never in a feed SDS received follows the
+--                          correction at the job's next run (Microsoft 365 has
+--                          not seen it); once in a feed, it is only suggested
+--   never                  nothing is suggested
+--------------------------------------------------------------------------------
+
+-- The usernames that have been in a feed SDS received, from the first record
+-- that held them (m365_sds.record_feed writes it). Kept when sync is turned
+-- off and when the records are removed: "never in a feed" stays true only of
+-- names Microsoft 365 never received.
+CREATE TABLE m365.username_in_feed (
+    username_id  bigint PRIMARY KEY REFERENCES m365.username (id) ON DELETE CASCADE,
+    first_record bigint NOT NULL
+);
+COMMENT ON TABLE m365.username_in_feed IS
+'The usernames that have been in a feed SDS received (from which record): they are renamed only by an approved suggestion';
+
+-- The base a person's names make now, when that is a correction: the job
+-- made the username (format and names digest on its row), the names differ
+-- from the ones it was made from, and the format that made it gives another
+-- base from them. NULL otherwise. Plain SQL without SET, inlined where the
+-- lists ask it of every row (the transliteration runs only for changed names).
+CREATE FUNCTION m365.corrected_base(format text, base text, names_digest bytea, first_name text, last_name text)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE WHEN format IS NOT NULL AND base IS NOT NULL AND names_digest IS NOT NULL
+             AND names_digest OPERATOR(pg_catalog.<>) m365.names_digest(first_name, last_name)
+             AND m365.local_part_key(m365.make_username(format, first_name, last_name))
+                 OPERATOR(pg_catalog.<>) m365.local_part_key(base)
+            THEN m365.make_username(format, first_name, last_name) END;
+COMMENT ON FUNCTION m365.corrected_base(text, text, bytea, text, text) IS
+'The base corrected names make with the format that made a username (NULL: no correction: names unchanged, the same base, or a name not made by the job)';
+
+-- A username's suggestion as things are now: the first name free for its
+-- person from the corrected base (their own old names included), with the
+-- domain the username has, and what its row would then say. No row: no
+-- suggestion (policy never, names unchanged, typed by hand, no such username,
+-- or held because its id came back with other names: that may be someone
+-- else, whom a rename would hand the account). The owner's code only (it
+-- asks m365.first_free_name).
+CREATE FUNCTION m365.name_suggestion(username_id bigint,
+                                     OUT username text, OUT base text, OUT suffix integer, OUT names_digest bytea)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.local_part OPERATOR(pg_catalog.||)
+           coalesce('@' OPERATOR(pg_catalog.||) NULLIF(pg_catalog.split_part(c.username, '@', 2), ''), ''),
+           m365.local_part_key(c.corrected), f.suffix, m365.names_digest(c.first_name, c.last_name)
+      FROM (SELECT u.configuration_id, u.person_kind, u.person_id, u.username, p.first_name, p.last_name,
+                   m365.corrected_base(u.format, u.base, u.names_digest, p.first_name, p.last_name) AS corrected
+              FROM m365.username AS u
+              JOIN m365.configuration AS cf ON cf.id OPERATOR(pg_catalog.=) u.configuration_id
+              JOIN (SELECT 'student'::text AS kind, s.id, s.first_name, s.last_name FROM m365.student AS s
+                    UNION ALL
+                    SELECT 'staff', st.id, st.first_name, st.last_name FROM m365.staff AS st) AS p
+                ON p.kind OPERATOR(pg_catalog.=) u.person_kind AND p.id OPERATOR(pg_catalog.=) u.person_id
+             WHERE u.id OPERATOR(pg_catalog.=) name_suggestion.username_id
+               AND cf.rename_policy OPERATOR(pg_catalog.<>) 'never'
+               AND NOT EXISTS (SELECT FROM m365.username_hold AS h WHERE h.username_id OPERATOR(pg_catalog.=) u.id)) AS c
+     CROSS JOIN LATERAL m365.first_free_name(c.configuration_id, c.corrected, c.person_kind, c.person_id) AS f
+     WHERE c.corrected IS NOT NULL AND m365.username_is_valid(c.corrected)
+$$;
+REVOKE ALL ON FUNCTION m365.name_suggestion(bigint) FROM PUBLIC;
+
+-- What the lists show: the suggested username, NULL when there is none. As
+-- the owner ("free" reads the forgotten names' key).
+CREATE FUNCTION m365.suggested_username(username_id bigint)
+RETURNS text
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT s.username FROM m365.name_suggestion(suggested_username.username_id) AS s);
+COMMENT ON FUNCTION m365.suggested_username(bigint) IS
+'The username a correction of the person''s official names suggests (NULL: none), as m365.apply_suggested_usernames would save it';
+REVOKE ALL ON FUNCTION m365.suggested_username(bigint) FROM PUBLIC;
+
+-- Renames usernames to their suggestions, validated as one set: per id
+-- 'done' or the message set_username would give (unknown id; no suggestion;
+-- two suggestions of one name: the lower id gets it, the other "in use").
+-- The old name goes to the ledger as its owner's (they may take it back,
+-- nobody else), the history records who (m365.username_audit), and a rename
+-- of a name SDS received counts for the brake like any other. Rows locked in
+-- id order, as set_username locks its one. Should a session take one of the
+-- names between the check and the update, nothing of the call is saved and
+-- every id says why (one subtransaction for the call, not one per id).
+CREATE FUNCTION m365.rename_to_suggestions(username_ids bigint[])
+RETURNS TABLE (username_id bigint, outcome text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ids      bigint[];
+    outcomes text[];
+BEGIN
+    PERFORM FROM m365.username AS u WHERE u.id OPERATOR(pg_catalog.=) ANY (username_ids) ORDER BY u.id FOR UPDATE;
+    BEGIN
+        WITH asked AS (
+            SELECT DISTINCT a.id FROM pg_catalog.unnest(username_ids) AS a(id) WHERE a.id IS NOT NULL
+        ), suggested AS (
+            SELECT a.id, u.username AS current, u.configuration_id, s.username AS suggestion, s.base, s.suffix, s.names_digest
+              FROM asked AS a
+              LEFT JOIN m365.username AS u ON u.id OPERATOR(pg_catalog.=) a.id
+              LEFT JOIN LATERAL m365.name_suggestion(u.id) AS s ON true
+        ), judged AS (
+            SELECT g.*,
+                   CASE WHEN g.current IS NULL
+                        THEN m365.message('username_not_saved', NULL, m365.message('unknown_username_id', NULL, g.id::text))
+                        WHEN g.suggestion IS NULL
+                        THEN m365.message('username_not_saved', g.current, m365.message('no_suggested_username', NULL, NULL))
+                        WHEN pg_catalog.row_number() OVER (PARTITION BY g.configuration_id, m365.local_part_key(g.suggestion)
+                                                           ORDER BY g.id) OPERATOR(pg_catalog.>) 1
+                        THEN m365.message('username_in_use', g.suggestion, NULL)
+                   END AS problem
+              FROM suggested AS g
+        ), renamed AS (
+            UPDATE m365.username AS u
+               SET username = j.suggestion, base = j.base, suffix = j.suffix, names_digest = j.names_digest
+              FROM judged AS j
+             WHERE j.problem IS NULL AND u.id OPERATOR(pg_catalog.=) j.id
+        )
+        SELECT pg_catalog.array_agg(j.id ORDER BY j.id), pg_catalog.array_agg(coalesce(j.problem, 'done') ORDER BY j.id)
+          INTO ids, outcomes
+          FROM judged AS j;
+    EXCEPTION
+        WHEN unique_violation THEN
+            SELECT pg_catalog.array_agg(a.id ORDER BY a.id),
+                   pg_catalog.array_agg(m365.message('username_not_saved', NULL, SQLERRM) ORDER BY a.id)
+              INTO ids, outcomes
+              FROM (SELECT DISTINCT x.id FROM pg_catalog.unnest(username_ids) AS x(id) WHERE x.id IS NOT NULL) AS a;
+    END;
+    RETURN QUERY SELECT r.id, r.outcome FROM ROWS FROM (pg_catalog.unnest(ids), pg_catalog.unnest(outcomes)) AS r(id, outcome);
+END
+$$;
+REVOKE ALL ON FUNCTION m365.rename_to_suggestions(bigint[]) FROM PUBLIC;
+
+-- An administrator applies suggestions (the application's "rename" button).
+CREATE FUNCTION m365.apply_suggested_usernames(username_ids bigint[])
+RETURNS TABLE (username_id bigint, outcome text)
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.username_id, r.outcome FROM m365.rename_to_suggestions(apply_suggested_usernames.username_ids) AS r
+$$;
+COMMENT ON FUNCTION m365.apply_suggested_usernames(bigint[]) IS
+'Renames the given usernames to their suggestions (m365.suggested_username): per id ''done'' or the message set_username would give, in the language of m365.language';
+REVOKE ALL ON FUNCTION m365.apply_suggested_usernames(bigint[]) FROM PUBLIC;
+
+-- rename_policy automatic_before_sync: the usernames never in a feed SDS
+-- received follow their person's corrected names (the job calls this at the
+-- end of each run). Answers how many were renamed.
+CREATE FUNCTION m365.follow_name_corrections()
+RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.count(*)::integer
+      FROM m365.rename_to_suggestions(ARRAY(
+               SELECT u.id
+                 FROM m365.username AS u
+                 JOIN m365.configuration AS c ON c.id OPERATOR(pg_catalog.=) u.configuration_id
+                                             AND c.rename_policy OPERATOR(pg_catalog.=) 'automatic_before_sync'
+                 LEFT JOIN m365.student AS s ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND s.id OPERATOR(pg_catalog.=) u.person_id
+                 LEFT JOIN m365.staff AS st ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND st.id OPERATOR(pg_catalog.=) u.person_id
+                WHERE NOT EXISTS (SELECT FROM m365.username_in_feed AS f WHERE f.username_id OPERATOR(pg_catalog.=) u.id)
+                  AND m365.corrected_base(u.format, u.base, u.names_digest, coalesce(s.first_name, st.first_name),
+                                          coalesce(s.last_name, st.last_name)) IS NOT NULL)) AS r
+     WHERE r.outcome OPERATOR(pg_catalog.=) 'done'
+$$;
+REVOKE ALL ON FUNCTION m365.follow_name_corrections() FROM PUBLIC;
+-- (65_renames.sql ends)
+
+-- The lists gain the suggested username (a new result column).
+DROP FUNCTION m365.student_usernames(bigint, date);
+DROP FUNCTION m365.staff_usernames(bigint, date);
+CREATE FUNCTION m365.student_usernames(location_id bigint, on_date date DEFAULT NULL)
 RETURNS TABLE (student_id bigint, first_name text, last_name text, username_id bigint, username text,
-               domain text, sync boolean)
+               domain text, sync boolean, suggested_username text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT DISTINCT ON (s.id) s.id, s.first_name, s.last_name, u.id, u.username,
            CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0
                 THEN pg_catalog.split_part(u.username, '@', 2) ELSE l.student_domain END,
-           u.sync
+           u.sync,
+           -- (Asked only where the names were corrected: 65_renames.sql.)
+           CASE WHEN m365.corrected_base(u.format, u.base, u.names_digest, s.first_name, s.last_name) IS NOT NULL
+                THEN m365.suggested_username(u.id) END
       FROM m365.location AS l
       JOIN m365.enrolment AS e ON e.location_id OPERATOR(pg_catalog.=) l.id
       JOIN m365.student AS s ON s.id OPERATOR(pg_catalog.=) e.student_id
@@ -2102,18 +2335,21 @@ AS $$
      ORDER BY s.id
 $$;
 COMMENT ON FUNCTION m365.student_usernames(bigint, date) IS
-'The students of a location listed on a date (NULL: today in the configuration''s time zone), with username, the domain that applies and the sync flag';
+'The students of a location listed on a date (NULL: today in the configuration''s time zone), with username, the domain that applies, the sync flag and the username a correction of their names suggests';
 REVOKE ALL ON FUNCTION m365.student_usernames(bigint, date) FROM PUBLIC;
-CREATE OR REPLACE FUNCTION m365.staff_usernames(school_id bigint, on_date date DEFAULT NULL)
+
+CREATE FUNCTION m365.staff_usernames(school_id bigint, on_date date DEFAULT NULL)
 RETURNS TABLE (staff_id bigint, first_name text, last_name text, active boolean, inactive_since date,
-               username_id bigint, username text, domain text, sync boolean)
+               username_id bigint, username text, domain text, sync boolean, suggested_username text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT st.id, st.first_name, st.last_name, st.active, st.inactive_since, u.id, u.username,
            CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0
                 THEN pg_catalog.split_part(u.username, '@', 2) END,
-           u.sync
+           u.sync,
+           CASE WHEN m365.corrected_base(u.format, u.base, u.names_digest, st.first_name, st.last_name) IS NOT NULL
+                THEN m365.suggested_username(u.id) END
       FROM m365.school AS sc
       JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
       JOIN m365.staff AS st ON st.id OPERATOR(pg_catalog.=) ss.staff_id
@@ -2126,7 +2362,7 @@ AS $$
      ORDER BY st.id
 $$;
 COMMENT ON FUNCTION m365.staff_usernames(bigint, date) IS
-'The staff of a school listed on a date (NULL: today in the configuration''s time zone), with username, domain, sync flag and whether they are active';
+'The staff of a school listed on a date (NULL: today in the configuration''s time zone), with username, domain, sync flag, whether they are active and the username a correction of their names suggests';
 REVOKE ALL ON FUNCTION m365.staff_usernames(bigint, date) FROM PUBLIC;
 -- 0.3.0: an edit without a domain keeps the username's domain (keep_domain).
 DROP FUNCTION m365.set_username(bigint, text);
@@ -2215,7 +2451,8 @@ BEGIN
                -- A typed name was not made by the job (unless it is the same name).
                base = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.base END,
                suffix = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.suffix END,
-               format = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.format END
+               format = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.format END,
+               names_digest = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.names_digest END
          WHERE u.id OPERATOR(pg_catalog.=) current.id
         RETURNING * INTO saved;
     EXCEPTION
@@ -3602,6 +3839,17 @@ BEGIN
             INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record)
             SELECT config, c.new_id, c.new_name, record FROM user_change AS c WHERE c.old_id IS NULL
             RETURNING sourced_id, username
+        ), usernames_reached AS (
+            -- In a feed SDS received from now on: renamed only by an approved
+            -- suggestion (65_renames.sql).
+            INSERT INTO m365.username_in_feed (username_id, first_record)
+            SELECT u.id, record
+              FROM users_new AS n
+              JOIN feed_user AS f ON f.sourced_id OPERATOR(pg_catalog.=) n.sourced_id
+              JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) config
+                                     AND u.person_kind OPERATOR(pg_catalog.=) f.person_kind
+                                     AND u.person_id OPERATOR(pg_catalog.=) f.person_id
+            ON CONFLICT (username_id) DO NOTHING
         ), membership_change AS MATERIALIZED (
             SELECT v.group_id AS old_group, v.user_sourced_id AS old_user, v.role AS old_role,
                    f.group_id AS new_group, f.user_sourced_id AS new_user, f.role AS new_role
@@ -3818,6 +4066,15 @@ SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_head', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_user', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.sds_record_membership', '');
+-- The usernames those snapshots held have been in a feed SDS received
+-- (65_renames.sql): from the first record that held them.
+INSERT INTO m365.username_in_feed (username_id, first_record)
+SELECT u.id, min(v.first_record)
+  FROM m365.sds_record_user AS v
+  JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) v.configuration_id
+                         AND v.sourced_id OPERATOR(pg_catalog.=) (u.person_kind OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) u.person_id)
+ GROUP BY u.id;
+SELECT pg_catalog.pg_extension_config_dump('m365.username_in_feed', '');
 
 --------------------------------------------------------------------------------
 -- 0.3.0: the brake on mass changes. SDS takes every upload as the whole truth: a
@@ -5736,6 +5993,9 @@ SELECT pg_catalog.pg_extension_config_dump('m365.source_decided', '');
 -- roles registered above and every reader).
 --------------------------------------------------------------------------------
 SELECT m365.allow('app', 'USAGE', 'SCHEMA m365');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365.username_in_feed');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.apply_suggested_usernames(bigint[])');
+SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.suggested_username(bigint)');
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.configuration');
 SELECT m365.allow('admin', 'INSERT, UPDATE, DELETE', 'TABLE m365.configuration');
 SELECT m365.allow('admin', 'USAGE', 'SEQUENCE m365.configuration_id_seq');

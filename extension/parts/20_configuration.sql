@@ -67,7 +67,14 @@ CREATE TABLE m365.configuration (
     -- What "today" is for the configuration's decisions (who is enrolled,
     -- listed, inactive), whatever a session's TimeZone says.
     time_zone        text NOT NULL DEFAULT 'Europe/Brussels'
-                     CONSTRAINT configuration_time_zone_known CHECK (m365.time_zone_is_known(time_zone))
+                     CONSTRAINT configuration_time_zone_known CHECK (m365.time_zone_is_known(time_zone)),
+    -- When a person's official names are corrected after their username was
+    -- made (65_renames.sql): suggest the new name (an administrator applies
+    -- it), follow by itself while the name has never been in a feed SDS
+    -- received, or never.
+    rename_policy    text NOT NULL DEFAULT 'suggest'
+                     CONSTRAINT configuration_rename_policy_known
+                     CHECK (rename_policy OPERATOR(pg_catalog.=) ANY ('{suggest,automatic_before_sync,never}'::text[]))
 );
 COMMENT ON TABLE m365.configuration IS
 'A link to one Microsoft 365 tenant: the username format, fallback formats, accepted domains and time zone';

@@ -19,6 +19,9 @@ CREATE TABLE m365.username (
     base             text,
     suffix           integer CONSTRAINT username_suffix_from_two CHECK (suffix OPERATOR(pg_catalog.>=) 2),
     format           text,
+    -- A digest of the official names it was made from (m365.names_digest):
+    -- a correction of those names is what suggests a new one (65_renames.sql).
+    names_digest     bytea,
     -- What uniqueness is about: the part before "@", ASCII case-insensitively
     -- (last: an upgrade re-creates it, and a fresh install has the same shape).
     local_part       text NOT NULL GENERATED ALWAYS AS (m365.local_part_key(username)) STORED,
@@ -29,6 +32,15 @@ CREATE TABLE m365.username (
 COMMENT ON TABLE m365.username IS
 'The Microsoft 365 username of each student and staff member, one per person and configuration (with the base, suffix and format the job made it from)';
 SELECT m365.allow('app', 'SELECT', 'TABLE m365.username');
+-- A digest of a person's official names as the job reads them: whether they
+-- changed since the username was made (no name is kept on the row). NUL
+-- cannot occur in text, so it separates the two.
+CREATE FUNCTION m365.names_digest(first_name text, last_name text)
+RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.sha256(pg_catalog.convert_to(coalesce(first_name, ''), 'UTF8') OPERATOR(pg_catalog.||) pg_catalog.decode('00', 'hex')
+                         OPERATOR(pg_catalog.||) pg_catalog.convert_to(coalesce(last_name, ''), 'UTF8'));
+
 -- The highest suffix of a base: where the job's suffix search starts.
 CREATE INDEX username_suffix ON m365.username (configuration_id, base, suffix) WHERE suffix IS NOT NULL;
 
@@ -264,40 +276,51 @@ RETURN GREATEST(
       WHERE i.configuration_id OPERATOR(pg_catalog.=) highest_suffix.configuration_id
         AND i.base OPERATOR(pg_catalog.=) highest_suffix.base AND i.suffix IS NOT NULL));
 
--- The first free name for a base: base, else base + n from just above the
--- highest suffix the generator already issued for that base. One probe for
--- the base, one index lookup for that highest suffix, then a probe per
--- candidate: a handful, however many people share the name. As the owner,
--- as m365.username_is_taken.
-CREATE FUNCTION m365.first_free_username(configuration_id bigint, base text)
-RETURNS text
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
-SECURITY DEFINER
+-- The first free name for a base, for a person (NULL: for anyone, as
+-- username_is_free): base, else base + n from just above the highest suffix
+-- the generator already issued for that base. One probe for the base, one
+-- index lookup for that highest suffix, then a probe per candidate: a
+-- handful, however many people share the name. With the suffix it took
+-- (NULL: the base itself). The owner's code only (it asks username_is_free).
+CREATE FUNCTION m365.first_free_name(configuration_id bigint, base text, person_kind text, person_id bigint,
+                                     OUT local_part text, OUT suffix integer)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     wanted    text := m365.local_part_key(base);
     n         bigint;
-    candidate text;
 BEGIN
     IF pg_catalog.strpos(base, '@') OPERATOR(pg_catalog.>) 0 OR NOT m365.username_is_valid(base) THEN
-        RAISE EXCEPTION 'invalid username base "%"', base
+        -- (The base cut short: a red-team round sent 100 MB, and the message carried it all.)
+        RAISE EXCEPTION 'invalid username base "%"', pg_catalog.left(base, 200)
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = coalesce(m365.username_problem(base), 'a base is a local part, without "@"');
     END IF;
-    IF m365.username_is_free(configuration_id, wanted, NULL, NULL) THEN
-        RETURN wanted;
+    IF m365.username_is_free(configuration_id, wanted, person_kind, person_id) THEN
+        local_part := wanted;
+        RETURN;
     END IF;
     n := coalesce(m365.highest_suffix(configuration_id, wanted), 1);
     LOOP
         n := n OPERATOR(pg_catalog.+) 1;
-        candidate := m365.username_with_suffix(wanted, n);
-        IF m365.username_is_free(configuration_id, candidate, NULL, NULL) THEN
-            RETURN candidate;
+        local_part := m365.username_with_suffix(wanted, n);
+        IF m365.username_is_free(configuration_id, local_part, person_kind, person_id) THEN
+            suffix := n;
+            RETURN;
         END IF;
     END LOOP;
 END
 $$;
+REVOKE ALL ON FUNCTION m365.first_free_name(bigint, text, text, bigint) FROM PUBLIC;
+
+-- For anyone, as the owner (as m365.username_is_taken).
+CREATE FUNCTION m365.first_free_username(configuration_id bigint, base text)
+RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT f.local_part FROM m365.first_free_name(configuration_id, base, NULL, NULL) AS f);
 COMMENT ON FUNCTION m365.first_free_username(bigint, text) IS
 'The first name not in use, issued or reserved in the configuration: base, base2, base3, ... (from above the highest suffix already generated for base)';
 REVOKE ALL ON FUNCTION m365.first_free_username(bigint, text) FROM PUBLIC;

@@ -291,14 +291,14 @@ $$;
 -- The rows step 3 stores: each given name, with its person's domain.
 CREATE FUNCTION m365.generation_names_to_store()
 RETURNS TABLE (configuration_id bigint, person_kind text, person_id bigint, username text, base text,
-               suffix integer, format text)
+               suffix integer, format text, names_digest bytea)
 LANGUAGE sql STABLE
 -- A SQL-standard body without SET, inlined into both INSERTs of step 3.
 BEGIN ATOMIC
     SELECT g.configuration_id, g.person_kind, g.person_id,
            CASE WHEN b.domain IS NULL THEN g.local_part
                 ELSE g.local_part OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) b.domain END,
-           g.issued_base, g.suffix, coalesce(g.format, b.formats[1])
+           g.issued_base, g.suffix, coalesce(g.format, b.formats[1]), m365.names_digest(b.first_name, b.last_name)
       FROM m365_work.given_name AS g
       JOIN m365_work.batch AS b
         ON b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
@@ -331,12 +331,12 @@ BEGIN
         stored := NULL;
         BEGIN
             IF attempt OPERATOR(pg_catalog.=) 1 THEN
-                INSERT INTO m365.username (configuration_id, person_kind, person_id, username, base, suffix, format)
-                SELECT s.configuration_id, s.person_kind, s.person_id, s.username, s.base, s.suffix, s.format
+                INSERT INTO m365.username (configuration_id, person_kind, person_id, username, base, suffix, format, names_digest)
+                SELECT s.configuration_id, s.person_kind, s.person_id, s.username, s.base, s.suffix, s.format, s.names_digest
                   FROM m365.generation_names_to_store() AS s;
             ELSE
-                INSERT INTO m365.username (configuration_id, person_kind, person_id, username, base, suffix, format)
-                SELECT s.configuration_id, s.person_kind, s.person_id, s.username, s.base, s.suffix, s.format
+                INSERT INTO m365.username (configuration_id, person_kind, person_id, username, base, suffix, format, names_digest)
+                SELECT s.configuration_id, s.person_kind, s.person_id, s.username, s.base, s.suffix, s.format, s.names_digest
                   FROM m365.generation_names_to_store() AS s
                 ON CONFLICT DO NOTHING;
             END IF;
@@ -705,6 +705,16 @@ BEGIN
      WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames' AND j.run_id OPERATOR(pg_catalog.=) generation_end.run_id;
     IF error IS NOT NULL THEN
         RAISE WARNING 'm365.generate_usernames failed; its last chunk was rolled back: %', error;
+    ELSE
+        -- Where a configuration lets them, usernames never in a feed SDS
+        -- received follow their person's corrected names (65_renames.sql).
+        -- Whatever stops that (a row an administrator holds) waits for the
+        -- next run; the run itself is done.
+        BEGIN
+            PERFORM m365.follow_name_corrections();
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'm365.generate_usernames: corrected names not followed this run: %', SQLERRM;
+        END;
     END IF;
     -- After a bulk run (1 September) the planner would otherwise plan the
     -- lists and the SDS feed with the statistics of a nearly empty table until

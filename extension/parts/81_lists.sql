@@ -46,14 +46,17 @@ COMMENT ON FUNCTION m365.staff_is_listed(boolean, date, date) IS
 
 CREATE FUNCTION m365.student_usernames(location_id bigint, on_date date DEFAULT NULL)
 RETURNS TABLE (student_id bigint, first_name text, last_name text, username_id bigint, username text,
-               domain text, sync boolean)
+               domain text, sync boolean, suggested_username text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT DISTINCT ON (s.id) s.id, s.first_name, s.last_name, u.id, u.username,
            CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0
                 THEN pg_catalog.split_part(u.username, '@', 2) ELSE l.student_domain END,
-           u.sync
+           u.sync,
+           -- (Asked only where the names were corrected: 65_renames.sql.)
+           CASE WHEN m365.corrected_base(u.format, u.base, u.names_digest, s.first_name, s.last_name) IS NOT NULL
+                THEN m365.suggested_username(u.id) END
       FROM m365.location AS l
       JOIN m365.enrolment AS e ON e.location_id OPERATOR(pg_catalog.=) l.id
       JOIN m365.student AS s ON s.id OPERATOR(pg_catalog.=) e.student_id
@@ -66,20 +69,22 @@ AS $$
      ORDER BY s.id
 $$;
 COMMENT ON FUNCTION m365.student_usernames(bigint, date) IS
-'The students of a location listed on a date (NULL: today in the configuration''s time zone), with username, the domain that applies and the sync flag';
+'The students of a location listed on a date (NULL: today in the configuration''s time zone), with username, the domain that applies, the sync flag and the username a correction of their names suggests';
 REVOKE ALL ON FUNCTION m365.student_usernames(bigint, date) FROM PUBLIC;
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.student_usernames(bigint, date)');
 
 CREATE FUNCTION m365.staff_usernames(school_id bigint, on_date date DEFAULT NULL)
 RETURNS TABLE (staff_id bigint, first_name text, last_name text, active boolean, inactive_since date,
-               username_id bigint, username text, domain text, sync boolean)
+               username_id bigint, username text, domain text, sync boolean, suggested_username text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT st.id, st.first_name, st.last_name, st.active, st.inactive_since, u.id, u.username,
            CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0
                 THEN pg_catalog.split_part(u.username, '@', 2) END,
-           u.sync
+           u.sync,
+           CASE WHEN m365.corrected_base(u.format, u.base, u.names_digest, st.first_name, st.last_name) IS NOT NULL
+                THEN m365.suggested_username(u.id) END
       FROM m365.school AS sc
       JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
       JOIN m365.staff AS st ON st.id OPERATOR(pg_catalog.=) ss.staff_id
@@ -92,7 +97,7 @@ AS $$
      ORDER BY st.id
 $$;
 COMMENT ON FUNCTION m365.staff_usernames(bigint, date) IS
-'The staff of a school listed on a date (NULL: today in the configuration''s time zone), with username, domain, sync flag and whether they are active';
+'The staff of a school listed on a date (NULL: today in the configuration''s time zone), with username, domain, sync flag, whether they are active and the username a correction of their names suggests';
 REVOKE ALL ON FUNCTION m365.staff_usernames(bigint, date) FROM PUBLIC;
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.staff_usernames(bigint, date)');
 

@@ -156,7 +156,8 @@ BEGIN
                -- A typed name was not made by the job (unless it is the same name).
                base = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.base END,
                suffix = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.suffix END,
-               format = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.format END
+               format = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.format END,
+               names_digest = CASE WHEN local OPERATOR(pg_catalog.=) u.local_part THEN u.names_digest END
          WHERE u.id OPERATOR(pg_catalog.=) current.id
         RETURNING * INTO saved;
     EXCEPTION

@@ -66,8 +66,11 @@ for old in $released; do
 	[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.username WHERE base IS NOT NULL")" -gt 1000 ] &&
 		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.username WHERE suffix IS NOT NULL AND local_part <> m365.username_with_suffix(base, suffix)")" = 0 ] &&
 		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.username AS u JOIN m365.issued_username AS i USING (configuration_id, local_part)")" = 0 ] &&
-		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.issued_username")" -gt 0 ]
-	ok $? "generated names carry base and suffix on their row; the ledger holds only names that left their owner"
+		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.issued_username")" -gt 0 ] &&
+		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.username WHERE (format IS NOT NULL) <> (names_digest IS NOT NULL)")" = 0 ] &&
+		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.username WHERE names_digest IS NOT NULL")" -gt 1000 ] &&
+		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.username_in_feed")" -gt 0 ]
+	ok $? "generated names carry base, suffix and their names' digest on their row (renames); the ledger holds only names that left their owner; the snapshots' usernames count as in a feed"
 
 	sql -d "$db" -f test/shell/lib/schema_fingerprint.sql >"$work/updated.schema"
 	diff -u "$work/fresh.schema" "$work/updated.schema" >"$work/schema.diff"

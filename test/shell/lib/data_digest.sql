@@ -41,8 +41,8 @@ UNION ALL SELECT 'forgotten_person', md5(string_agg(x::text, '|' ORDER BY x.id))
 CREATE TEMP VIEW brake AS SELECT NULL::text AS t, NULL::text AS d WHERE false;
 \endif
 SELECT string_agg(t || ':' || d, ' ' ORDER BY t) FROM (
-    SELECT 'configuration' AS t, md5(string_agg((to_jsonb(x) - 'time_zone' - 'sds_folder' - 'sds_record_school_years' - 'sds_brake_percent' - 'sds_brake_minimum' - 'history_school_years' - 'leaver_school_years')::text, '|' ORDER BY x.id)) AS d FROM m365.configuration AS x
-    UNION ALL SELECT 'username', md5(string_agg((to_jsonb(x) - 'base' - 'suffix' - 'format')::text, '|' ORDER BY x.id)) FROM m365.username AS x
+    SELECT 'configuration' AS t, md5(string_agg((to_jsonb(x) - 'time_zone' - 'sds_folder' - 'sds_record_school_years' - 'sds_brake_percent' - 'sds_brake_minimum' - 'history_school_years' - 'leaver_school_years' - 'rename_policy')::text, '|' ORDER BY x.id)) AS d FROM m365.configuration AS x
+    UNION ALL SELECT 'username', md5(string_agg((to_jsonb(x) - 'base' - 'suffix' - 'format' - 'names_digest')::text, '|' ORDER BY x.id)) FROM m365.username AS x
     UNION ALL SELECT 'issued', md5(string_agg(concat_ws(' ', x.configuration_id, x.local_part, x.person_kind, x.person_id), '|'
                                               ORDER BY x.configuration_id, x.local_part)) FROM (
         SELECT i.configuration_id, i.local_part, i.person_kind, i.person_id FROM m365.issued_username AS i
