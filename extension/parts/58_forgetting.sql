@@ -110,6 +110,10 @@ BEGIN
      USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
      WHERE f.person_kind OPERATOR(pg_catalog.=) p.kind AND f.person_id OPERATOR(pg_catalog.=) p.id
        AND (config IS NULL OR f.configuration_id OPERATOR(pg_catalog.=) config);
+    DELETE FROM m365.person_in_feed AS f
+     USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE f.person_kind OPERATOR(pg_catalog.=) p.kind AND f.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR f.configuration_id OPERATOR(pg_catalog.=) config);
     RETURN removed;
 END
 $$;

@@ -55,7 +55,7 @@ AS $$
                 THEN pg_catalog.split_part(u.username, '@', 2) ELSE l.student_domain END,
            u.sync,
            -- (Asked only where the names were corrected: 65_renames.sql.)
-           CASE WHEN m365.corrected_base(u.format, u.base, u.names_digest, s.first_name, s.last_name) IS NOT NULL
+           CASE WHEN m365.corrected_base(u.username, u.format, u.base, u.suffix, u.names_digest, s.first_name, s.last_name) IS NOT NULL
                 THEN m365.suggested_username(u.id) END
       FROM m365.location AS l
       JOIN m365.enrolment AS e ON e.location_id OPERATOR(pg_catalog.=) l.id
@@ -83,7 +83,7 @@ AS $$
            CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0
                 THEN pg_catalog.split_part(u.username, '@', 2) END,
            u.sync,
-           CASE WHEN m365.corrected_base(u.format, u.base, u.names_digest, st.first_name, st.last_name) IS NOT NULL
+           CASE WHEN m365.corrected_base(u.username, u.format, u.base, u.suffix, u.names_digest, st.first_name, st.last_name) IS NOT NULL
                 THEN m365.suggested_username(u.id) END
       FROM m365.school AS sc
       JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id

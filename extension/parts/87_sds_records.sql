@@ -239,17 +239,14 @@ BEGIN
             INSERT INTO m365.sds_record_user (configuration_id, sourced_id, username, first_record)
             SELECT config, c.new_id, c.new_name, record FROM user_change AS c WHERE c.old_id IS NULL
             RETURNING sourced_id, username
-        ), usernames_reached AS (
+        ), people_reached AS (
             -- In a feed SDS received from now on: renamed only by an approved
             -- suggestion (65_renames.sql).
-            INSERT INTO m365.username_in_feed (username_id, first_record)
-            SELECT u.id, record
+            INSERT INTO m365.person_in_feed (configuration_id, person_kind, person_id, first_record)
+            SELECT config, f.person_kind, f.person_id, record
               FROM users_new AS n
               JOIN feed_user AS f ON f.sourced_id OPERATOR(pg_catalog.=) n.sourced_id
-              JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) config
-                                     AND u.person_kind OPERATOR(pg_catalog.=) f.person_kind
-                                     AND u.person_id OPERATOR(pg_catalog.=) f.person_id
-            ON CONFLICT (username_id) DO NOTHING
+            ON CONFLICT ON CONSTRAINT person_in_feed_pkey DO NOTHING
         ), membership_change AS MATERIALIZED (
             SELECT v.group_id AS old_group, v.user_sourced_id AS old_user, v.role AS old_role,
                    f.group_id AS new_group, f.user_sourced_id AS new_user, f.role AS new_role

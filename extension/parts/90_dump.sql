@@ -12,7 +12,7 @@ SELECT pg_catalog.pg_extension_config_dump('m365.forget_key', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_username', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_person', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_person_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('m365.username_in_feed', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.person_in_feed', '');
 
 SELECT pg_catalog.pg_extension_config_dump('m365.school', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.location', '');

@@ -69,7 +69,7 @@ for old in $released; do
 		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.issued_username")" -gt 0 ] &&
 		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.username WHERE (format IS NOT NULL) <> (names_digest IS NOT NULL)")" = 0 ] &&
 		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.username WHERE names_digest IS NOT NULL")" -gt 1000 ] &&
-		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.username_in_feed")" -gt 0 ]
+		[ "$(sql -d "$db" -c "SELECT count(*) FROM m365.person_in_feed")" -gt 0 ]
 	ok $? "generated names carry base, suffix and their names' digest on their row (renames); the ledger holds only names that left their owner; the snapshots' usernames count as in a feed"
 
 	sql -d "$db" -f test/shell/lib/schema_fingerprint.sql >"$work/updated.schema"
