@@ -5,7 +5,7 @@
 -- than the rename). Two sessions (dblink), committed under a configuration
 -- of this run's own.
 BEGIN;
-SELECT plan(4);
+SELECT plan(6);
 \ir lib/session.psql
 
 SELECT dblink_connect('exp', (SELECT info FROM conn));
@@ -16,8 +16,8 @@ SELECT id, 931000000 + id * 10 AS base FROM dblink('exp', $$INSERT INTO m365.con
 SELECT dblink_exec('exp', format($$
     INSERT INTO m365.school (id, name, configuration_id) VALUES (%2$s, 'race', %1$s);
     INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain) VALUES (%2$s, %2$s, 'race', %1$s, 'race.be');
-    INSERT INTO m365.student (id, first_name, last_name) VALUES (%2$s, 'Bram', 'Wuyts'), (%2$s + 1, 'Noor', 'Dewitte');
-    INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (%2$s, %2$s, %2$s, CURRENT_DATE - 1), (%2$s + 1, %2$s + 1, %2$s, CURRENT_DATE - 1);
+    INSERT INTO m365.student (id, first_name, last_name) VALUES (%2$s, 'Bram', 'Wuyts'), (%2$s + 1, 'Noor', 'Dewitte'), (%2$s + 2, 'Lien', 'Aerts');
+    INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (%2$s, %2$s, %2$s, CURRENT_DATE - 1), (%2$s + 1, %2$s + 1, %2$s, CURRENT_DATE - 1), (%2$s + 2, %2$s + 2, %2$s, CURRENT_DATE - 1);
 $$, (SELECT id FROM race), (SELECT base FROM race)));
 SELECT * FROM dblink('exp', 'SELECT m365.generate_usernames_in_transaction()') AS t(n integer);
 SELECT dblink_exec('exp', format($$
@@ -56,6 +56,24 @@ SELECT matches(dblink_error_message('exp'), 'could not serialize',
                'an export whose snapshot (the old name) predates the job''s rename fails to record (40001): SDS never gets the old name as received');
 SELECT dblink_exec('exp', 'ROLLBACK');
 SELECT is(pg_temp.name_of((SELECT base FROM race) + 1), 'dewit.noor', 'and the renamed name, never received, is the one the next export sends');
+
+-- 3. The job runs in a REPEATABLE READ snapshot older than an export that
+-- records the name (a red-team find: it renamed it): its head write fails.
+SELECT dblink_exec('exp', format($$
+    SELECT m365.set_sync(array_agg(id), true) FROM m365.username WHERE configuration_id = %1$s AND person_id = %2$s + 2;
+    UPDATE m365.student SET last_name = 'Aertssen' WHERE id = %2$s + 2;
+$$, (SELECT id FROM race), (SELECT base FROM race)));
+SELECT dblink_exec('job', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT * FROM dblink('job', 'SELECT 1') AS t(x integer);
+SELECT dblink_exec('exp', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT * FROM dblink('exp', format($$SELECT outcome FROM m365_sds.record_feed('/srv/sds/rename-race-%s', %s)$$,
+                                   (SELECT id FROM race), (SELECT id FROM race))) AS t(outcome text);
+SELECT dblink_exec('exp', 'COMMIT');
+SELECT * FROM dblink('job', 'SELECT m365.follow_name_corrections()', false) AS t(n integer);
+SELECT matches(dblink_error_message('job'), 'could not serialize',
+               'a job whose snapshot predates the recording of the name fails to follow it (40001)');
+SELECT dblink_exec('job', 'ROLLBACK');
+SELECT is(pg_temp.name_of((SELECT base FROM race) + 2), 'aerts.lien', 'and the name SDS received stays');
 
 SELECT dblink_exec('exp', format($$
     -- (Its people leave the log: a later test's job counts its own chunk.)
