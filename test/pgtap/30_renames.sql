@@ -7,7 +7,7 @@
 -- automatic_before_sync lets a name SDS never received follow by itself.
 -- REPEATABLE READ, as the export's holder session (record_feed).
 BEGIN ISOLATION LEVEL REPEATABLE READ;
-SELECT plan(32);
+SELECT plan(35);
 \ir lib/session.psql
 
 INSERT INTO m365.configuration (id, name) VALUES (930101, 'renames'), (930102, 'renames automatic');
@@ -93,6 +93,12 @@ SELECT results_eq($$ SELECT username_id, outcome FROM m365.apply_suggested_usern
                      ORDER BY 1 $$,
                   'apply answers per id: done, an unknown id, no suggestion (the procedure''s Dutch texts)');
 SELECT is(pg_temp.name_of(930101) || ' ' || pg_temp.name_of(930104), 'peeters.jan claesen.lotte', 'the two are renamed');
+SELECT is((SELECT count(*) FROM m365.apply_suggested_usernames(NULL)) + (SELECT count(*) FROM m365.apply_suggested_usernames('{}'))
+          + (SELECT count(*) FROM m365.apply_suggested_usernames(ARRAY[NULL::bigint])), 0::bigint, 'NULL, empty or NULL ids: no answer, nothing renamed');
+SELECT is((SELECT array_agg(outcome) FROM m365.apply_suggested_usernames(ARRAY[pg_temp.uid(930103), pg_temp.uid(930103)])),
+          ARRAY['De gebruikersnaam ''claes.lotte'' is niet opgeslagen: er is geen voorgestelde gebruikersnaam (de officiële namen zijn niet verbeterd, of de gebruikersnaam is met de hand getypt)'],
+          'an id given twice answers once');
+SELECT is(m365.suggested_username(NULL), NULL, 'suggested_username(NULL) is NULL');
 SELECT ok(EXISTS (SELECT FROM m365.username_history WHERE username_id = pg_temp.uid(930101) AND field = 'username'
                      AND old_value = 'peters.jan' AND new_value = 'peeters.jan' AND changed_by = session_user),
           'the history has the rename and who applied it');
