@@ -69,6 +69,18 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('names_hashed', n);
 
+    -- The tenant accounts adopted as, or bearing, their names (the tenant's
+    -- copy of them goes when the account is deleted there), and who adopted them.
+    DELETE FROM m365.tenant_account AS t
+     USING m365.username AS u, ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR u.configuration_id OPERATOR(pg_catalog.=) config)
+       AND t.configuration_id OPERATOR(pg_catalog.=) u.configuration_id AND t.local_part OPERATOR(pg_catalog.=) u.local_part;
+    DELETE FROM m365.tenant_adoption AS a
+     USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE a.person_kind OPERATOR(pg_catalog.=) p.kind AND a.person_id OPERATOR(pg_catalog.=) p.id
+       AND (config IS NULL OR a.configuration_id OPERATOR(pg_catalog.=) config);
+
     -- What an interrupted run of the job left in its work tables (the next
     -- run empties them): their rows, and the bases of their names.
     DELETE FROM m365_work.suffix_cursor AS w

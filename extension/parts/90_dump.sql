@@ -13,6 +13,9 @@ SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_username', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_person', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.forgotten_person_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.person_in_feed', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.tenant_account', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.tenant_adoption', '');
+SELECT pg_catalog.pg_extension_config_dump('m365.tenant_adoption_id_seq', '');
 
 SELECT pg_catalog.pg_extension_config_dump('m365.school', '');
 SELECT pg_catalog.pg_extension_config_dump('m365.location', '');

@@ -50,12 +50,14 @@ SELECT is_empty($$
                          'm365.username_is_free(bigint,text,text,bigint)'::regprocedure,
                          'm365.forgotten_name_hash(text)'::regprocedure, 'm365.highest_suffix(bigint,text)'::regprocedure,
                          'm365.names_digest(text,text)'::regprocedure, 'm365.corrected_base(text,text,text,integer,bytea,text,text)'::regprocedure,
+                         'm365.name_key(text,text)'::regprocedure,
+                         'm365.tenant_account_is_theirs(bigint,text,text,text,bigint)'::regprocedure,
                          'm365.people_needing_username(bigint[],bigint[])'::regprocedure,
                          'm365.generation_names_to_store()'::regprocedure,
                          'm365.source_columns(text)'::regprocedure, 'm365.source_children(text)'::regprocedure,
                          -- A procedure that commits cannot carry SET: it names everything in full.
                          'm365.generate_usernames()'::regprocedure)
-$$, 'every SQL and PL/pgSQL function pins search_path, but the thirteen inlined on purpose and the job''s procedure');
+$$, 'every SQL and PL/pgSQL function pins search_path, but the fifteen inlined on purpose and the job''s procedure');
 
 -- pg_dump keeps the user data.
 SELECT set_eq($$
@@ -68,6 +70,7 @@ $$, ARRAY['m365.configuration', 'm365.configuration_id_seq', 'm365.username', 'm
           'm365.sds_record', 'm365.sds_record_id_seq', 'm365.sds_record_head', 'm365.sds_record_user', 'm365.sds_record_membership',
           'm365.sds_hold', 'm365.sds_approval', 'm365.sds_approval_id_seq',
           'm365.forget_key', 'm365.forgotten_username', 'm365.forgotten_person', 'm365.forgotten_person_id_seq', 'm365.person_in_feed',
+          'm365.tenant_account', 'm365.tenant_adoption', 'm365.tenant_adoption_id_seq',
           'm365.departed_person', 'm365.username_hold', 'm365.source', 'm365.source_waiting', 'm365.source_decided'],
    'the tables holding user data are dumped by pg_dump');
 

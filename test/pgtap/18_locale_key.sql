@@ -19,17 +19,20 @@ SELECT set_eq($$
       FROM pg_attrdef AS d JOIN pg_class AS c ON c.oid = d.adrelid
       JOIN pg_attribute AS a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
      WHERE c.relnamespace = 'm365'::regnamespace AND a.attgenerated = 's'$$,
-    $$VALUES ('username', 'm365.local_part_key(username)'), ('reserved_username', 'm365.local_part_key(username)')$$,
-    'the generated local parts are m365.local_part_key(username)');
+    $$VALUES ('username', 'm365.local_part_key(username)'), ('reserved_username', 'm365.local_part_key(username)'),
+             ('tenant_account', 'm365.local_part_key(user_principal_name)'),
+             ('tenant_account', 'split_part(user_principal_name, ''@''::text, 2)')$$,
+    'the generated local parts are m365.local_part_key (and a tenant account''s domain, lower-cased on import)');
 
 -- No lower() on a local part anywhere: the only lower() calls left in the
 -- extension's functions name their collation (domains, the language setting,
--- the list filter), and no index, constraint or default calls it.
+-- the list filter, the header names of a tenant export), and no index,
+-- constraint or default calls it.
 SELECT set_eq($$
     SELECT p.proname::text FROM pg_proc AS p
      WHERE p.pronamespace = 'm365'::regnamespace AND pg_get_functiondef(p.oid) ~* 'lower\('$$,
-    $$VALUES ('lower_domain'), ('language'), ('list_row_matches')$$,
-    'only three functions call lower() (none on a local part)');
+    $$VALUES ('lower_domain'), ('language'), ('list_row_matches'), ('tenant_file_rows')$$,
+    'only four functions call lower() (none on a local part)');
 SELECT is_empty($$
     SELECT p.proname FROM pg_proc AS p
      WHERE p.pronamespace = 'm365'::regnamespace AND pg_get_functiondef(p.oid) ~* 'lower\('

@@ -14,7 +14,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
-echo "1..15"
+echo "1..16"
 sql -d postgres -c "CREATE DATABASE $src" -c "CREATE DATABASE $dst" -c "CREATE DATABASE $again" >/dev/null
 sql -d "$src" -c "SET client_min_messages = error" -c "CREATE EXTENSION m365_usernames" -f test/shell/lib/school_data.sql >/dev/null 2>&1 &&
 sql -d "$src" -f test/shell/lib/populate.sql >/dev/null &&
@@ -51,6 +51,20 @@ COMMIT;
 SELECT m365.forget_person('student', 99998);
 SQL
 ok $? "a person forgotten: made, synced, recorded, renamed, deleted by the school, taken out of the feed, forgotten"
+# A tenant imported (issue 17): its accounts reserved, one adopted by a
+# pupil who had a username (renamed, audited).
+sql -d "$src" >/dev/null <<'SQL'
+CREATE TEMP TABLE pupil AS
+SELECT u.person_id, (SELECT d FROM m365.accepted_domains(1) AS d ORDER BY d LIMIT 1) AS domain
+  FROM m365.username AS u WHERE u.configuration_id = 1 AND u.person_kind = 'student' ORDER BY u.person_id OFFSET 10 LIMIT 1;
+SELECT * FROM m365.import_tenant_accounts(1, (SELECT E'userPrincipalName,givenName,surname,employeeId\n'
+                                                     || 'oud.account@' || domain || ',Oud,Account,student-' || person_id || E'\n'
+                                                     || 'vrij.account@' || domain || E',Vrij,Account,\n' FROM pupil));
+SELECT outcome FROM m365.adopt_usernames(1, '{student}', ARRAY[(SELECT person_id FROM pupil)],
+                                         ARRAY[(SELECT 'oud.account@' || domain FROM pupil)]) WHERE outcome = 'done';
+SQL
+[ "$(sql -d "$src" -c "SELECT count(*) FROM m365.tenant_adoption") $(sql -d "$src" -c "SELECT count(*) FROM m365.reserved_username WHERE local_part = 'vrij.account'")" = "1 1" ]
+ok $? "a tenant imported: one account reserved, one adopted by a pupil"
 "$PG_BIN/pg_dump" -d "$src" 2>/dev/null | grep -ci 'xylofiena\|quackenboschx' >"$work/found"
 [ "$(cat "$work/found")" = 0 ]
 ok $? "pg_dump holds neither their names nor a username made of them ($(cat "$work/found") lines)"

@@ -36,7 +36,10 @@ UNION ALL SELECT 'forgotten_username', md5(string_agg(x::text, '|' ORDER BY x.co
 -- dumped one beside the new install's, and an update makes one)
 UNION ALL SELECT 'forget_key', md5(x::text) FROM (SELECT k.inner_pad, k.outer_pad FROM m365.forget_key AS k ORDER BY k.made_at, k.inner_pad LIMIT 1) AS x
            WHERE EXISTS (SELECT FROM m365.forgotten_username)
-UNION ALL SELECT 'forgotten_person', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.forgotten_person AS x;
+UNION ALL SELECT 'forgotten_person', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.forgotten_person AS x
+-- The tenant's accounts and their adoptions (0.3.0).
+UNION ALL SELECT 'tenant_account', md5(string_agg(x::text, '|' ORDER BY x.configuration_id, x.local_part, x.domain)) FROM m365.tenant_account AS x
+UNION ALL SELECT 'tenant_adoption', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM m365.tenant_adoption AS x;
 \else
 CREATE TEMP VIEW brake AS SELECT NULL::text AS t, NULL::text AS d WHERE false;
 \endif

@@ -1,0 +1,254 @@
+-- The tenant's existing accounts (issue 17, part 2): the import reads the
+-- Entra and Microsoft 365 admin center exports by header name (BOM, quoted
+-- commas, reordered and extra columns, semicolons), refuses anything else
+-- with a clear error and stores nothing then, keeps only the configuration's
+-- domains, and reserves every local part, so that the job and set_username
+-- never hand out a name the tenant has. It reports usernames made here that
+-- are someone else's account; match_tenant_accounts proposes whose account is
+-- whose; adopt_usernames gives them (per row: done or the Dutch message).
+BEGIN;
+SELECT plan(59);
+\ir lib/session.psql
+
+INSERT INTO m365.configuration (id, name, username_format, fallback_formats)
+VALUES (932001, 'tenant', 'voornaam.naam', '{}'), (932002, 'tenant without domain', 'voornaam.naam', '{}');
+INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES (932001, 'T', 932001, 'T-School.be');
+INSERT INTO m365.location (id, school_id, name, configuration_id, student_domain)
+VALUES (932001, 932001, 'T1', 932001, 'leerling.t-school.be');
+INSERT INTO m365.student (id, first_name, last_name)
+VALUES (932010, 'Jan', 'Peeters'), (932011, 'Zoë', 'Dupont'), (932012, 'Дмитрий', 'Иванов'), (932013, 'An', 'Smet'),
+       (932014, 'Mia', 'Maes'), (932015, 'Lotte', 'Claes'), (932016, 'Tom', 'Hand'), (932017, 'Noor', 'Aerts'),
+       (932018, 'Noor', 'Aerts');
+INSERT INTO m365.staff (id, first_name, last_name, active) VALUES (932010, 'Els', 'Janssens', true);
+-- Made before the import: Jan Peeters, An Smet (a suffixed name: another An
+-- Smet had an.smet), Tom Hand's name typed by hand.
+INSERT INTO m365.student (id, first_name, last_name) VALUES (932019, 'An', 'Smet');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+VALUES (932010, 932010, 932001, CURRENT_DATE - 100), (932019, 932019, 932001, CURRENT_DATE - 100),
+       (932013, 932013, 932001, CURRENT_DATE - 100), (932016, 932016, 932001, CURRENT_DATE - 100);
+SELECT m365.generate_usernames_in_transaction();
+SELECT m365.set_username((SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 932016), 'tom.h');
+SELECT is((SELECT string_agg(username, ' ' ORDER BY person_id) FROM m365.username WHERE configuration_id = 932001),
+          'jan.peeters an.smet2 tom.h an.smet', 'before the import: four usernames, one suffixed, one typed by hand');
+
+-- The Entra admin center's "Download users": a BOM, camelCase, a department with a comma.
+CREATE TEMP TABLE file (name text PRIMARY KEY, body text);
+INSERT INTO file VALUES ('entra', E'\uFEFF'
+  || E'userPrincipalName,displayName,surname,mail,givenName,id,userType,jobTitle,department,accountEnabled,createdDateTime,employeeId\r\n'
+  || E'jan.peeters@leerling.t-school.be,Jan Peeters,Peeters,,Jan,a1,Member,,"Klas 6B, T1",false,2019-09-01T08:00:00Z,old-99\r\n'
+  || E'jpeeters@leerling.t-school.be,"Peeters, Jan",Peeters,,Jan,a2,Member,,"Klas 3A, T1",true,2024-09-01T08:00:00Z,student-932010\r\n'
+  || E'an.smet2@leerling.t-school.be,An Smet,Smet,,An,a3,Member,,,true,2024-09-02T10:00:00+02:00,932013\r\n'
+  || E'tom.h@leerling.t-school.be,Tom Hendrickx,Hendrickx,,Tom,a4,Member,,,true,2022-09-01T08:00:00Z,\r\n'
+  || E'lotte.claes@leerling.t-school.be,Lotte Claes,Claes,,Lotte,a5,Member,,,true,2020-09-01T08:00:00Z,\r\n'
+  || E'mia.maes@leerling.t-school.be,Mia Maes,Maes,,Mia,a6,Member,,,true,2023-09-01T08:00:00Z,\r\n'
+  || E'dmitrij.ivanov@leerling.t-school.be,Дмитрий Иванов,Иванов,,Дмитрий,a7,Member,,,true,2023-09-01T08:00:00Z,\r\n'
+  || E'noor.aerts@leerling.t-school.be,Noor Aerts,Aerts,,Noor,a8,Member,,,true,2023-09-01T08:00:00Z,\r\n'
+  || E'e.janssens@t-school.be,Els Janssens,Janssens,,Els,a9,Member,Leerkracht,Wiskunde,true,2015-09-01T08:00:00Z,932010\r\n'
+  || E'admin@tschool.onmicrosoft.com,Admin,,,,a10,Member,,,true,2015-01-01T00:00:00Z,\r\n'
+  || E'O''Brien.Sean@T-School.BE,Sean O''Brien,O''Brien,,Sean,a11,Member,,,true,2016-01-01T00:00:00Z,\r\n');
+
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932002, (SELECT body FROM file WHERE name = 'entra')) $$,
+                 'M3T03', 'configuration 932002 has no domain: the import keeps the accounts of its domains',
+                 'a configuration without a domain: nothing to keep, said so');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932999, 'userPrincipalName') $$, '22023', 'there is no configuration 932999',
+                 'an unknown configuration');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001, NULL) $$, '22004', NULL, 'a NULL file');
+
+SELECT results_eq($$ SELECT accounts, other_domain, new_accounts, reserved, usernames_here, collisions
+                       FROM m365.import_tenant_accounts(932001, (SELECT body FROM file WHERE name = 'entra')) $$,
+                  $$ VALUES (11, 1, 10, 7, 3, 2) $$,
+                  'the Entra export: 11 accounts, 1 of another domain, 10 kept, 7 reserved, 3 are usernames here, 2 of someone else');
+SELECT is((SELECT department || ' | ' || account_enabled || ' | ' || created_in_tenant AT TIME ZONE 'UTC'
+             FROM m365.tenant_account WHERE user_principal_name = 'jan.peeters@leerling.t-school.be'),
+          'Klas 6B, T1 | false | 2019-09-01 08:00:00', 'a quoted comma stays in its value; enabled and created are read');
+SELECT is((SELECT created_in_tenant AT TIME ZONE 'UTC' FROM m365.tenant_account WHERE user_principal_name = 'an.smet2@leerling.t-school.be'),
+          '2024-09-02 08:00:00'::timestamp, 'a creation time with an offset is read with it');
+SELECT is((SELECT user_principal_name FROM m365.tenant_account WHERE local_part = 'o''brien.sean'),
+          'O''Brien.Sean@t-school.be', 'the domain is kept in lower case, the local part as the tenant spells it');
+SELECT is((SELECT count(*) FROM m365.tenant_account WHERE domain LIKE '%onmicrosoft.com'), 0::bigint,
+          'an account of another domain is counted, not kept');
+SELECT is((SELECT string_agg(local_part, ' ' ORDER BY local_part) FROM m365.reserved_username WHERE configuration_id = 932001),
+          'dmitrij.ivanov e.janssens jpeeters lotte.claes mia.maes noor.aerts o''brien.sean',
+          'every local part that is not a username here is reserved (an apostrophe is allowed in Microsoft 365)');
+
+-- Reserved: the job and the administrators never hand those names out.
+UPDATE m365.configuration SET fallback_formats = '{naam.voornaam}' WHERE id = 932001;
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+VALUES (932015, 932015, 932001, CURRENT_DATE - 5), (932014, 932014, 932001, CURRENT_DATE - 5);
+SELECT m365.generate_usernames_in_transaction();
+SELECT is((SELECT username FROM m365.username WHERE person_kind = 'student' AND person_id = 932015), 'claes.lotte',
+          'a new pupil whose name the tenant has gets the fallback format''s name');
+UPDATE m365.configuration SET fallback_formats = '{}' WHERE id = 932001;
+INSERT INTO m365.student (id, first_name, last_name) VALUES (932020, 'Lotte', 'Claes');
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date) VALUES (932020, 932020, 932001, CURRENT_DATE - 5);
+SELECT m365.generate_usernames_in_transaction();
+SELECT is((SELECT username FROM m365.username WHERE person_kind = 'student' AND person_id = 932020), 'lotte.claes2',
+          'without a fallback: the next suffix, never the tenant''s lotte.claes');
+SELECT is((SELECT username FROM m365.username WHERE person_kind = 'student' AND person_id = 932014), 'maes.mia',
+          'mia.maes exists in the tenant: the new Mia Maes gets the fallback''s maes.mia');
+UPDATE m365.configuration SET username_format = 'v.naam' WHERE id = 932001;
+SELECT is(m365.first_free_username(932001, 'e.janssens'), 'e.janssens2', 'after a format change the tenant''s names stay reserved');
+UPDATE m365.configuration SET username_format = 'voornaam.naam' WHERE id = 932001;
+SELECT throws_ok(format($$ SELECT m365.set_username(%s, 'jpeeters') $$,
+                        (SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 932013)),
+                 'M3U03', 'Gebruikersnaam fout ''jpeeters'' is al in gebruik. Pas de gebruikersnaam aan.',
+                 'a name typed by hand that the tenant has: the procedure''s "in use"');
+
+-- The collision report: usernames made here that are someone else's account.
+SELECT results_eq($$ SELECT username, user_principal_name, names_match FROM m365.tenant_collision
+                      WHERE configuration_id = 932001 ORDER BY username $$,
+                  $$ VALUES ('jan.peeters', 'jan.peeters@leerling.t-school.be', true), ('tom.h', 'tom.h@leerling.t-school.be', false) $$,
+                  'collisions: jan.peeters (another Jan Peeters, employeeId old-99) and the typed tom.h (Tom Hendrickx); an.smet2 is its own (employeeId)');
+
+-- Matching.
+INSERT INTO m365.staff_school (staff_id, school_id) VALUES (932010, 932001);
+INSERT INTO m365.enrolment (id, student_id, location_id, start_date)
+VALUES (932011, 932011, 932001, CURRENT_DATE - 5), (932012, 932012, 932001, CURRENT_DATE - 5),
+       (932017, 932017, 932001, CURRENT_DATE - 5), (932018, 932018, 932001, CURRENT_DATE - 5);
+SELECT results_eq($$ SELECT person_kind, person_id, match, user_principal_name FROM m365.match_tenant_accounts(932001)
+                      ORDER BY person_kind, person_id, user_principal_name $$,
+                  $$ VALUES ('staff', 932010::bigint, 'id', 'e.janssens@t-school.be'),
+                            ('student', 932010, 'id', 'jpeeters@leerling.t-school.be'),
+                            ('student', 932011, 'none', NULL),
+                            ('student', 932012, 'names', 'dmitrij.ivanov@leerling.t-school.be'),
+                            ('student', 932016, 'none', NULL),
+                            ('student', 932017, 'ambiguous', 'noor.aerts@leerling.t-school.be'),
+                            ('student', 932018, 'ambiguous', 'noor.aerts@leerling.t-school.be') $$,
+                  'proposals: by employeeId (plain id or sourcedId), by names across scripts, two Noor Aerts ambiguous, none');
+SELECT is((SELECT account_enabled::text || ' ' || given_name FROM m365.match_tenant_accounts(932001) WHERE person_id = 932012),
+          'true Дмитрий', 'a proposal shows what tells accounts apart');
+
+-- Adopting.
+SET LOCAL m365.app_user = 'secretariaat';
+SELECT results_eq($$ SELECT person_id, user_principal_name, outcome FROM m365.adopt_usernames(932001,
+                         '{student,student,staff,student,student,student,student,student,student}',
+                         '{932010,932012,932010,932011,932017,932017,932013,932999,932018}',
+                         '{jpeeters@leerling.t-school.be,dmitrij.ivanov@leerling.t-school.be,e.janssens@t-school.be,nobody@leerling.t-school.be,noor.aerts@leerling.t-school.be,mia.maes@leerling.t-school.be,jan.peeters@leerling.t-school.be,lotte.claes@leerling.t-school.be,noor.aerts@leerling.t-school.be}')
+                      ORDER BY person_id, user_principal_name $$,
+                  $$ VALUES (932010::bigint, 'e.janssens@t-school.be', 'done'),
+                            (932010, 'jpeeters@leerling.t-school.be', 'done'),
+                            (932011, 'nobody@leerling.t-school.be',
+                             'De gebruikersnaam ''nobody@leerling.t-school.be'' is niet opgeslagen: het account staat niet in de geïmporteerde tenant van deze configuratie'),
+                            (932012, 'dmitrij.ivanov@leerling.t-school.be', 'done'),
+                            (932013, 'jan.peeters@leerling.t-school.be',
+                             'Gebruikersnaam fout ''jan.peeters@leerling.t-school.be'' is al in gebruik. Pas de gebruikersnaam aan.'),
+                            (932017, 'mia.maes@leerling.t-school.be',
+                             'De gebruikersnaam ''mia.maes@leerling.t-school.be'' is niet opgeslagen: de persoon staat meer dan eens in de lijst'),
+                            (932017, 'noor.aerts@leerling.t-school.be', 'done'),
+                            (932018, 'noor.aerts@leerling.t-school.be',
+                             'Gebruikersnaam fout ''noor.aerts@leerling.t-school.be'' is al in gebruik. Pas de gebruikersnaam aan.'),
+                            (932999, 'lotte.claes@leerling.t-school.be',
+                             'De gebruikersnaam ''lotte.claes@leerling.t-school.be'' is niet opgeslagen: de persoon heeft geen gebruikersnaam nodig in deze configuratie') $$,
+                  'adopt: done per row, or the Dutch message (unknown account, someone else''s name, a person twice, an account twice, not of the configuration)');
+SELECT is((SELECT username || ' ' || coalesce(format, '-') FROM m365.username WHERE person_kind = 'student' AND person_id = 932010),
+          'jpeeters@leerling.t-school.be -', 'a colliding username becomes the adopted account (made by nobody: no format)');
+SELECT is((SELECT person_id FROM m365.issued_username WHERE configuration_id = 932001 AND local_part = 'jan.peeters'), 932010::bigint,
+          'the old name stays issued to its owner, never to anyone else');
+SELECT is((SELECT username || ' ' || coalesce(format, '-') FROM m365.username WHERE person_kind = 'student' AND person_id = 932012),
+          'dmitrij.ivanov@leerling.t-school.be -', 'a person without a username gets the account before the job makes one');
+SELECT is((SELECT count(*) FROM m365.reserved_username WHERE configuration_id = 932001
+              AND local_part IN ('jpeeters', 'dmitrij.ivanov', 'e.janssens', 'noor.aerts')), 0::bigint,
+          'the adopted accounts are no longer reservations: they are their people''s names');
+SELECT is((SELECT count(*) FROM m365.reserved_username WHERE configuration_id = 932001 AND local_part = 'mia.maes'), 1::bigint,
+          'a row that failed keeps its reservation');
+SELECT results_eq($$ SELECT user_principal_name, previous_username, adopted_by::text, app_user FROM m365.tenant_adoption
+                      WHERE configuration_id = 932001 AND person_kind = 'student' AND person_id = 932010 $$,
+                  $$ VALUES ('jpeeters@leerling.t-school.be', 'jan.peeters', session_user::text, 'secretariaat') $$,
+                  'each adoption is audited: who, for whom, the previous name');
+SELECT is((SELECT new_value FROM m365.username_history WHERE person_kind = 'student' AND person_id = 932010 AND field = 'username'),
+          'jpeeters@leerling.t-school.be', 'the rename is in the username history too');
+SELECT m365.generate_usernames_in_transaction();
+SELECT is((SELECT username FROM m365.username WHERE person_kind = 'student' AND person_id = 932012),
+          'dmitrij.ivanov@leerling.t-school.be', 'the job then makes nothing for an adopted person');
+SELECT is((SELECT username FROM m365.username WHERE person_kind = 'student' AND person_id = 932018), 'noor.aerts2',
+          'the other Noor Aerts gets a name of their own from the job');
+UPDATE m365.student SET last_name = 'Ivanova' WHERE id = 932012;
+SELECT is(m365.suggested_username((SELECT id FROM m365.username WHERE person_kind = 'student' AND person_id = 932012)), NULL,
+          'an adopted name is never suggested over when the names are corrected');
+SELECT is((SELECT count(*) FROM m365.tenant_collision WHERE configuration_id = 932001), 1::bigint,
+          'after adoption only tom.h still collides');
+SELECT results_eq($$ SELECT person_id, outcome FROM m365.adopt_usernames(932001, '{student}', '{932016}', '{tom.h@leerling.t-school.be}') $$,
+                  $$ VALUES (932016::bigint, 'done') $$,
+                  'an administrator who knows tom.h is Tom''s adopts it as it is');
+SELECT is((SELECT count(*) FROM m365.tenant_collision WHERE configuration_id = 932001), 0::bigint, 'and nothing collides any more');
+SELECT is((SELECT username FROM m365.username WHERE person_kind = 'student' AND person_id = 932016), 'tom.h',
+          'a username that is already the account keeps its spelling');
+
+-- A second import updates and keeps; adoptions stand.
+SELECT results_eq($$ SELECT accounts, new_accounts, reserved, collisions FROM m365.import_tenant_accounts(932001,
+                         E'userPrincipalName,givenName,surname,accountEnabled\njpeeters@leerling.t-school.be,Jan,Peeters,false\nnew.one@leerling.t-school.be,New,One,true\n') $$,
+                  $$ VALUES (2, 1, 1, 0) $$, 'a later import: one new account reserved, the adopted one not again, no collision');
+SELECT is((SELECT account_enabled FROM m365.tenant_account WHERE user_principal_name = 'jpeeters@leerling.t-school.be'), false,
+          'an account listed again is updated');
+SELECT is((SELECT count(*) FROM m365.tenant_account WHERE configuration_id = 932001), 11::bigint,
+          'accounts the later file does not list are kept');
+
+-- The Microsoft 365 admin center's "Export users": other headers, another
+-- order, Block credential (inverted), US dates; and Excel's semicolons.
+SELECT results_eq($$ SELECT accounts, new_accounts FROM m365.import_tenant_accounts(932001,
+                         E'Block credential,City,Department,Display name,First name,Last name,Office,User principal name,When created\n'
+                         || E'True,Gent,,Piet Wouters,Piet,Wouters,,piet.wouters@leerling.t-school.be,9/1/2021 8:12:33 PM\n'
+                         || E'False,Gent,"ICT, Gent",Ann Bos,Ann,Bos,,ann.bos@t-school.be,12/31/2020 12:05:00 AM\n') $$,
+                  $$ VALUES (2, 2) $$, 'the Microsoft 365 admin center''s export is read by its own headers');
+SELECT results_eq($$ SELECT account_enabled, created_in_tenant AT TIME ZONE 'UTC', department FROM m365.tenant_account
+                      WHERE local_part IN ('piet.wouters', 'ann.bos') ORDER BY local_part $$,
+                  $$ VALUES (true, '2020-12-31 00:05:00'::timestamp, 'ICT, Gent'), (false, '2021-09-01 20:12:33', NULL) $$,
+                  'Block credential True is a disabled account; M/D/YYYY h:mm:ss AM/PM in UTC');
+SELECT results_eq($$ SELECT accounts FROM m365.import_tenant_accounts(932001,
+                         E'\uFEFFUSERPRINCIPALNAME;GIVENNAME;SURNAME\r\n"kim.lin@leerling.t-school.be";"Kim";"Lin; Jr"\r\n') $$,
+                  $$ VALUES (1) $$, 'semicolons (Excel in a Dutch locale), headers in capitals (a Turkish database lowers I as ı)');
+SELECT is((SELECT surname FROM m365.tenant_account WHERE local_part = 'kim.lin'), 'Lin; Jr', 'a quoted semicolon stays in its value');
+
+-- Anything else: a clear error, and nothing stored.
+CREATE TEMP TABLE before AS SELECT count(*) AS n FROM m365.tenant_account;
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001, E'Naam,Voornaam\nPeeters,Jan\n') $$, 'M3T01',
+                 'the file is not a users export: it has no column userPrincipalName (Entra admin center) or "User principal name" (Microsoft 365 admin center)',
+                 'a file without a user principal name column');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001, E'userPrincipalName,UserPrincipalName\nx@leerling.t-school.be,y\n') $$,
+                 'M3T01', 'the file names the column "userprincipalname" more than once', 'a column named twice');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001,
+                        E'userPrincipalName,givenName\nzz.one@leerling.t-school.be,A\nZZ.One@Leerling.T-School.be,B\n') $$,
+                 'M3T02', 'lines 2 and 3 of the file: the same user principal name "ZZ.One@leerling.t-school.be"',
+                 'a duplicate user principal name (case aside) names both lines');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001, E'userPrincipalName\nok@leerling.t-school.be\nno-at-sign\n') $$,
+                 'M3T02', 'line 3 of the file: "no-at-sign" is not a user principal name (name@domain)', 'a value that is no UPN');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001, E'userPrincipalName,givenName\n,Jan\n') $$,
+                 'M3T02', 'line 2 of the file: it has no user principal name', 'an empty UPN');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001, E'userPrincipalName,accountEnabled\nq@leerling.t-school.be,maybe\n') $$,
+                 'M3T02', 'line 2 of the file: accountEnabled "maybe" is neither true nor false', 'an enabled flag that is neither');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001, E'userPrincipalName,createdDateTime\nq@leerling.t-school.be,2021-02-30T00:00:00Z\n') $$,
+                 'M3T02', 'line 2 of the file: createdDateTime "2021-02-30T00:00:00Z" is not a date and time (2021-09-01T08:30:00Z or 9/1/2021 8:30:00 AM)',
+                 'a date that does not exist');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001, E'userPrincipalName,givenName\nq@leerling.t-school.be,"Jan\n') $$,
+                 '22P04', 'the CSV file is not valid at line 2: a double quote is never closed', 'a quote never closed');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001, E'userPrincipalName,surname\nq@leerling.t-school.be,Peeters, Jan\n') $$,
+                 '22P04', 'the CSV file is not valid at line 2: it has 3 field(s), the header 2', 'an unquoted comma: an error, not a shifted column');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001, '') $$, '22P04', 'the CSV file is empty', 'an empty file');
+SELECT throws_ok($$ SELECT * FROM m365.import_tenant_accounts(932001, E'userPrincipalName\nx@other.be\ny@gmail.com\n') $$,
+                 'M3T03', 'none of the 2 accounts of the file is in a domain of configuration 932001', 'the export of another tenant');
+SELECT is((SELECT count(*) FROM m365.tenant_account), (SELECT n FROM before), 'nothing of a refused file is stored');
+SELECT results_eq($$ SELECT accounts, new_accounts, reserved FROM m365.import_tenant_accounts(932001,
+                         E'userPrincipalName,givenName\n' || repeat('x', 500) || E'\U0001F600@leerling.t-school.be,' || repeat('é', 500) || E'\n') $$,
+                  $$ VALUES (1, 1, 0) $$, 'a 500-character local part with an emoji is kept as the tenant has it, and reserves nothing: no username can be it');
+
+-- Rights: administrators import, match and adopt; the application does not.
+SELECT is(pg_temp.as_role('m365_app', $$ SELECT * FROM m365.import_tenant_accounts(932001, E'userPrincipalName\nz@leerling.t-school.be\n') $$),
+          '42501', 'the application role cannot import a tenant');
+SELECT is(pg_temp.as_role('m365_app', $$ SELECT * FROM m365.adopt_usernames(932001, '{student}', '{932011}', '{mia.maes@leerling.t-school.be}') $$),
+          '42501', 'nor adopt an account (that could hand a pupil the principal''s account)');
+SELECT is(pg_temp.as_role('m365_app', $$ SELECT * FROM m365.match_tenant_accounts(932001) $$), '42501', 'nor list the tenant''s accounts');
+SELECT is(pg_temp.as_role('m365_admin', $$ SELECT * FROM m365.import_tenant_accounts(932001, E'userPrincipalName\nz@leerling.t-school.be\n') $$),
+          'ok', 'an administrator imports');
+SELECT throws_ok($$ SELECT * FROM m365.adopt_usernames(932001, '{student}', '{932011,932012}', '{x}') $$, '22023', NULL,
+                 'lists of different lengths');
+
+-- Forgetting a person forgets the account adopted for them.
+DELETE FROM m365.enrolment WHERE student_id = 932012;
+DELETE FROM m365.student WHERE id = 932012;
+SELECT m365.forget_person('student', 932012);
+SELECT is((SELECT count(*) FROM m365.tenant_account WHERE local_part = 'dmitrij.ivanov')
+          + (SELECT count(*) FROM m365.tenant_adoption WHERE person_kind = 'student' AND person_id = 932012), 0::bigint,
+          'forget_person removes the adopted account''s row and its adoption');
+
+SELECT * FROM finish();
+ROLLBACK;
