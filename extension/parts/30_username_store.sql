@@ -155,6 +155,43 @@ CREATE TRIGGER reserved_username_is_new_update
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION m365.reserved_username_is_new();
 
+-- The accounts the tenant has in the configuration's domains, as the last
+-- tenant import listed them (bin/m365-tenant-import, 67_tenant_accounts.sql).
+-- Each is a name nobody here gets but its owner: the person the import
+-- found by employeeId, or an administrator adopted it for (NULL: nobody
+-- known, so nobody). A local part may be in two domains of one configuration
+-- (jan@school.be, jan@leerling.school.be): uniqueness here is by local part,
+-- so both keep the one name.
+CREATE TABLE m365.tenant_account (
+    configuration_id    bigint NOT NULL REFERENCES m365.configuration (id) ON DELETE CASCADE,
+    -- As the tenant spells it, the domain in lower case.
+    user_principal_name text NOT NULL,
+    given_name          text,
+    surname             text,
+    display_name        text,
+    -- Often the school application's id of the person (employeeId in Entra).
+    employee_id         text,
+    department          text,
+    account_enabled     boolean,
+    created_in_tenant   timestamptz,
+    imported_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- Whose it is, and how that is known ('employee id' or 'adoption').
+    owner_kind          text,
+    owner_id            bigint,
+    owned_by            text CONSTRAINT tenant_account_owned_by_known
+                        CHECK (owned_by OPERATOR(pg_catalog.=) ANY ('{employee id,adoption}'::text[])),
+    local_part          text NOT NULL GENERATED ALWAYS AS (m365.local_part_key(user_principal_name)) STORED,
+    domain              text NOT NULL GENERATED ALWAYS AS (pg_catalog.split_part(user_principal_name, '@', 2)) STORED,
+    PRIMARY KEY (configuration_id, local_part, domain),
+    CONSTRAINT tenant_account_owner_whole CHECK ((owner_kind IS NULL) OPERATOR(pg_catalog.=) (owner_id IS NULL)
+                                                 AND (owner_kind IS NULL) OPERATOR(pg_catalog.=) (owned_by IS NULL))
+);
+COMMENT ON TABLE m365.tenant_account IS
+'The accounts the tenant has in the configuration''s domains, as bin/m365-tenant-import last read them: each name is kept from everyone but the account''s owner (owner_kind, owner_id)';
+-- Admins read it, and delete an account the tenant no longer has (its name is then free).
+SELECT m365.allow('admin', 'SELECT, DELETE', 'TABLE m365.tenant_account');
+CREATE INDEX tenant_account_owner ON m365.tenant_account (configuration_id, owner_kind, owner_id) WHERE owner_kind IS NOT NULL;
+
 -- Names of people forgotten (m365.forget_person, 58_forgetting.sql): the
 -- ledger keeps no name of theirs, only what stops it from being handed to
 -- someone else: HMAC-SHA-256 (RFC 2104) of the local part's key, with a key
@@ -218,7 +255,8 @@ REVOKE ALL ON FUNCTION m365.forgotten_name_hash(text) FROM PUBLIC;
 
 -- "Never reused", written once: a local part (its key, m365.local_part_key) is free for a
 -- person when nobody else holds it, it was not issued to anyone else before,
--- it is not reserved, and it is not the name of someone forgotten (its hash
+-- it is not reserved, it is not a tenant account of anyone else (or of
+-- nobody known), and it is not the name of someone forgotten (its hash
 -- reads the key: only the owner's code may ask, so the application's entry
 -- points run as the owner). The job, set_username, the preview and the
 -- username triggers all ask this. Plain SQL without SET, fully qualified, so
@@ -242,11 +280,16 @@ RETURN (SELECT true FROM m365.username AS u
    AND (SELECT true FROM m365.reserved_username AS r
          WHERE r.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
            AND r.local_part OPERATOR(pg_catalog.=) username_is_free.local_part) IS NULL
+   AND (SELECT true FROM m365.tenant_account AS t
+         WHERE t.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
+           AND t.local_part OPERATOR(pg_catalog.=) username_is_free.local_part
+           AND (t.owner_kind IS NULL OR t.owner_kind IS DISTINCT FROM username_is_free.person_kind
+                OR t.owner_id IS DISTINCT FROM username_is_free.person_id) LIMIT 1) IS NULL
    AND (SELECT true FROM m365.forgotten_username AS f
          WHERE f.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
            AND f.name_hash OPERATOR(pg_catalog.=) (SELECT h FROM m365.forgotten_name_hash(username_is_free.local_part) AS h)) IS NULL;
 COMMENT ON FUNCTION m365.username_is_free(bigint, text, text, bigint) IS
-'Whether a local part (its key, m365.local_part_key) is free for the person: held by nobody else, never issued to anyone else, not reserved, not a forgotten person''s (NULL person: free for anyone)';
+'Whether a local part (its key, m365.local_part_key) is free for the person: held by nobody else, never issued to anyone else, not reserved, not a tenant account of anyone else, not a forgotten person''s (NULL person: free for anyone)';
 REVOKE ALL ON FUNCTION m365.username_is_free(bigint, text, text, bigint) FROM PUBLIC;
 
 -- As the owner: "never reused" reads the forgotten names' key (the answer
@@ -258,7 +301,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 RETURN NOT m365.username_is_free(configuration_id, m365.local_part_key(local_part), NULL, NULL);
 COMMENT ON FUNCTION m365.username_is_taken(bigint, text) IS
-'Whether a local part is in use, was issued before, is reserved or a forgotten person''s in the configuration (case-insensitive)';
+'Whether a local part is in use, was issued before, is reserved, is a tenant account or a forgotten person''s in the configuration (case-insensitive)';
 REVOKE ALL ON FUNCTION m365.username_is_taken(bigint, text) FROM PUBLIC;
 SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.username_is_taken(bigint, text)');
 

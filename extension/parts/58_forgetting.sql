@@ -69,13 +69,17 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     removed := removed OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('names_hashed', n);
 
-    -- The tenant accounts adopted as, or bearing, their names (the tenant's
-    -- copy of them goes when the account is deleted there), and who adopted them.
+    -- The tenant accounts that are theirs or bear their names (hashed above:
+    -- nobody else gets them; the tenant's copy goes when the account is
+    -- deleted there), and who adopted them.
     DELETE FROM m365.tenant_account AS t
-     USING m365.username AS u, ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
-     WHERE u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
-       AND (config IS NULL OR u.configuration_id OPERATOR(pg_catalog.=) config)
-       AND t.configuration_id OPERATOR(pg_catalog.=) u.configuration_id AND t.local_part OPERATOR(pg_catalog.=) u.local_part;
+     USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+     WHERE (config IS NULL OR t.configuration_id OPERATOR(pg_catalog.=) config)
+       AND ((t.owner_kind OPERATOR(pg_catalog.=) p.kind AND t.owner_id OPERATOR(pg_catalog.=) p.id)
+            OR EXISTS (SELECT FROM m365.username AS u
+                        WHERE u.person_kind OPERATOR(pg_catalog.=) p.kind AND u.person_id OPERATOR(pg_catalog.=) p.id
+                          AND u.configuration_id OPERATOR(pg_catalog.=) t.configuration_id
+                          AND u.local_part OPERATOR(pg_catalog.=) t.local_part));
     DELETE FROM m365.tenant_adoption AS a
      USING ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
      WHERE a.person_kind OPERATOR(pg_catalog.=) p.kind AND a.person_id OPERATOR(pg_catalog.=) p.id

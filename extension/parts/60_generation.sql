@@ -12,8 +12,8 @@
 --
 -- Who waits for whom: the application appends to the log and never waits
 -- for a run. A run holds, per chunk, the lease row, its working tables and
--- a SHARE lock on reserved_username (an administrator reserving a name
--- waits for at most one chunk); a session taking the very name the chunk
+-- a SHARE lock on reserved_username and tenant_account (an administrator
+-- reserving a name or importing the tenant waits for at most one chunk); a session taking the very name the chunk
 -- stores waits on that name's index entry for at most one chunk.
 --------------------------------------------------------------------------------
 
@@ -546,7 +546,7 @@ AS $$
        AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
        AND c.relnamespace OPERATOR(pg_catalog.=) 'm365'::pg_catalog.regnamespace
        AND (l.mode OPERATOR(pg_catalog.=) ANY ('{ShareUpdateExclusiveLock,ShareLock,ShareRowExclusiveLock,ExclusiveLock,AccessExclusiveLock}'::text[])
-            OR (l.mode OPERATOR(pg_catalog.=) 'RowExclusiveLock' AND c.relname OPERATOR(pg_catalog.=) 'reserved_username'))
+            OR (l.mode OPERATOR(pg_catalog.=) 'RowExclusiveLock' AND c.relname OPERATOR(pg_catalog.=) ANY ('{reserved_username,tenant_account}'::text[])))
      ORDER BY l.granted DESC, l.pid
      LIMIT 1
 $$;
@@ -634,9 +634,10 @@ BEGIN
     END IF;
     -- Every lock the chunk needs, up front and within lock_timeout: whoever
     -- holds one up is recorded instead of the run failing somewhere later.
-    -- Names reserved while a chunk runs wait for it: what it checked stays true.
+    -- Names reserved or imported from the tenant while a chunk runs wait for
+    -- it: what it checked stays true.
     BEGIN
-        LOCK TABLE m365.reserved_username IN SHARE MODE;
+        LOCK TABLE m365.reserved_username, m365.tenant_account IN SHARE MODE;
         LOCK TABLE m365.username, m365.issued_username, m365.username_request, m365.username_failure
             IN ROW EXCLUSIVE MODE;
         LOCK TABLE m365.configuration, m365.school, m365.location, m365.student, m365.enrolment, m365.staff,

@@ -34,6 +34,12 @@ AS $$
                WHEN EXISTS (SELECT FROM m365.reserved_username AS r
                              WHERE r.configuration_id OPERATOR(pg_catalog.=) preview_format.configuration_id
                                AND r.local_part OPERATOR(pg_catalog.=) p.preview) THEN 'reserved'
+               WHEN EXISTS (SELECT FROM m365.tenant_account AS t
+                             WHERE t.configuration_id OPERATOR(pg_catalog.=) preview_format.configuration_id
+                               AND t.local_part OPERATOR(pg_catalog.=) p.preview
+                               AND (t.owner_kind IS NULL OR t.owner_kind IS DISTINCT FROM p.person_kind
+                                    OR t.owner_id IS DISTINCT FROM p.person_id))
+                    THEN 'an account in the tenant'
                WHEN NOT m365.username_is_free(preview_format.configuration_id, p.preview, p.person_kind, p.person_id)
                     THEN 'issued before to someone else'
            END
