@@ -75,6 +75,16 @@ COMMENT ON VIEW m365.tenant_collision IS
 'Usernames of this database that are the name of a tenant account that is not their person''s (SDS would link them): adopt the account for its person, or rename the username';
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.tenant_collision');
 
+-- The colliding usernames SDS has never received: held out of the feed
+-- (85_sds_feed.sql) until an administrator adopts the account or renames the
+-- username, so that SDS never links one to someone else's account. One that
+-- SDS received already stays in the feed (taking it out would take the
+-- person out of their classes): it is listed, not held.
+CREATE VIEW m365.tenant_collision_held AS
+SELECT DISTINCT c.username_id FROM m365.tenant_collision AS c WHERE NOT c.in_feed;
+COMMENT ON VIEW m365.tenant_collision_held IS
+'Usernames held out of the SDS feed: the name of a tenant account that is not their person''s, and never in a feed SDS received';
+
 -- A creation time as the admin centers write it: ISO 8601 (Entra, UTC
 -- unless it says otherwise) or M/D/YYYY h:mm:ss AM (the Microsoft 365 admin
 -- center, UTC). Read by pattern, never through the session's DateStyle.

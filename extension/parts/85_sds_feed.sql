@@ -77,7 +77,7 @@ SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS
             WHEN se.student_domain IS NOT NULL THEN u.username OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) se.student_domain
        END AS username,
        m365.feed_text(s.first_name) AS first_name, m365.feed_text(s.last_name) AS last_name, true AS in_a_location,
-       h.username_id IS NOT NULL OR fh.person_id IS NOT NULL AS held
+       h.username_id IS NOT NULL OR fh.person_id IS NOT NULL OR th.username_id IS NOT NULL AS held
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'student' AND u.sync
@@ -89,6 +89,7 @@ SELECT 'student-' OPERATOR(pg_catalog.||) s.id AS sourced_id, 'student'::text AS
   LEFT JOIN (SELECT DISTINCT f.person_id FROM m365.forgotten_person AS f
               WHERE f.person_kind OPERATOR(pg_catalog.=) 'student' AND f.hold_if_back AND f.back_confirmed_at IS NULL) AS fh
          ON fh.person_id OPERATOR(pg_catalog.=) s.id
+  LEFT JOIN m365.tenant_collision_held AS th ON th.username_id OPERATOR(pg_catalog.=) u.id
 UNION ALL
 SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
        CASE WHEN pg_catalog.strpos(u.username, '@') OPERATOR(pg_catalog.>) 0 THEN u.username END,
@@ -101,7 +102,7 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
                 WHERE ss.staff_id OPERATOR(pg_catalog.=) st.id
                   AND sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                   AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id),
-       h.username_id IS NOT NULL OR fh.person_id IS NOT NULL
+       h.username_id IS NOT NULL OR fh.person_id IS NOT NULL OR th.username_id IS NOT NULL
   FROM scope
   JOIN m365.username AS u ON u.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
                          AND u.person_kind OPERATOR(pg_catalog.=) 'staff' AND u.sync
@@ -110,6 +111,7 @@ SELECT 'staff-' OPERATOR(pg_catalog.||) st.id, 'staff', st.id,
   LEFT JOIN (SELECT DISTINCT f.person_id FROM m365.forgotten_person AS f
               WHERE f.person_kind OPERATOR(pg_catalog.=) 'staff' AND f.hold_if_back AND f.back_confirmed_at IS NULL) AS fh
          ON fh.person_id OPERATOR(pg_catalog.=) st.id
+  LEFT JOIN m365.tenant_collision_held AS th ON th.username_id OPERATOR(pg_catalog.=) u.id
  WHERE EXISTS (SELECT FROM m365.staff_school AS ss
                  JOIN m365.school AS sc ON sc.id OPERATOR(pg_catalog.=) ss.school_id
                 WHERE ss.staff_id OPERATOR(pg_catalog.=) st.id
@@ -123,7 +125,7 @@ CREATE FUNCTION m365.sds_problem(username text, first_name text, last_name text,
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
-    WHEN held THEN 'held: the person''s id came back, maybe as someone else (m365.username_hold; m365.forgotten_person)'
+    WHEN held THEN 'held: the person''s id came back, maybe as someone else (m365.username_hold; m365.forgotten_person), or the username is a tenant account of someone else that SDS never received (m365.tenant_collision)'
     WHEN NOT in_a_location THEN 'no location of the staff member''s schools belongs to this configuration'
     WHEN username IS NULL THEN 'no domain: SDS needs local@domain'
     WHEN pg_catalog.strpos(username, '@') OPERATOR(pg_catalog.=) 0 OR NOT m365.username_is_valid(username)

@@ -48,7 +48,7 @@ SELECT is((SELECT old_first_name || ' ' || old_last_name || ' -> ' || new_first_
 SELECT is((SELECT count(*)::int FROM m365_sds.users WHERE "sourcedId" = 'student-915001'), 0,
           'a held username is not in users.csv');
 SELECT is((SELECT "reason" FROM m365_sds.left_out WHERE "sourcedId" = 'student-915001'),
-          'held: the person''s id came back, maybe as someone else (m365.username_hold; m365.forgotten_person)', 'it is left out, with the reason');
+          'held: the person''s id came back, maybe as someone else (m365.username_hold; m365.forgotten_person), or the username is a tenant account of someone else that SDS never received (m365.tenant_collision)', 'it is left out, with the reason');
 SELECT is((SELECT count(*)::int FROM m365_sds.roles WHERE "userSourcedId" = 'student-915001'), 0,
           'and nothing else of the feed points to it');
 
