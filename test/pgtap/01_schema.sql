@@ -51,13 +51,12 @@ SELECT is_empty($$
                          'm365.forgotten_name_hash(text)'::regprocedure, 'm365.highest_suffix(bigint,text)'::regprocedure,
                          'm365.names_digest(text,text)'::regprocedure, 'm365.corrected_base(text,text,text,integer,bytea,text,text)'::regprocedure,
                          'm365.name_key(text,text)'::regprocedure,
-                         'm365.tenant_account_is_theirs(bigint,text,text,text,bigint)'::regprocedure,
                          'm365.people_needing_username(bigint[],bigint[])'::regprocedure,
                          'm365.generation_names_to_store()'::regprocedure,
                          'm365.source_columns(text)'::regprocedure, 'm365.source_children(text)'::regprocedure,
                          -- A procedure that commits cannot carry SET: it names everything in full.
                          'm365.generate_usernames()'::regprocedure)
-$$, 'every SQL and PL/pgSQL function pins search_path, but the fifteen inlined on purpose and the job''s procedure');
+$$, 'every SQL and PL/pgSQL function pins search_path, but the fourteen inlined on purpose and the job''s procedure');
 
 -- pg_dump keeps the user data.
 SELECT set_eq($$
