@@ -436,7 +436,16 @@ BEGIN
                   FROM new_rows AS n
                   JOIN m365.reserved_username AS r
                     ON r.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
-                   AND r.local_part OPERATOR(pg_catalog.=) n.local_part) AS c;
+                   AND r.local_part OPERATOR(pg_catalog.=) n.local_part
+                UNION ALL
+                SELECT n.username, n.configuration_id, n.person_kind, n.person_id
+                  FROM new_rows AS n
+                  JOIN m365.tenant_account AS t
+                    ON t.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
+                   AND t.local_part OPERATOR(pg_catalog.=) n.local_part
+                 WHERE t.owner_kind IS NULL OR t.owner_kind OPERATOR(pg_catalog.<>) n.person_kind
+                    OR t.owner_id OPERATOR(pg_catalog.<>) n.person_id) AS c
+         LIMIT 1;
         -- Forgotten names: hashed only where a configuration has some.
         IF NOT FOUND AND EXISTS (SELECT FROM m365.forgotten_username AS f
                                   WHERE f.configuration_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT DISTINCT n.configuration_id FROM new_rows AS n))) THEN
@@ -465,6 +474,15 @@ BEGIN
                       AND r.local_part OPERATOR(pg_catalog.=) m365.local_part_key(clash.username)) THEN
             RAISE EXCEPTION 'username "%" is reserved in configuration %', clash.username, clash.configuration_id
                 USING ERRCODE = 'unique_violation', CONSTRAINT = 'reserved_username_pkey';
+        END IF;
+        IF EXISTS (SELECT FROM m365.tenant_account AS t
+                    WHERE t.configuration_id OPERATOR(pg_catalog.=) clash.configuration_id
+                      AND t.local_part OPERATOR(pg_catalog.=) m365.local_part_key(clash.username)
+                      AND (t.owner_kind IS NULL OR t.owner_kind OPERATOR(pg_catalog.<>) clash.person_kind
+                           OR t.owner_id OPERATOR(pg_catalog.<>) clash.person_id)) THEN
+            RAISE EXCEPTION 'username "%" is an account of someone else in the tenant of configuration %', clash.username, clash.configuration_id
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'tenant_account_pkey',
+                      DETAIL = 'A tenant account''s name goes to its owner only (m365.tenant_account).';
         END IF;
         RAISE EXCEPTION 'username "%" was issued before in configuration %', clash.username, clash.configuration_id
             USING ERRCODE = 'unique_violation', CONSTRAINT = 'issued_username_pkey',

@@ -63,7 +63,13 @@ BEGIN
             UNION
             SELECT i.configuration_id, i.local_part FROM m365.issued_username AS i
               JOIN ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
-                ON i.person_kind OPERATOR(pg_catalog.=) p.kind AND i.person_id OPERATOR(pg_catalog.=) p.id) AS x
+                ON i.person_kind OPERATOR(pg_catalog.=) p.kind AND i.person_id OPERATOR(pg_catalog.=) p.id
+            -- Their tenant accounts: the rows go below, the names stay nobody
+            -- else's (a red-team find: forgetting freed them).
+            UNION
+            SELECT t.configuration_id, t.local_part FROM m365.tenant_account AS t
+              JOIN ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids)) AS p(kind, id)
+                ON t.owner_kind OPERATOR(pg_catalog.=) p.kind AND t.owner_id OPERATOR(pg_catalog.=) p.id) AS x
      WHERE config IS NULL OR x.configuration_id OPERATOR(pg_catalog.=) config
     ON CONFLICT ON CONSTRAINT forgotten_username_pkey DO NOTHING;
     GET DIAGNOSTICS n = ROW_COUNT;

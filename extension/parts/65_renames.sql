@@ -25,10 +25,14 @@ CREATE TABLE m365.person_in_feed (
     person_kind      text NOT NULL,
     person_id        bigint NOT NULL,
     first_record     bigint NOT NULL,
+    -- The name SDS received last for them (its key): a username that is a
+    -- tenant account of someone else goes out only if it is this one
+    -- (67_tenant_accounts.sql).
+    local_part       text,
     PRIMARY KEY (configuration_id, person_kind, person_id)
 );
 COMMENT ON TABLE m365.person_in_feed IS
-'The people whose username has been in a feed SDS received (from which record): renamed only by an approved suggestion';
+'The people whose username has been in a feed SDS received (from which record, and the name it received last): renamed only by an approved suggestion';
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.person_in_feed');
 
 -- The base a person's names make now, when that is a correction: the job

@@ -61,10 +61,12 @@ SELECT u.configuration_id, u.id AS username_id, u.person_kind, u.person_id,
        t.owner_kind, t.owner_id, t.account_enabled, t.created_in_tenant,
        coalesce(m365.name_key(coalesce(s.first_name, st.first_name), coalesce(s.last_name, st.last_name))
                 OPERATOR(pg_catalog.=) m365.name_key(t.given_name, t.surname), false) AS names_match,
+       -- Whether SDS received this very name for the person (their last one).
        EXISTS (SELECT FROM m365.person_in_feed AS f
                 WHERE f.configuration_id OPERATOR(pg_catalog.=) u.configuration_id
                   AND f.person_kind OPERATOR(pg_catalog.=) u.person_kind
-                  AND f.person_id OPERATOR(pg_catalog.=) u.person_id) AS in_feed
+                  AND f.person_id OPERATOR(pg_catalog.=) u.person_id
+                  AND f.local_part OPERATOR(pg_catalog.=) u.local_part) AS in_feed
   FROM m365.username AS u
   JOIN m365.tenant_account AS t ON t.configuration_id OPERATOR(pg_catalog.=) u.configuration_id
                                AND t.local_part OPERATOR(pg_catalog.=) u.local_part
@@ -75,11 +77,12 @@ COMMENT ON VIEW m365.tenant_collision IS
 'Usernames of this database that are the name of a tenant account that is not their person''s (SDS would link them): adopt the account for its person, or rename the username';
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.tenant_collision');
 
--- The colliding usernames SDS has never received: held out of the feed
--- (85_sds_feed.sql) until an administrator adopts the account or renames the
--- username, so that SDS never links one to someone else's account. One that
--- SDS received already stays in the feed (taking it out would take the
--- person out of their classes): it is listed, not held.
+-- The colliding usernames SDS has not received (as the person's last name
+-- there): held out of the feed (85_sds_feed.sql) until an administrator
+-- adopts the account or renames the username, so that SDS never links one to
+-- someone else's account, even for a person SDS knows by another name (a
+-- red-team find). One that SDS received already stays in the feed (taking it
+-- out would take the person out of their classes): it is listed, not held.
 CREATE VIEW m365.tenant_collision_held AS
 SELECT DISTINCT c.username_id FROM m365.tenant_collision AS c WHERE NOT c.in_feed;
 COMMENT ON VIEW m365.tenant_collision_held IS
@@ -87,12 +90,13 @@ COMMENT ON VIEW m365.tenant_collision_held IS
 
 -- A creation time as the admin centers write it: ISO 8601 (Entra, UTC
 -- unless it says otherwise) or M/D/YYYY h:mm:ss AM (the Microsoft 365 admin
--- center, UTC). Read by pattern, never through the session's DateStyle.
+-- center, UTC; D/M/YYYY when day_first: a file Excel saved again in a Dutch
+-- or French locale). Read by pattern, never through the session's DateStyle.
 -- NULL: neither, or no such day or time (2021-02-30). Matched without
 -- capturing groups and cut by position (a regexp_match per row cost 20 µs),
 -- and its fields checked rather than an error caught (an exception block is
 -- a subtransaction per row).
-CREATE FUNCTION m365.tenant_timestamp(value text)
+CREATE FUNCTION m365.tenant_timestamp(value text, day_first boolean)
 RETURNS timestamptz
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -115,7 +119,13 @@ BEGIN
         END IF;
         zone := pg_catalog.ltrim(zone, ':.0123456789');
     ELSIF value OPERATOR(pg_catalog.~) '^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}(?: [0-9]{1,2}:[0-9]{2}(?::[0-9]{2})? ?(?:[AaPp][Mm])?)?$' THEN
-        mo := pg_catalog.split_part(value, '/', 1)::int; d := pg_catalog.split_part(value, '/', 2)::int;
+        IF day_first IS NULL THEN
+            RETURN NULL;
+        ELSIF day_first THEN
+            d := pg_catalog.split_part(value, '/', 1)::int; mo := pg_catalog.split_part(value, '/', 2)::int;
+        ELSE
+            mo := pg_catalog.split_part(value, '/', 1)::int; d := pg_catalog.split_part(value, '/', 2)::int;
+        END IF;
         y := pg_catalog.left(pg_catalog.split_part(value, '/', 3), 4)::int;
         clock := NULLIF(pg_catalog.substr(value, pg_catalog.strpos(value, ' ') OPERATOR(pg_catalog.+) 1), value);
         IF clock IS NOT NULL THEN
@@ -152,7 +162,7 @@ BEGIN
     RETURN pg_catalog.make_timestamptz(y, mo, d, h, mi, sec::double precision, 'UTC');
 END
 $$;
-REVOKE ALL ON FUNCTION m365.tenant_timestamp(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION m365.tenant_timestamp(text, boolean) FROM PUBLIC;
 
 -- The rows of a tenant users export, by header name: the Entra admin center's
 -- camelCase (userPrincipalName, givenName, surname, accountEnabled, ...) or
@@ -175,6 +185,8 @@ DECLARE
     twice  text;
     c_upn int; c_given int; c_surname int; c_display int; c_employee int; c_department int;
     c_enabled int; c_blocked int; c_created int;
+    -- Separated by semicolons (the reader's rule: a header without a comma).
+    semicolons boolean := pg_catalog.strpos(pg_catalog.split_part(csv, E'\n', 1), ',') OPERATOR(pg_catalog.=) 0;
 BEGIN
     SELECT r.fields INTO header FROM m365.csv_records(csv) AS r ORDER BY r.line LIMIT 1;
     -- Header names compared by their ASCII letters, in lower case whatever the collation.
@@ -216,14 +228,28 @@ BEGIN
                NULLIF(pg_catalog.btrim(r.fields[c_created]), '') AS created
           FROM m365.csv_records(csv) WITH ORDINALITY AS r(line, fields, n)
          WHERE r.n OPERATOR(pg_catalog.>) 1
+    ), slashed AS (
+        -- Dates with slashes: month first as the admin center writes them, or
+        -- day first after Excel saved the file again in a European locale.
+        -- Decided for the whole file: a first number above 12 means day
+        -- first, a second one month first, both cannot be read; neither: the
+        -- separator decides (semicolons are that European save).
+        SELECT w.*,
+               coalesce(pg_catalog.bool_or(CASE WHEN w.slash THEN pg_catalog.split_part(w.created, '/', 1)::int OPERATOR(pg_catalog.>) 12 END) OVER (), false) AS first_over,
+               coalesce(pg_catalog.bool_or(CASE WHEN w.slash THEN pg_catalog.split_part(w.created, '/', 2)::int OPERATOR(pg_catalog.>) 12 END) OVER (), false) AS second_over
+          FROM (SELECT w.*, w.created OPERATOR(pg_catalog.~) '^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}' AS slash FROM raw AS w) AS w
     ), parsed AS (
         SELECT w.*,
                CASE WHEN w.enabled OPERATOR(pg_catalog.=) ANY ('{true,yes,1}'::text[]) THEN true
                     WHEN w.enabled OPERATOR(pg_catalog.=) ANY ('{false,no,0}'::text[]) THEN false END AS is_enabled,
                CASE WHEN w.blocked OPERATOR(pg_catalog.=) ANY ('{true,yes,1}'::text[]) THEN true
                     WHEN w.blocked OPERATOR(pg_catalog.=) ANY ('{false,no,0}'::text[]) THEN false END AS is_blocked,
-               m365.tenant_timestamp(w.created) AS created_at
-          FROM raw AS w
+               m365.tenant_timestamp(w.created, CASE WHEN w.first_over AND w.second_over THEN NULL
+                                                      WHEN w.first_over THEN true
+                                                      WHEN w.second_over THEN false
+                                                      ELSE semicolons END) AS created_at,
+               w.slash AND w.first_over AND w.second_over AS mixed
+          FROM slashed AS w
     )
     SELECT p.line,
            CASE WHEN pg_catalog.strpos(p.upn, '@') OPERATOR(pg_catalog.>) 0
@@ -236,12 +262,15 @@ BEGIN
                 THEN 'it has no user principal name'
                 -- Microsoft's: printable ASCII, one "@", at most 113 characters.
                 WHEN p.upn OPERATOR(pg_catalog.!~) '^[!-?A-~]+@[!-?A-~]+$' OR pg_catalog.length(p.upn) OPERATOR(pg_catalog.>) 113
-                THEN pg_catalog.format('"%s" is not a user principal name (name@domain, printable ASCII, at most 113 characters)',
-                                       pg_catalog.left(m365.feed_text(p.upn), 120))
+                THEN pg_catalog.format('"%s" is not a user principal name (name@domain, printable ASCII, at most 113 characters; ? marks what is not)',
+                                       pg_catalog.left(pg_catalog.regexp_replace(p.upn, '[^ -~]', '?', 'g'), 120))
                 WHEN p.enabled IS NOT NULL AND p.is_enabled IS NULL
                 THEN pg_catalog.format('%s "%s" is neither true nor false', m365.feed_text(header[c_enabled]), pg_catalog.left(m365.feed_text(p.enabled), 50))
                 WHEN p.blocked IS NOT NULL AND p.is_blocked IS NULL
                 THEN pg_catalog.format('%s "%s" is neither true nor false', m365.feed_text(header[c_blocked]), pg_catalog.left(m365.feed_text(p.blocked), 50))
+                WHEN p.mixed
+                THEN pg_catalog.format('%s "%s": the file''s dates put the day first in some lines and the month in others',
+                                       m365.feed_text(header[c_created]), pg_catalog.left(m365.feed_text(p.created), 50))
                 WHEN p.created IS NOT NULL AND p.created_at IS NULL
                 THEN pg_catalog.format('%s "%s" is not a date and time (2021-09-01T08:30:00Z or 9/1/2021 8:30:00 AM)',
                                        m365.feed_text(header[c_created]), pg_catalog.left(m365.feed_text(p.created), 50))
@@ -251,9 +280,10 @@ END
 $$;
 REVOKE ALL ON FUNCTION m365.tenant_file_rows(text) FROM PUBLIC;
 
--- Imports a tenant users export for a configuration: stores the accounts of
--- its domains (accounts of other domains cannot be linked to its usernames:
--- counted, not kept), each with its owner where the employeeId says whose it
+-- Imports a tenant users export for a configuration: stores its accounts,
+-- those of domains the configuration does not use (yet) too (a location of
+-- such a domain added later would otherwise give their names out: a
+-- red-team find), each with its owner where the employeeId says whose it
 -- is: "student-12" (the feed's sourcedId) is student 12; a plain "12" is the
 -- student or staff member 12 whose names the account has (ids of students
 -- and staff can meet: a red-team find). All or nothing: a file with a problem
@@ -311,16 +341,20 @@ BEGIN
             USING ERRCODE = 'M3T02', HINT = 'A tenant has each user principal name once: was the file put together from two exports?';
     END IF;
 
-    -- The configuration's row: locked, so that a username written meanwhile
-    -- (its foreign key shares the row) is waited for, and its probe then
-    -- sees the accounts; and a new version of it, so that a writer at
-    -- REPEATABLE READ whose snapshot is older than this import fails with
-    -- 40001 rather than miss them.
+    -- The accounts' table first: a running chunk of the job holds it (SHARE)
+    -- and is waited for before the configuration's row is taken, which the
+    -- chunk's own writes need (in the other order the two deadlocked: a
+    -- red-team find). Then the configuration's row: locked, so that a
+    -- username written meanwhile (its foreign key shares the row) is waited
+    -- for, and its probe then sees the accounts; and a new version of it, so
+    -- that a writer at REPEATABLE READ whose snapshot is older than this
+    -- import fails with 40001 rather than miss them.
+    LOCK TABLE m365.tenant_account IN ROW EXCLUSIVE MODE;
     PERFORM FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) config FOR UPDATE;
     UPDATE m365.configuration AS c SET name = c.name WHERE c.id OPERATOR(pg_catalog.=) config;
     WITH rows AS (
         SELECT f.*, pg_catalog.split_part(f.user_principal_name, '@', 2) OPERATOR(pg_catalog.=) ANY (domains) AS ours,
-               pg_catalog.substr(f.employee_id, 1, pg_catalog.strpos(f.employee_id, '-')) AS id_kind,
+               pg_catalog.lower(pg_catalog.substr(f.employee_id, 1, pg_catalog.strpos(f.employee_id, '-')) COLLATE "C") AS id_kind,
                pg_catalog.substr(f.employee_id, pg_catalog.strpos(f.employee_id, '-') OPERATOR(pg_catalog.+) 1) AS id_number
           FROM pg_catalog.unnest(file) AS f
     ), owners AS (
@@ -338,7 +372,6 @@ BEGIN
                    AND r.id_kind OPERATOR(pg_catalog.=) ANY ('{"",staff-}'::text[])) AS o
             ON r.id_kind OPERATOR(pg_catalog.<>) ''
             OR m365.name_key(o.first_name, o.last_name) OPERATOR(pg_catalog.=) m365.name_key(r.given_name, r.surname)
-         WHERE r.ours
          GROUP BY r.user_principal_name
         HAVING pg_catalog.count(*) OPERATOR(pg_catalog.=) 1
     ), stored AS (
@@ -349,7 +382,6 @@ BEGIN
                r.account_enabled, r.created_in_tenant, o.kind, o.id, CASE WHEN o.kind IS NOT NULL THEN 'employee id' END
           FROM rows AS r
           LEFT JOIN owners AS o ON o.user_principal_name OPERATOR(pg_catalog.=) r.user_principal_name
-         WHERE r.ours
         ON CONFLICT ON CONSTRAINT tenant_account_pkey DO UPDATE
            SET user_principal_name = excluded.user_principal_name, given_name = excluded.given_name,
                surname = excluded.surname, display_name = excluded.display_name, employee_id = excluded.employee_id,
@@ -504,7 +536,9 @@ BEGIN
         RAISE EXCEPTION 'give a configuration and three lists of the same length (kinds, ids, accounts)'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- As the import: its accounts and their usernames are this call's alone.
+    -- As the import (in its order: a chunk of the job first): its accounts
+    -- and their usernames are this call's alone.
+    LOCK TABLE m365.tenant_account IN ROW EXCLUSIVE MODE;
     PERFORM FROM m365.configuration AS c WHERE c.id OPERATOR(pg_catalog.=) config FOR UPDATE;
     PERFORM FROM m365.username AS u
       JOIN ROWS FROM (pg_catalog.unnest(person_kinds), pg_catalog.unnest(person_ids)) AS p(kind, id)

@@ -242,11 +242,12 @@ BEGIN
         ), people_reached AS (
             -- In a feed SDS received from now on: renamed only by an approved
             -- suggestion (65_renames.sql).
-            INSERT INTO m365.person_in_feed (configuration_id, person_kind, person_id, first_record)
-            SELECT config, f.person_kind, f.person_id, record
+            INSERT INTO m365.person_in_feed AS p (configuration_id, person_kind, person_id, first_record, local_part)
+            SELECT config, f.person_kind, f.person_id, record, m365.local_part_key(n.username)
               FROM users_new AS n
               JOIN feed_user AS f ON f.sourced_id OPERATOR(pg_catalog.=) n.sourced_id
-            ON CONFLICT ON CONSTRAINT person_in_feed_pkey DO NOTHING
+            ON CONFLICT ON CONSTRAINT person_in_feed_pkey DO UPDATE SET local_part = excluded.local_part
+             WHERE p.local_part IS DISTINCT FROM excluded.local_part
         ), membership_change AS MATERIALIZED (
             SELECT v.group_id AS old_group, v.user_sourced_id AS old_user, v.role AS old_role,
                    f.group_id AS new_group, f.user_sourced_id AS new_user, f.role AS new_role

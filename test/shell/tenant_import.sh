@@ -16,7 +16,7 @@ sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 import() { PGDATABASE=$db bin/m365-tenant-import "$@" >"$out/stdout" 2>"$out/stderr"; }
 accounts() { sql -c "SELECT count(*) FROM m365.tenant_account WHERE configuration_id = $base"; }
 
-echo "1..18"
+echo "1..19"
 sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name, username_format) VALUES ($base, 'tenant import $base', 'voornaam.naam');
 INSERT INTO m365.school (id, name, configuration_id, staff_domain) VALUES ($base, 'School', $base, 'school-$base.be');
@@ -46,9 +46,9 @@ ok $? "--check reads and reports, and stores nothing"
 import -c "$base" "$out/entra.csv"
 status=$?
 [ $status = 0 ] || sed 's/^/# /' "$out/stderr"
-[ $status = 0 ] && [ "$(accounts)" = 2 ]
-ok $? "the Entra export is imported: two accounts of the configuration's domains, the onmicrosoft.com one left out"
-grep -q "2 in configuration $base's domains (2 new), 1 of other domains left out" "$out/stdout" &&
+[ $status = 0 ] && [ "$(accounts)" = 3 ]
+ok $? "the Entra export is imported: its three accounts, the onmicrosoft.com one too"
+grep -q "2 in configuration $base's domains, 1 in domains it does not use (yet): kept too." "$out/stdout" &&
 	grep -q '1 have a known owner (their employeeId names a person here); 1 are usernames here already' "$out/stdout"
 ok $? "the report counts what was kept, left out, owned and held here"
 grep -q "^1 username(s) made here are the tenant account of someone else" "$out/stdout" &&
@@ -62,7 +62,7 @@ ok $? "the tenant's other name is kept: nobody else here gets zoe.dhondt"
 # The Microsoft 365 admin center's export: other headers, "Block credential".
 printf 'Block credential,Display name,First name,Last name,User principal name,When created\n' >"$out/m365.csv"
 printf 'False,Els Maes,Els,Maes,els.maes@%s,9/1/2015 8:00:00 AM\n' "$d" >>"$out/m365.csv"
-import -c "$base" "$out/m365.csv" && [ "$(accounts)" = 3 ] &&
+import -c "$base" "$out/m365.csv" && [ "$(accounts)" = 4 ] &&
 	[ "$(sql -c "SELECT account_enabled FROM m365.tenant_account WHERE configuration_id = $base AND local_part = 'els.maes'")" = t ]
 ok $? "the Microsoft 365 admin center's export is read by its own headers"
 
@@ -70,7 +70,7 @@ ok $? "the Microsoft 365 admin center's export is read by its own headers"
 refused() {  # file expected-message
 	import -c "$base" "$1"
 	local status=$?
-	[ $status = 3 ] && grep -q -- "$2" "$out/stderr" && [ "$(accounts)" = 3 ] || { echo "# exit $status: $(head -c 300 "$out/stderr")"; return 1; }
+	[ $status = 3 ] && grep -q -- "$2" "$out/stderr" && [ "$(accounts)" = 4 ] || { echo "# exit $status: $(head -c 300 "$out/stderr")"; return 1; }
 }
 printf 'userPrincipalName,givenName\nj\xe9@%s,Jos\xe9\n' "$d" >"$out/latin1.csv"
 refused "$out/latin1.csv" 'not UTF-8'
@@ -103,12 +103,22 @@ sql -c "UPDATE m365.student SET last_name = 'Peeters' WHERE id = $base" >/dev/nu
 PGDATABASE=$db bin/m365-tenant-import -c "$base" --check /dev/stdin <"$out/m365.csv" >"$out/stdout" 2>"$out/stderr"
 [ $? = 0 ] && grep -q '^Checked (nothing stored): 1 account(s)' "$out/stdout"
 ok $? "the file may be a pipe (/dev/stdin): it is read once"
+# A listing that fails after the import (a name of 100 MB) leaves nothing
+# stored, and the command says so (red-team: it said "Imported").
+sql -c "UPDATE m365.student SET last_name = repeat('x', 100000000) WHERE id = $base" >/dev/null
+before=$(sql -c "SELECT max(imported_at) FROM m365.tenant_account WHERE configuration_id = $base")
+import -c "$base" "$out/entra.csv"
+status=$?
+[ $status = 0 ] && grep -q '^Imported' "$out/stdout" ||
+	{ [ $status = 1 ] && ! grep -q '^Imported' "$out/stdout" && [ "$(sql -c "SELECT max(imported_at) FROM m365.tenant_account WHERE configuration_id = $base")" = "$before" ]; }
+ok $? "a name too long to list: either listed, or the import fails and says nothing was stored ($status)"
+sql -c "UPDATE m365.student SET last_name = 'Peeters' WHERE id = $base" >/dev/null
 
 import -c 1 -c "$((base + 999))" "$out/entra.csv"
 [ $? = 1 ] && grep -q "there is no configuration" "$out/stderr"
 ok $? "an unknown configuration: exit 1 with the reason"
 PGUSER="tenant_app_$base" import -c "$base" "$out/entra.csv"
-[ $? = 1 ] && grep -q "permission denied" "$out/stderr" && [ "$(accounts)" = 3 ]
+[ $? = 1 ] && grep -q "permission denied" "$out/stderr" && [ "$(accounts)" = 4 ]
 ok $? "the application's role may not import a tenant (exit 1, permission denied)"
 
 exit $((failed > 0))
