@@ -415,7 +415,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION m365.import_tenant_accounts(bigint, text) IS
-'Imports a tenant users export (Entra or Microsoft 365 admin center CSV) for a configuration: stores the accounts of its domains, whose names nobody but their owner gets; answers the counts (collisions: see m365.tenant_collision). Errors M3T01 (not a users export), M3T02 (a line at fault), M3T03 (no account in its domains), 22P04 (not valid CSV)';
+'Imports a tenant users export (Entra or Microsoft 365 admin center CSV) for a configuration: stores its accounts, whose names nobody but their owner gets; answers the counts (collisions: see m365.tenant_collision). Errors M3T01 (not a users export), M3T02 (a line at fault), M3T03 (no account in its domains), 22P04 (not valid CSV)';
 REVOKE ALL ON FUNCTION m365.import_tenant_accounts(bigint, text) FROM PUBLIC;
 SELECT m365.allow('admin', 'EXECUTE', 'FUNCTION m365.import_tenant_accounts(bigint, text)');
 
