@@ -103,14 +103,9 @@ ReadCsv(std::string_view text)
 				field += text[i++];
 			}
 			record_has_text = true;
+			// Only a separator, a line break or the end may follow (the loop ends the field).
 			if (i < n && text[i] != separator && line_break(i) == 0)
 				Fail(line, "text after a closing double quote", "Near: " + Utf8Shown(text.substr(i, 60), 60));
-			// A quoted field is whole: mark it so that a following quote is an error.
-			if (i < n && text[i] == separator) {
-				record.fields.push_back(std::move(field));
-				field.clear();
-				++i;
-			}
 			continue;
 		}
 		if (c == separator) {

@@ -46,11 +46,8 @@ M365_SQL_FUNCTION(m365_csv_records)
 	std::vector<Datum> fields;
 	for (const m365::CsvRecord& record : records) {
 		fields.clear();
-		for (const std::string& field : record.fields) {
-			const char* data = field.data();
-			const int length = static_cast<int>(field.size());
-			fields.push_back(PgCall([data, length] { return PointerGetDatum(cstring_to_text_with_len(data, length)); }));
-		}
+		for (const std::string& field : record.fields)
+			fields.push_back(m365::pg::TextDatum(field));
 		const int line = static_cast<int>(record.line);
 		Datum* values = fields.data();
 		const int count = static_cast<int>(fields.size());
