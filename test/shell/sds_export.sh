@@ -11,7 +11,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-echo "1..58"
+echo "1..59"
 base=$(( $(date +%s) % 100000 * 1000 + 930000000 ))
 sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name) VALUES ($base, 'export test $base');
@@ -337,6 +337,34 @@ status=$?
 [ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] &&
 	grep -q -e "is the SDS folder of configuration $base" -e configuration_sds_folder_unique "$out/other_config.err"
 ok $? "another configuration's reader cannot write into this configuration's SDS folder (exit $status)"
+# The same, in the order CI once met by chance: the holder session fails
+# after the files were written and before the export reads its answer. The
+# export said nothing but "HOLDER[0]: unbound variable" (bash forgets a
+# coprocess that has exited). Stand-ins force that order: psql holds
+# record_feed back until the three writers' files exist, and rm, asked to
+# remove .left_out (the export's last step before it reads the answer),
+# waits until the holder has gone.
+mkdir -p "$out/late"
+cat >"$out/late/psql" <<PSQL
+#!/usr/bin/env bash
+case "\$*" in *folder=*) ;; *) exec /usr/bin/psql "\$@" ;; esac
+/usr/bin/psql "\$@" < <(while IFS= read -r line; do
+	case \$line in *record_feed*) until [ -s roles.csv ] && [ -s orgs.csv ] && [ -s academicSessions.csv ]; do sleep 0.05; done ;; esac
+	printf '%s\\n' "\$line"
+done)
+touch "$out/late/holder-gone"
+PSQL
+cat >"$out/late/rm" <<RM
+#!/usr/bin/env bash
+case "\$*" in *.left_out*) for i in \$(seq 200); do [ -e "$out/late/holder-gone" ] && break; sleep 0.05; done; sleep 0.3 ;; esac
+exec /bin/rm "\$@"
+RM
+chmod +x "$out/late/psql" "$out/late/rm"
+PATH="$out/late:$PATH" PGUSER="sds_export_other_$base" bin/m365-sds-export -d "dbname=$db" --allow-empty "$out/sds" 2>"$out/late.err"
+status=$?
+[ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && grep -q configuration_sds_folder_unique "$out/late.err" &&
+	grep -q 'could not be recorded' "$out/late.err"
+ok $? "a holder session that fails after the files were written: nothing written, and its reason said (exit $status)"
 PGUSER=$admin_user bin/m365-sds-export -d "dbname=$db" -c $((base + 8)) --allow-empty "$out/sds" 2>/dev/null
 status=$?
 [ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ]
