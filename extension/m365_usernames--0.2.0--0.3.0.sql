@@ -551,6 +551,15 @@ COMMENT ON TABLE m365.tenant_account IS
 'The accounts the tenant has in the configuration''s domains, as bin/m365-tenant-import last read them: each name is kept from everyone but the account''s owner (owner_kind, owner_id)';
 -- Admins read it, and delete an account the tenant no longer has (its name is then free).
 CREATE INDEX tenant_account_owner ON m365.tenant_account (configuration_id, owner_kind, owner_id) WHERE owner_kind IS NOT NULL;
+-- Whether a tenant account is not this person's: nobody's known, or another
+-- person's. The one rule; every check of an account against a person asks it
+-- (plain SQL, no SET, not STRICT: inlined where it is called).
+CREATE FUNCTION m365.tenant_account_is_not_theirs(owner_kind text, owner_id bigint, person_kind text, person_id bigint)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN owner_kind IS NULL OR owner_kind IS DISTINCT FROM person_kind OR owner_id IS DISTINCT FROM person_id;
+COMMENT ON FUNCTION m365.tenant_account_is_not_theirs(text, bigint, text, bigint) IS
+'Whether a tenant account with this owner is not the given person''s (nobody''s known, or someone else''s): its name is kept from them';
 
 -- Names of people forgotten (m365.forget_person, 58_forgetting.sql): the
 -- ledger keeps no name of theirs, only what stops it from being handed to
@@ -642,8 +651,8 @@ RETURN (SELECT true FROM m365.username AS u
    AND (SELECT true FROM m365.tenant_account AS t
          WHERE t.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
            AND t.local_part OPERATOR(pg_catalog.=) username_is_free.local_part
-           AND (t.owner_kind IS NULL OR t.owner_kind IS DISTINCT FROM username_is_free.person_kind
-                OR t.owner_id IS DISTINCT FROM username_is_free.person_id) LIMIT 1) IS NULL
+           AND m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, username_is_free.person_kind, username_is_free.person_id)
+         LIMIT 1) IS NULL
    AND (SELECT true FROM m365.forgotten_username AS f
          WHERE f.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
            AND f.name_hash OPERATOR(pg_catalog.=) (SELECT h FROM m365.forgotten_name_hash(username_is_free.local_part) AS h)) IS NULL;
@@ -798,8 +807,7 @@ BEGIN
                   JOIN m365.tenant_account AS t
                     ON t.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
                    AND t.local_part OPERATOR(pg_catalog.=) n.local_part
-                 WHERE t.owner_kind IS NULL OR t.owner_kind OPERATOR(pg_catalog.<>) n.person_kind
-                    OR t.owner_id OPERATOR(pg_catalog.<>) n.person_id) AS c
+                 WHERE m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, n.person_kind, n.person_id)) AS c
          LIMIT 1;
         -- Forgotten names: hashed only where a configuration has some.
         IF NOT FOUND AND EXISTS (SELECT FROM m365.forgotten_username AS f
@@ -833,8 +841,7 @@ BEGIN
         IF EXISTS (SELECT FROM m365.tenant_account AS t
                     WHERE t.configuration_id OPERATOR(pg_catalog.=) clash.configuration_id
                       AND t.local_part OPERATOR(pg_catalog.=) m365.local_part_key(clash.username)
-                      AND (t.owner_kind IS NULL OR t.owner_kind OPERATOR(pg_catalog.<>) clash.person_kind
-                           OR t.owner_id OPERATOR(pg_catalog.<>) clash.person_id)) THEN
+                      AND m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, clash.person_kind, clash.person_id)) THEN
             RAISE EXCEPTION 'username "%" is an account of someone else in the tenant of configuration %', clash.username, clash.configuration_id
                 USING ERRCODE = 'unique_violation', CONSTRAINT = 'tenant_account_pkey',
                       DETAIL = 'A tenant account''s name goes to its owner only (m365.tenant_account).';
@@ -2049,8 +2056,7 @@ AS $$
                WHEN EXISTS (SELECT FROM m365.tenant_account AS t
                              WHERE t.configuration_id OPERATOR(pg_catalog.=) preview_format.configuration_id
                                AND t.local_part OPERATOR(pg_catalog.=) p.preview
-                               AND (t.owner_kind IS NULL OR t.owner_kind IS DISTINCT FROM p.person_kind
-                                    OR t.owner_id IS DISTINCT FROM p.person_id))
+                               AND m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, p.person_kind, p.person_id))
                     THEN 'an account in the tenant'
                WHEN NOT m365.username_is_free(preview_format.configuration_id, p.preview, p.person_kind, p.person_id)
                     THEN 'issued before to someone else'
@@ -2505,7 +2511,7 @@ SELECT u.configuration_id, u.id AS username_id, u.person_kind, u.person_id,
                                AND t.local_part OPERATOR(pg_catalog.=) u.local_part
   LEFT JOIN m365.student AS s ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND s.id OPERATOR(pg_catalog.=) u.person_id
   LEFT JOIN m365.staff AS st ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND st.id OPERATOR(pg_catalog.=) u.person_id
- WHERE t.owner_kind IS DISTINCT FROM u.person_kind OR t.owner_id IS DISTINCT FROM u.person_id;
+ WHERE m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, u.person_kind, u.person_id);
 COMMENT ON VIEW m365.tenant_collision IS
 'Usernames of this database that are the name of a tenant account that is not their person''s (SDS would link them): adopt the account for its person, or rename the username';
 
@@ -2878,7 +2884,7 @@ AS $$
     ), colliding AS (
         SELECT DISTINCT u.person_kind, u.person_id, u.username
           FROM usernames AS u JOIN accounts AS t ON t.local_part OPERATOR(pg_catalog.=) u.local_part
-         WHERE t.owner_kind IS DISTINCT FROM u.person_kind OR t.owner_id IS DISTINCT FROM u.person_id
+         WHERE m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, u.person_kind, u.person_id)
     ), people AS MATERIALIZED (
         SELECT p.person_kind, p.person_id, p.username,
                coalesce(s.first_name, st.first_name) AS first_name, coalesce(s.last_name, st.last_name) AS last_name

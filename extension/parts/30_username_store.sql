@@ -191,6 +191,15 @@ COMMENT ON TABLE m365.tenant_account IS
 -- Admins read it, and delete an account the tenant no longer has (its name is then free).
 SELECT m365.allow('admin', 'SELECT, DELETE', 'TABLE m365.tenant_account');
 CREATE INDEX tenant_account_owner ON m365.tenant_account (configuration_id, owner_kind, owner_id) WHERE owner_kind IS NOT NULL;
+-- Whether a tenant account is not this person's: nobody's known, or another
+-- person's. The one rule; every check of an account against a person asks it
+-- (plain SQL, no SET, not STRICT: inlined where it is called).
+CREATE FUNCTION m365.tenant_account_is_not_theirs(owner_kind text, owner_id bigint, person_kind text, person_id bigint)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN owner_kind IS NULL OR owner_kind IS DISTINCT FROM person_kind OR owner_id IS DISTINCT FROM person_id;
+COMMENT ON FUNCTION m365.tenant_account_is_not_theirs(text, bigint, text, bigint) IS
+'Whether a tenant account with this owner is not the given person''s (nobody''s known, or someone else''s): its name is kept from them';
 
 -- Names of people forgotten (m365.forget_person, 58_forgetting.sql): the
 -- ledger keeps no name of theirs, only what stops it from being handed to
@@ -283,8 +292,8 @@ RETURN (SELECT true FROM m365.username AS u
    AND (SELECT true FROM m365.tenant_account AS t
          WHERE t.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
            AND t.local_part OPERATOR(pg_catalog.=) username_is_free.local_part
-           AND (t.owner_kind IS NULL OR t.owner_kind IS DISTINCT FROM username_is_free.person_kind
-                OR t.owner_id IS DISTINCT FROM username_is_free.person_id) LIMIT 1) IS NULL
+           AND m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, username_is_free.person_kind, username_is_free.person_id)
+         LIMIT 1) IS NULL
    AND (SELECT true FROM m365.forgotten_username AS f
          WHERE f.configuration_id OPERATOR(pg_catalog.=) username_is_free.configuration_id
            AND f.name_hash OPERATOR(pg_catalog.=) (SELECT h FROM m365.forgotten_name_hash(username_is_free.local_part) AS h)) IS NULL;
@@ -443,8 +452,7 @@ BEGIN
                   JOIN m365.tenant_account AS t
                     ON t.configuration_id OPERATOR(pg_catalog.=) n.configuration_id
                    AND t.local_part OPERATOR(pg_catalog.=) n.local_part
-                 WHERE t.owner_kind IS NULL OR t.owner_kind OPERATOR(pg_catalog.<>) n.person_kind
-                    OR t.owner_id OPERATOR(pg_catalog.<>) n.person_id) AS c
+                 WHERE m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, n.person_kind, n.person_id)) AS c
          LIMIT 1;
         -- Forgotten names: hashed only where a configuration has some.
         IF NOT FOUND AND EXISTS (SELECT FROM m365.forgotten_username AS f
@@ -478,8 +486,7 @@ BEGIN
         IF EXISTS (SELECT FROM m365.tenant_account AS t
                     WHERE t.configuration_id OPERATOR(pg_catalog.=) clash.configuration_id
                       AND t.local_part OPERATOR(pg_catalog.=) m365.local_part_key(clash.username)
-                      AND (t.owner_kind IS NULL OR t.owner_kind OPERATOR(pg_catalog.<>) clash.person_kind
-                           OR t.owner_id OPERATOR(pg_catalog.<>) clash.person_id)) THEN
+                      AND m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, clash.person_kind, clash.person_id)) THEN
             RAISE EXCEPTION 'username "%" is an account of someone else in the tenant of configuration %', clash.username, clash.configuration_id
                 USING ERRCODE = 'unique_violation', CONSTRAINT = 'tenant_account_pkey',
                       DETAIL = 'A tenant account''s name goes to its owner only (m365.tenant_account).';

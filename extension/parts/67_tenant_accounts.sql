@@ -72,7 +72,7 @@ SELECT u.configuration_id, u.id AS username_id, u.person_kind, u.person_id,
                                AND t.local_part OPERATOR(pg_catalog.=) u.local_part
   LEFT JOIN m365.student AS s ON u.person_kind OPERATOR(pg_catalog.=) 'student' AND s.id OPERATOR(pg_catalog.=) u.person_id
   LEFT JOIN m365.staff AS st ON u.person_kind OPERATOR(pg_catalog.=) 'staff' AND st.id OPERATOR(pg_catalog.=) u.person_id
- WHERE t.owner_kind IS DISTINCT FROM u.person_kind OR t.owner_id IS DISTINCT FROM u.person_id;
+ WHERE m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, u.person_kind, u.person_id);
 COMMENT ON VIEW m365.tenant_collision IS
 'Usernames of this database that are the name of a tenant account that is not their person''s (SDS would link them): adopt the account for its person, or rename the username';
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.tenant_collision');
@@ -447,7 +447,7 @@ AS $$
     ), colliding AS (
         SELECT DISTINCT u.person_kind, u.person_id, u.username
           FROM usernames AS u JOIN accounts AS t ON t.local_part OPERATOR(pg_catalog.=) u.local_part
-         WHERE t.owner_kind IS DISTINCT FROM u.person_kind OR t.owner_id IS DISTINCT FROM u.person_id
+         WHERE m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, u.person_kind, u.person_id)
     ), people AS MATERIALIZED (
         SELECT p.person_kind, p.person_id, p.username,
                coalesce(s.first_name, st.first_name) AS first_name, coalesce(s.last_name, st.last_name) AS last_name

@@ -37,8 +37,7 @@ AS $$
                WHEN EXISTS (SELECT FROM m365.tenant_account AS t
                              WHERE t.configuration_id OPERATOR(pg_catalog.=) preview_format.configuration_id
                                AND t.local_part OPERATOR(pg_catalog.=) p.preview
-                               AND (t.owner_kind IS NULL OR t.owner_kind IS DISTINCT FROM p.person_kind
-                                    OR t.owner_id IS DISTINCT FROM p.person_id))
+                               AND m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, p.person_kind, p.person_id))
                     THEN 'an account in the tenant'
                WHEN NOT m365.username_is_free(preview_format.configuration_id, p.preview, p.person_kind, p.person_id)
                     THEN 'issued before to someone else'

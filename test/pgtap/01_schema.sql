@@ -1,6 +1,6 @@
 -- The extension's objects: schema, tables, keys, functions and their properties.
 BEGIN;
-SELECT plan(88);
+SELECT plan(89);
 
 SELECT has_extension('m365_usernames');
 SELECT has_schema('m365');
@@ -50,13 +50,13 @@ SELECT is_empty($$
                          'm365.username_is_free(bigint,text,text,bigint)'::regprocedure,
                          'm365.forgotten_name_hash(text)'::regprocedure, 'm365.highest_suffix(bigint,text)'::regprocedure,
                          'm365.names_digest(text,text)'::regprocedure, 'm365.corrected_base(text,text,text,integer,bytea,text,text)'::regprocedure,
-                         'm365.name_key(text,text)'::regprocedure,
+                         'm365.name_key(text,text)'::regprocedure, 'm365.tenant_account_is_not_theirs(text,bigint,text,bigint)'::regprocedure,
                          'm365.people_needing_username(bigint[],bigint[])'::regprocedure,
                          'm365.generation_names_to_store()'::regprocedure,
                          'm365.source_columns(text)'::regprocedure, 'm365.source_children(text)'::regprocedure,
                          -- A procedure that commits cannot carry SET: it names everything in full.
                          'm365.generate_usernames()'::regprocedure)
-$$, 'every SQL and PL/pgSQL function pins search_path, but the fourteen inlined on purpose and the job''s procedure');
+$$, 'every SQL and PL/pgSQL function pins search_path, but the fifteen inlined on purpose and the job''s procedure');
 
 -- pg_dump keeps the user data.
 SELECT set_eq($$
@@ -96,6 +96,23 @@ SELECT is(ARRAY(SELECT p.oid::regprocedure::text
                    AND pg_get_functiondef(p.oid) ~ 'end_date\s*(OPERATOR\(pg_catalog\.>=\)|>=)\s*\(?\s*m365\.(local_date|configuration_today)\('),
           ARRAY['m365.people_needing_username(bigint[],bigint[])'],
           'the end-date predicate of who needs a username is written in exactly one function');
+-- One rule for "this tenant account is not this person's" (nobody's known, or
+-- someone else's): every check asks m365.tenant_account_is_not_theirs.
+SELECT is(ARRAY(SELECT x.name FROM (
+                  SELECT p.oid::regprocedure::text AS name, pg_get_functiondef(p.oid) AS src
+                    FROM pg_proc p
+                    JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+                    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'm365_usernames'
+                   WHERE p.prokind <> 'a'
+                  UNION ALL
+                  SELECT c.oid::regclass::text, pg_get_viewdef(c.oid)
+                    FROM pg_class c
+                    JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+                    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'm365_usernames'
+                   WHERE c.relkind = 'v') AS x
+                 WHERE x.src ~ 'owner_kind\s+IS\s+NULL\)?\s+OR|owner_kind\s+IS\s+DISTINCT\s+FROM'),
+          ARRAY['m365.tenant_account_is_not_theirs(text,bigint,text,bigint)'],
+          'whether a tenant account is not a person''s is written in exactly one function');
 CREATE FUNCTION pg_temp.plan_of(query text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE line text; plan text := '';
 BEGIN
