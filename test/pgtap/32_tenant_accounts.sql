@@ -8,7 +8,7 @@
 -- else's account; match_tenant_accounts proposes whose account is whose;
 -- adopt_usernames gives them (per row: done or the Dutch message).
 BEGIN;
-SELECT plan(81);
+SELECT plan(82);
 \ir lib/session.psql
 
 INSERT INTO m365.configuration (id, name, username_format, fallback_formats)
@@ -309,6 +309,18 @@ SET LOCAL m365.sds_configuration = '932001';
 SELECT matches((SELECT reason FROM m365_sds.left_out WHERE "sourcedId" = 'student-932016'), 'm365.tenant_collision',
                'a colliding name SDS never received is held, though SDS knows the person by another');
 RESET m365.sds_configuration;
+-- The one rule, by its truth table: an account is the person's only when both
+-- owner columns name them; nobody's known (NULLs) is not theirs, and nor is
+-- any account when the person is unknown (NULLs).
+SELECT results_eq($$ SELECT m365.tenant_account_is_not_theirs(o.kind, o.id, p.kind, p.id)
+                      FROM (VALUES (1, 'student', 7::bigint, 'student', 7::bigint), (2, 'student', 7, 'student', 8),
+                                   (3, 'student', 7, 'staff', 7), (4, NULL, NULL, 'student', 7),
+                                   (5, 'student', 7, NULL, NULL), (6, NULL, NULL, NULL, NULL),
+                                   (7, 'student', NULL, 'student', 7)) AS t(n, okind, oid, pkind, pid),
+                           LATERAL (SELECT t.okind AS kind, t.oid AS id) AS o, LATERAL (SELECT t.pkind AS kind, t.pid AS id) AS p
+                     ORDER BY t.n $$,
+                  $$ VALUES (false), (true), (true), (true), (true), (true), (true) $$,
+                  'tenant_account_is_not_theirs: the owner''s own account only is theirs; other id, other kind, no owner, no person, half an owner are not');
 -- The username trigger asks the tenant on INSERT too (red-team: a direct write as the owner passed).
 SELECT throws_ok($$ INSERT INTO m365.username (configuration_id, person_kind, person_id, username) VALUES (932001, 'student', 932099, 'mia.maes') $$,
                  '23505', 'username "mia.maes" is an account of someone else in the tenant of configuration 932001',
