@@ -11,8 +11,7 @@ PG_BIN=/usr/lib/postgresql/15/bin
 src="attach_src_$$" dst="attach_dst_$$"
 work=$(mktemp -d /tmp/m365_attach_test.XXXXXX)
 trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $src" -c "DROP DATABASE IF EXISTS $dst" >/dev/null 2>&1' EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+source test/shell/lib/tap.sh
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 copies() {
 	sql -d "$1" -c "SELECT md5(string_agg(t, '|' ORDER BY t)) FROM (

@@ -10,8 +10,7 @@ PG_BIN=/usr/lib/postgresql/15/bin
 src="backup_src_$$" dst="backup_dst_$$" again="backup_again_$$" parallel="backup_parallel_$$"
 work=$(mktemp -d /tmp/m365_backup_test.XXXXXX)
 trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $src" -c "DROP DATABASE IF EXISTS $dst" -c "DROP DATABASE IF EXISTS $again" -c "DROP DATABASE IF EXISTS $parallel" >/dev/null 2>&1' EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+source test/shell/lib/tap.sh
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
 echo "1..16"

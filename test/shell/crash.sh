@@ -10,8 +10,7 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PG_BIN=/usr/lib/postgresql/15/bin
 db=${PGDATABASE:-m365_test}
-n=0 failed=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+source test/shell/lib/tap.sh
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 wait_ready() { for _ in $(seq 1 60); do "$PG_BIN/pg_isready" -q && sql -c "SELECT 1" >/dev/null 2>&1 && return 0; sleep 0.5; done; return 1; }
 # Waits until the job has committed more than $1 usernames of the test's

@@ -43,8 +43,7 @@ cleanup() {
 	m365_cluster_stop
 	rm -rf "$work"
 }
-n=0 failed=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+source test/shell/lib/tap.sh
 skip() { n=$((n + 1)); echo "ok $n # skip $1"; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 version_clause=""

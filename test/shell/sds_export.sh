@@ -7,8 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 db=${PGDATABASE:-m365_test}
 out=$(mktemp -d /tmp/m365_export_test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+source test/shell/lib/tap.sh
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
 echo "1..59"
@@ -123,7 +122,7 @@ evil="$out/x' (FORMAT csv); COMMIT; --"$'\n''\! touch '"$out/SHELL_RAN"' #'
 bin/m365-sds-export -d "dbname=$db" "$evil/feed" 2>"$out/evil.err" && [ "$(($(wc -l <"$evil/feed/users.csv") - 1))" = 54 ]
 status=$?
 [ $status = 0 ] || sed 's/^/# /' "$out/evil.err" | head -3
-ok $status "an export into a folder whose name holds a quote, SQL and a line break writes its files there"
+ok $status "an export into a folder whose name holds a quote, SQL and a line break writes its files there" "$out/evil.err"
 [ "$(cat "$out/x")" = victim ] && [ ! -e "$out/SHELL_RAN" ]
 ok $? "and the name is only a name: no file outside it overwritten, no command run"
 
@@ -133,7 +132,7 @@ PGUSER=postgres bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/noconf.er
 status=$?
 [ $status = 3 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && [ "$(versions)" = "$versions_before" ] &&
 	grep -q 'gets no configuration' "$out/noconf.err"
-ok $? "an admin without -c gets no configuration: exit 3 (was $status), the folder as it was"
+ok $? "an admin without -c gets no configuration: exit 3 (was $status), the folder as it was" "$out/noconf.err"
 PGUSER=postgres sql >/dev/null <<SQL
 INSERT INTO m365.configuration (id, name) VALUES ($base + 7, 'export test deleted $base');
 SELECT m365.create_sds_reader('sds_export_gone_$base', $base + 7);
@@ -148,12 +147,12 @@ PGUSER=postgres sql -c "SELECT m365.set_sync(array_agg(id), false) FROM m365.use
 bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/empty.err"
 status=$?
 [ $status = 4 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && grep -q 'would be empty where' "$out/empty.err"
-ok $? "users.csv would be empty where the folder has users: refused with exit 4 (was $status), the folder as it was"
+ok $? "users.csv would be empty where the folder has users: refused with exit 4 (was $status), the folder as it was" "$out/empty.err"
 # No flag skips the brake on mass changes: 54 users leaving is more than 25.
 bin/m365-sds-export --allow-empty -d "dbname=$db" "$out/sds" 2>"$out/empty.err"
 status=$?
 [ $status = 6 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && grep -q 'held by the brake on mass changes: 54 user(s) would leave' "$out/empty.err"
-ok $? "--allow-empty does not skip the brake: held with exit 6 (was $status), the folder as it was"
+ok $? "--allow-empty does not skip the brake: held with exit 6 (was $status), the folder as it was" "$out/empty.err"
 PGUSER=$admin_user sql -c "SELECT approval_id FROM m365.approve_sds_changes($base, (SELECT digest FROM m365.sds_hold WHERE configuration_id = $base))" >/dev/null &&
 	bin/m365-sds-export --allow-empty -d "dbname=$db" "$out/sds" 2>/dev/null && [ "$(wc -l <"$out/sds/users.csv")" = 1 ]
 ok $? "--allow-empty writes the empty feed when that is meant (and an administrator approved it)"
@@ -179,12 +178,12 @@ ok $? "a plain folder is migrated once: moved aside, the target made a link to t
 # and a dangling reference (an org removed from orgs.csv, a user from
 # users.csv) is named.
 bin/m365-sds-check "$out/sds" 2>"$out/check.err"
-ok $? "m365-sds-check: the exported files form a whole"
+ok $? "m365-sds-check: the exported files form a whole" "$out/check.err"
 cp -rL "$out/sds" "$out/broken" && sed -i '2d' "$out/broken/orgs.csv" && sed -i '/^student-/{p;d}; 2d' "$out/broken/users.csv"
 bin/m365-sds-check "$out/broken" 2>"$out/check.err"
 status=$?
 [ $status = 1 ] && grep -q 'refers to org "location-' "$out/check.err" && grep -q 'dangling reference' "$out/check.err"
-ok $? "m365-sds-check: a folder with an org missing fails (exit $status) and names the dangling references"
+ok $? "m365-sds-check: a folder with an org missing fails (exit $status) and names the dangling references" "$out/check.err"
 
 # Red-team finds against the first symlink swap, kept as tests.
 # Two exports of one folder at once: one at a time (a lock beside it), both
@@ -225,7 +224,7 @@ cp -rL "$out/sds" "$out/parent" && sed -i '2s/,$/,location-404/' "$out/parent/or
 bin/m365-sds-check "$out/parent" 2>"$out/check.err"
 status=$?
 [ $status = 1 ] && grep -q 'refers to org "location-404"' "$out/check.err"
-ok $? "m365-sds-check: a dangling parentSourcedId is found (exit $status)"
+ok $? "m365-sds-check: a dangling parentSourcedId is found (exit $status)" "$out/check.err"
 
 # The record of what SDS received: the reader's first export claimed its
 # folder; an unchanged feed adds a record and no row version; a preview
@@ -240,25 +239,25 @@ ok $? "the reader's first export recorded its feed and made its folder the confi
 records_before=$(records) rows_before=$(version_rows)
 bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/again.err"
 [ "$(records)" = $((records_before + 1)) ] && [ "$(version_rows)" = "$rows_before" ] && grep -q 'recorded as SDS record' "$out/again.err"
-ok $? "an unchanged feed exported again: one record more, no row version more"
+ok $? "an unchanged feed exported again: one record more, no row version more" "$out/again.err"
 before=$(cat "$out/sds/"*.csv | md5sum)
 bin/m365-sds-export -d "dbname=$db" --on-date "$(date -d '+3 days' +%F)" "$out/sds" 2>"$out/preview.err"
 status=$?
 [ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && grep -q 'a preview is never written to the SDS folder' "$out/preview.err"
-ok $? "--on-date into the SDS folder is refused (exit $status): SDS would take a preview for the truth, past the brake"
+ok $? "--on-date into the SDS folder is refused (exit $status): SDS would take a preview for the truth, past the brake" "$out/preview.err"
 bin/m365-sds-export -d "dbname=$db" --on-date "$(date -d '+3 days' +%F)" "$out/preview" 2>"$out/preview.err"
 [ "$(records)" = $((records_before + 1)) ] && grep -q 'a preview' "$out/preview.err" && [ -s "$out/preview/users.csv" ]
-ok $? "--on-date elsewhere is a preview: written, not recorded"
+ok $? "--on-date elsewhere is a preview: written, not recorded" "$out/preview.err"
 bin/m365-sds-export -d "dbname=$db" "$out/elsewhere" 2>"$out/elsewhere.err"
 [ "$(records)" = $((records_before + 1)) ] && grep -q 'a preview' "$out/elsewhere.err" && grep -q 'is not the SDS folder of configuration' "$out/elsewhere.err"
-ok $? "an export to another folder is a preview: written, not recorded"
+ok $? "an export to another folder is a preview: written, not recorded" "$out/elsewhere.err"
 cp -rL "$out/sds" "$out/before_options"
 PGOPTIONS="-c m365.sds_on_date=$(date -d '+400 days' +%F)" bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/options.err"
 [ "$(records)" = $((records_before + 2)) ] && diff -r "$out/before_options" "$out/sds" >/dev/null
-ok $? "a day the session brings along (PGOPTIONS) is overridden: today's files, recorded as today's (red-team find: files of another day recorded as today's)"
+ok $? "a day the session brings along (PGOPTIONS) is overridden: today's files, recorded as today's (red-team find: files of another day recorded as today's)" "$out/options.err"
 PGUSER=$admin_user bin/m365-sds-export -c "$base" -d "dbname=$db" "$out/sds" 2>"$out/admin.err"
 [ "$(records)" = $((records_before + 3)) ] && grep -q 'recorded as SDS record' "$out/admin.err"
-ok $? "an admin's export with -c into the configuration's folder records too (red-team find: it was taken for a preview)"
+ok $? "an admin's export with -c into the configuration's folder records too (red-team find: it was taken for a preview)" "$out/admin.err"
 # Killed right after the swap (a stand-in mv that sends TERM to the export
 # once the link is in place): the new version stays whole and linked.
 mkdir -p "$out/wrap"
@@ -274,7 +273,7 @@ PATH="$out/wrap:$PATH" bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>/dev/nul
 ok $? "an export killed right after the swap leaves the new feed whole and linked (red-team find: its clean-up removed it)"
 psql -X -q -At -d "$db" -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT m365_sds.record_feed('/srv/sds/other', 1)" 2>"$out/other.err"
 [ $? != 0 ] && grep -q 'may not record the SDS feed of configuration 1' "$out/other.err"
-ok $? "a reader may not record another configuration's feed"
+ok $? "a reader may not record another configuration's feed" "$out/other.err"
 
 # The brake on mass changes: 30 of 55 users leaving (more than max(5 %, 25))
 # holds the export; m365.status says so; an administrator sees who and why,
@@ -285,19 +284,19 @@ bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/held.err"
 status=$?
 [ $status = 6 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && [ "$(records)" = "$records_before" ] &&
 	grep -q '30 user(s) would leave and 0 be renamed' "$out/held.err"
-ok $? "30 users leaving at once: held with exit 6 (was $status), nothing written, nothing recorded"
+ok $? "30 users leaving at once: held with exit 6 (was $status), nothing written, nothing recorded" "$out/held.err"
 asadmin -c "SELECT sds_held FROM m365.status WHERE configuration_id = $base" | grep -q '^held at .*: 30 user(s) would leave'
 ok $? "m365.status shows the configuration as held"
 [ "$(asadmin -c "SELECT count(*) FILTER (WHERE change = 'user removed' AND reason = 'sync turned off') || '/' || count(*) FILTER (WHERE change = 'user removed') FROM m365.pending_sds_changes($base)")" = 30/30 ]
 ok $? "m365.pending_sds_changes lists the 30 who would leave, each with the reason: sync turned off"
 psql -X -q -At -d "$db" -c "SELECT * FROM m365.approve_sds_changes($base)" 2>"$out/approve.err"
 [ $? != 0 ] && grep -q 'permission denied' "$out/approve.err"
-ok $? "the SDS reader cannot approve"
+ok $? "the SDS reader cannot approve" "$out/approve.err"
 asadmin -c "SELECT approval_id FROM m365.approve_sds_changes($base, (SELECT digest FROM m365.sds_hold WHERE configuration_id = $base))" >/dev/null &&
 	bin/m365-sds-export -d "dbname=$db" "$out/sds" 2>"$out/approved.err" && [ "$(records)" = $((records_before + 1)) ] &&
 	[ -z "$(asadmin -c "SELECT sds_held FROM m365.status WHERE configuration_id = $base")" ] &&
 	[ "$(asadmin -c "SELECT approved_by || ' ' || (used_by_record = (SELECT max(id) FROM m365.sds_record WHERE configuration_id = $base)) FROM m365.sds_approval WHERE configuration_id = $base ORDER BY id DESC LIMIT 1")" = "$admin_user true" ]
-ok $? "approved by an administrator: the next export goes through and uses the approval, the hold is gone"
+ok $? "approved by an administrator: the next export goes through and uses the approval, the hold is gone" "$out/approved.err"
 
 # Red-team finds: a held feed went out as a "preview" whenever the folder
 # was named another way than the configuration's SDS folder. Each now
@@ -313,7 +312,7 @@ ln -sfn "$out/sds" "$out/through"
 bin/m365-sds-export -d "dbname=$db" "$out/through/../sds" 2>"$out/dotdot.err"
 status=$?
 [ $status = 6 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ]
-ok $? "the SDS folder named through a symbolic link and .. (link/../sds): held too (exit $status)"
+ok $? "the SDS folder named through a symbolic link and .. (link/../sds): held too (exit $status)" "$out/dotdot.err"
 bin/m365-sds-export -d "dbname=$db" --on-date "$(date -d '+3 days' +%F)" "$out/through/../sds" 2>/dev/null
 status=$?
 [ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ]
@@ -329,21 +328,23 @@ ln -s "$(readlink "$out/sds")" "$out/moved/sds" && ln -s "$out/$(readlink "$out/
 bin/m365-sds-export -d "dbname=$db" "$out/moved/sds" 2>"$out/moved.err"
 status=$?
 [ $status = 1 ] && grep -q "is the SDS folder of configuration $base" "$out/moved.err" && grep -q 'UPDATE m365.configuration SET sds_folder' "$out/moved.err"
-ok $? "the SDS folder under another path (a mount, a moved parent: its mark says whose it is) is no preview: nothing written, the fix said (exit $status)"
+ok $? "the SDS folder under another path (a mount, a moved parent: its mark says whose it is) is no preview: nothing written, the fix said (exit $status)" "$out/moved.err"
 asadmin -c "INSERT INTO m365.configuration (id, name) VALUES ($base + 8, 'export test other $base')" -c "SELECT m365.create_sds_reader('sds_export_other_$base', $base + 8)" >/dev/null
 before=$(cat "$out/sds/"*.csv | md5sum)
 PGUSER="sds_export_other_$base" bin/m365-sds-export -d "dbname=$db" --allow-empty "$out/sds" 2>"$out/other_config.err"
 status=$?
 [ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] &&
 	grep -q -e "is the SDS folder of configuration $base" -e configuration_sds_folder_unique "$out/other_config.err"
-ok $? "another configuration's reader cannot write into this configuration's SDS folder (exit $status)"
+ok $? "another configuration's reader cannot write into this configuration's SDS folder (exit $status)" "$out/other_config.err"
 # The same, in the order CI once met by chance: the holder session fails
 # after the files were written and before the export reads its answer. The
 # export said nothing but "HOLDER[0]: unbound variable" (bash forgets a
 # coprocess that has exited). Stand-ins force that order: psql holds
 # record_feed back until the three writers' files exist, and rm, asked to
 # remove .left_out (the export's last step before it reads the answer),
-# waits until the holder has gone.
+# waits until the holder has gone. The stand-in psql ends with psql's own
+# status: one that ended with 0 hid that the coprocess, which inherits
+# set -e, ended at a failed psql and never reached its cat.
 mkdir -p "$out/late"
 cat >"$out/late/psql" <<PSQL
 #!/usr/bin/env bash
@@ -352,7 +353,9 @@ case "\$*" in *folder=*) ;; *) exec /usr/bin/psql "\$@" ;; esac
 	case \$line in *record_feed*) until [ -s roles.csv ] && [ -s orgs.csv ] && [ -s academicSessions.csv ]; do sleep 0.05; done ;; esac
 	printf '%s\\n' "\$line"
 done)
+status=\$?
 touch "$out/late/holder-gone"
+exit \$status
 PSQL
 cat >"$out/late/rm" <<RM
 #!/usr/bin/env bash
@@ -364,7 +367,7 @@ PATH="$out/late:$PATH" PGUSER="sds_export_other_$base" bin/m365-sds-export -d "d
 status=$?
 [ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ] && grep -q configuration_sds_folder_unique "$out/late.err" &&
 	grep -q 'could not be recorded' "$out/late.err"
-ok $? "a holder session that fails after the files were written: nothing written, and its reason said (exit $status)"
+ok $? "a holder session that fails after the files were written: nothing written, and its reason said (exit $status)" "$out/late.err"
 PGUSER=$admin_user bin/m365-sds-export -d "dbname=$db" -c $((base + 8)) --allow-empty "$out/sds" 2>/dev/null
 status=$?
 [ $status = 1 ] && [ "$(cat "$out/sds/"*.csv | md5sum)" = "$before" ]

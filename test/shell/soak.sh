@@ -13,8 +13,7 @@ seconds=${SOAK_SECONDS:-120} clients=${SOAK_CLIENTS:-16}
 db="soak_$$"
 work=$(mktemp -d /tmp/m365_soak_test.XXXXXX)
 trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1' EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+source test/shell/lib/tap.sh
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
 echo "1..13"

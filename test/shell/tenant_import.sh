@@ -10,8 +10,7 @@ db=${PGDATABASE:-m365_test}
 out=$(mktemp -d /tmp/m365_tenant_test.XXXXXX)
 base=$(( $(date +%s) % 100000 * 1000 + 940000000 ))
 trap 'rm -rf "$out"; psql -X -q -d "$db" -c "DROP OWNED BY tenant_app_$base" -c "DROP ROLE IF EXISTS tenant_app_$base" >/dev/null 2>&1' EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+source test/shell/lib/tap.sh
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 import() { PGDATABASE=$db bin/m365-tenant-import "$@" >"$out/stdout" 2>"$out/stderr"; }
 accounts() { sql -c "SELECT count(*) FROM m365.tenant_account WHERE configuration_id = $base"; }

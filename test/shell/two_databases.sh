@@ -47,8 +47,7 @@ cleanup() {
 		-c "DROP ROLE IF EXISTS $app_one, $admin_one, $reader_one, $app_two, $admin_two, $evil_reader" >/dev/null 2>&1
 }
 trap cleanup EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+source test/shell/lib/tap.sh
 skip() { n=$((n + 1)); echo "ok $n # skip $1"; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 

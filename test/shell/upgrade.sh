@@ -13,8 +13,7 @@ fresh="upgrade_fresh_$$"
 work=$(mktemp -d /tmp/m365_upgrade_test.XXXXXX)
 dbs=("$fresh")
 trap 'rm -rf "$work"; for db in "${dbs[@]}"; do psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1; done' EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+source test/shell/lib/tap.sh
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 # Who waits for the job: 0.1.0's queue, 0.2.0's queue and deferred calls, 0.3.0's log.
 waiting_digest() {
