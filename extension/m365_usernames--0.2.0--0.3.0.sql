@@ -4176,36 +4176,16 @@ RETURN CASE
         THEN 'no name: the official first and last name are blank'
 END;
 
-CREATE VIEW m365_sds.left_out WITH (security_barrier) AS
-SELECT c.sourced_id AS "sourcedId", c.person_kind AS "kind",
-       m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location, c.held) AS "reason"
-  FROM m365.sds_user_candidate AS c
- WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location, c.held) IS NOT NULL
--- A fence: no condition of the reader's, not even a leakproof one (text =, <,
--- ^@), is pushed below it into the scans of every configuration's people,
--- whose row counts EXPLAIN ANALYZE would show.
-OFFSET 0;
-COMMENT ON VIEW m365_sds.left_out IS 'Synced users that SDS would reject, left out of users.csv, with the reason (not an SDS file)';
+-- The users SDS gets (the candidates it can take): what the record of what
+-- SDS received and the brake compare (m365.sds_feed makes users.csv of the
+-- same candidates and rule).
 CREATE VIEW m365.sds_user AS
 SELECT c.* FROM m365.sds_user_candidate AS c WHERE m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location, c.held) IS NULL;
-
-CREATE VIEW m365_sds.users WITH (security_barrier) AS
--- SDS needs both names to create a user: a person with one name (a blank
--- first or last name) has it in both.
-SELECT u.sourced_id AS "sourcedId", u.username AS "username",
-       coalesce(NULLIF(u.first_name, ''), u.last_name) AS "givenName",
-       coalesce(NULLIF(u.last_name, ''), u.first_name) AS "familyName",
-       NULL::text AS "password", NULL::text AS "activeDirectoryMatchId", NULL::text AS "email", NULL::text AS "phone",
-       NULL::text AS "sms"
-  FROM m365.sds_user AS u
--- A fence (see m365_sds.left_out).
-OFFSET 0;
-COMMENT ON VIEW m365_sds.users IS 'users.csv: every synced, active user with a full local@domain username';
 -- Roles: a student per location of their active enrolments, teachers in each
 -- location of their schools. One row per user, org and role: a class change
 -- inside a location (one enrolment ends the day the next starts) is one role,
 -- from the first start to the last end (open when one is open).
--- The rule without the feed's user set (m365.sds_role joins it): the record
+-- The rule without the feed's user set (m365.sds_feed joins it): the record
 -- of what SDS received computes that set once for both (87_sds_records.sql),
 -- and without the primary flag, which the record does not keep (its sort
 -- cost a quarter of a second there for 200,000 students): the columns it is
@@ -4243,7 +4223,6 @@ SELECT 'staff', ss.staff_id, 'staff-' OPERATOR(pg_catalog.||) ss.staff_id, l.id,
   JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
   JOIN m365.location AS l ON l.school_id OPERATOR(pg_catalog.=) sc.id
                          AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id;
-
 -- A person's rows are numbered among their own, so leaving out whole people
 -- afterwards numbers the rest the same; per kind (the other kind's half of
 -- m365.sds_role_place is pruned), so that the sort is by number, not text.
@@ -4261,22 +4240,6 @@ SELECT p.person_kind, p.person_id, p.user_sourced_id, p.location_id, p.role, p.s
        p.start_date, p.end_date
   FROM m365.sds_role_place AS p
  WHERE p.person_kind OPERATOR(pg_catalog.=) 'staff';
-
--- A join, not a correlated EXISTS: the user set is then computed once, not per row.
-CREATE VIEW m365.sds_role AS
-SELECT c.user_sourced_id, c.location_id, c.role, c.school_year, c.is_primary, c.start_date, c.end_date
-  FROM m365.sds_role_candidate AS c
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id;
-CREATE VIEW m365_sds.roles WITH (security_barrier) AS
-SELECT r.user_sourced_id AS "userSourcedId", 'location-' OPERATOR(pg_catalog.||) r.location_id AS "orgSourcedId",
-       r.role AS "role", 'sy-' OPERATOR(pg_catalog.||) r.school_year AS "sessionSourcedId", NULL::text AS "grade",
-       CASE WHEN r.is_primary THEN 'true' ELSE 'false' END AS "isPrimary",
-       pg_catalog.to_char(r.start_date, 'YYYY-MM-DD') AS "roleStartDate",
-       pg_catalog.to_char(r.end_date, 'YYYY-MM-DD') AS "roleEndDate"
-  FROM m365.sds_role AS r
--- A fence (see m365_sds.left_out).
-OFFSET 0;
-COMMENT ON VIEW m365_sds.roles IS 'roles.csv: a student role per active enrolment, a teacher role per location of the staff member''s schools';
 -- Class members: students by active enrolment, assigned teachers. The rule
 -- without the feed's user set first (see m365.sds_role_candidate).
 CREATE VIEW m365.sds_class_member_candidate AS
@@ -4297,79 +4260,122 @@ SELECT c.id, c.location_id, c.name, c.school_year, 'staff', ct.staff_id, 'staff-
   JOIN m365.location AS l ON l.id OPERATOR(pg_catalog.=) c.location_id
                          AND l.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
   JOIN m365.class_teacher AS ct ON ct.class_id OPERATOR(pg_catalog.=) c.id;
-
-CREATE VIEW m365.sds_class_member AS
-SELECT c.class_id, c.location_id, c.name, c.school_year, c.user_sourced_id, c.role
-  FROM m365.sds_class_member_candidate AS c
-  JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) c.person_kind AND u.person_id OPERATOR(pg_catalog.=) c.person_id;
--- Orgs: each location with at least one synced user (one security group each),
--- i.e. with a role in m365.sds_role, or with a class in classes.csv; asked of
--- the roles' joins without their numbering, which sorted every enrolment only
--- to be thrown away (1.3 s -> 0.7 s for 200,000 students).
-CREATE VIEW m365_sds.orgs WITH (security_barrier) AS
-SELECT 'location-' OPERATOR(pg_catalog.||) l.id AS "sourcedId",
-       -- Normalised like person names: a line break never removes a location.
-       coalesce(NULLIF(m365.feed_text(l.name), ''), 'location-' OPERATOR(pg_catalog.||) l.id) AS "name",
-       'school'::text AS "type",
-       NULL::text AS "parentSourcedId"
+-- The whole feed in one result: each row is a line of one file (file), its
+-- fields in the file's column order (c1 ... c9; NULL past the file's last
+-- column). One definition: the user set, the roles and the class members
+-- are computed once and every file is made from them, so an export that
+-- reads this view computes the feed once (the views of the six files read
+-- it too, each pruned to its own rows: a condition on file reaches every
+-- branch of the UNION ALL, and a branch that cannot match reads nothing).
+-- 'left_out' rows are the candidates SDS would reject, with the reason.
+CREATE VIEW m365.sds_feed AS
+WITH candidate AS MATERIALIZED (
+    SELECT c.*, m365.sds_problem(c.username, c.first_name, c.last_name, c.in_a_location, c.held) AS problem
+      FROM m365.sds_user_candidate AS c
+), feed_user AS NOT MATERIALIZED (
+    SELECT c.* FROM candidate AS c WHERE c.problem IS NULL
+), role AS MATERIALIZED (
+    SELECT r.user_sourced_id, r.location_id, r.role, r.school_year, r.is_primary, r.start_date, r.end_date
+      FROM m365.sds_role_candidate AS r
+      JOIN feed_user AS u ON u.person_kind OPERATOR(pg_catalog.=) r.person_kind AND u.person_id OPERATOR(pg_catalog.=) r.person_id
+), class_member AS MATERIALIZED (
+    SELECT m.class_id, m.location_id, m.name, m.school_year, m.user_sourced_id, m.role
+      FROM m365.sds_class_member_candidate AS m
+      JOIN feed_user AS u ON u.person_kind OPERATOR(pg_catalog.=) m.person_kind AND u.person_id OPERATOR(pg_catalog.=) m.person_id
+)
+-- users.csv. SDS needs both names to create a user: a person with one name
+-- (a blank first or last name) has it in both.
+SELECT 'users'::text AS file, u.sourced_id AS c1, u.username AS c2,
+       coalesce(NULLIF(u.first_name, ''), u.last_name) AS c3, coalesce(NULLIF(u.last_name, ''), u.first_name) AS c4,
+       NULL::text AS c5, NULL::text AS c6, NULL::text AS c7, NULL::text AS c8, NULL::text AS c9
+  FROM feed_user AS u
+UNION ALL
+SELECT 'left_out', c.sourced_id, c.person_kind, c.problem, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM candidate AS c
+ WHERE c.problem IS NOT NULL
+UNION ALL
+-- roles.csv
+SELECT 'roles', r.user_sourced_id, 'location-' OPERATOR(pg_catalog.||) r.location_id, r.role,
+       'sy-' OPERATOR(pg_catalog.||) r.school_year, NULL, CASE WHEN r.is_primary THEN 'true' ELSE 'false' END,
+       pg_catalog.to_char(r.start_date, 'YYYY-MM-DD'), pg_catalog.to_char(r.end_date, 'YYYY-MM-DD'), NULL
+  FROM role AS r
+UNION ALL
+-- orgs.csv: each location with a synced user (a role: one security group
+-- each) or a class in classes.csv (even where nobody has a role: a teacher
+-- of another school of the configuration). Names normalised like person
+-- names: a line break never removes a location.
+SELECT 'orgs', 'location-' OPERATOR(pg_catalog.||) l.id,
+       coalesce(NULLIF(m365.feed_text(l.name), ''), 'location-' OPERATOR(pg_catalog.||) l.id), 'school', NULL,
+       NULL, NULL, NULL, NULL, NULL
   FROM m365.location AS l
- WHERE l.id OPERATOR(pg_catalog.=) ANY (
-           SELECT e.location_id
-             FROM m365.sds_scope AS scope
-             JOIN m365.enrolment AS e ON e.start_date OPERATOR(pg_catalog.<=) scope.on_date
-                                     AND (e.end_date IS NULL OR e.end_date OPERATOR(pg_catalog.>=) scope.on_date)
-             JOIN m365.location AS el ON el.id OPERATOR(pg_catalog.=) e.location_id
-                                     AND el.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-             JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'student'
-                                    AND u.person_id OPERATOR(pg_catalog.=) e.student_id
-           UNION ALL
-           SELECT sl.id
-             FROM m365.sds_scope AS scope
-             JOIN m365.school AS sc ON sc.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-             JOIN m365.staff_school AS ss ON ss.school_id OPERATOR(pg_catalog.=) sc.id
-             JOIN m365.location AS sl ON sl.school_id OPERATOR(pg_catalog.=) sc.id
-                                     AND sl.configuration_id OPERATOR(pg_catalog.=) scope.configuration_id
-             JOIN m365.sds_user AS u ON u.person_kind OPERATOR(pg_catalog.=) 'staff'
-                                    AND u.person_id OPERATOR(pg_catalog.=) ss.staff_id
-           -- A class's location, even where nobody has a role (a teacher of
-           -- another school of the configuration): classes.csv points to it.
-           UNION ALL
-           SELECT m.location_id FROM m365.sds_class_member AS m)
--- A fence (see m365_sds.left_out).
-OFFSET 0;
-COMMENT ON VIEW m365_sds.orgs IS 'orgs.csv: one org (type school) per location with a synced user or a class';
-CREATE VIEW m365_sds.classes WITH (security_barrier) AS
-SELECT DISTINCT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "sourcedId",
-       'location-' OPERATOR(pg_catalog.||) m.location_id AS "orgSourcedId",
-       coalesce(NULLIF(m365.feed_text(m.name), ''), 'class-' OPERATOR(pg_catalog.||) m.class_id) AS "title",
-       'sy-' OPERATOR(pg_catalog.||) m.school_year AS "sessionSourcedIds", NULL::text AS "courseSourcedId"
-  FROM m365.sds_class_member AS m
--- A fence (see m365_sds.left_out).
-OFFSET 0;
-COMMENT ON VIEW m365_sds.classes IS 'classes.csv: one class per class of the current school year with a synced member';
-CREATE VIEW m365_sds.enrollments WITH (security_barrier) AS
-SELECT 'class-' OPERATOR(pg_catalog.||) m.class_id AS "classSourcedId", m.user_sourced_id AS "userSourcedId",
-       m.role AS "role"
-  FROM m365.sds_class_member AS m
--- A fence (see m365_sds.left_out).
-OFFSET 0;
-COMMENT ON VIEW m365_sds.enrollments IS 'enrollments.csv: students as student, assigned teachers as teacher';
--- Roles and classes only ever use the school year of the day, so that is the
--- one in use (when the configuration has a synced username at all); deriving
--- it from roles and classes would compute both again.
-CREATE VIEW m365_sds."academicSessions" WITH (security_barrier) AS
-SELECT 'sy-' OPERATOR(pg_catalog.||) y AS "sourcedId",
-       y OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) (y OPERATOR(pg_catalog.+) 1) AS "title",
-       'schoolYear'::text AS "type",
-       -- As in OneRoster: the year the school year ends in.
-       (y OPERATOR(pg_catalog.+) 1)::text AS "schoolYear",
-       pg_catalog.to_char(pg_catalog.make_date(y, 9, 1), 'YYYY-MM-DD') AS "startDate",
-       pg_catalog.to_char(pg_catalog.make_date(y OPERATOR(pg_catalog.+) 1, 6, 30), 'YYYY-MM-DD') AS "endDate"
+ WHERE l.id OPERATOR(pg_catalog.=) ANY (SELECT r.location_id FROM role AS r UNION ALL SELECT m.location_id FROM class_member AS m)
+UNION ALL
+-- classes.csv: one class per class of the current school year with a synced member.
+SELECT 'classes', 'class-' OPERATOR(pg_catalog.||) m.class_id, 'location-' OPERATOR(pg_catalog.||) m.location_id,
+       coalesce(NULLIF(m365.feed_text(m.name), ''), 'class-' OPERATOR(pg_catalog.||) m.class_id),
+       'sy-' OPERATOR(pg_catalog.||) m.school_year, NULL, NULL, NULL, NULL, NULL
+  FROM (SELECT DISTINCT cm.class_id, cm.location_id, cm.name, cm.school_year FROM class_member AS cm) AS m
+UNION ALL
+-- enrollments.csv
+SELECT 'enrollments', 'class-' OPERATOR(pg_catalog.||) m.class_id, m.user_sourced_id, m.role,
+       NULL, NULL, NULL, NULL, NULL, NULL
+  FROM class_member AS m
+UNION ALL
+-- academicSessions.csv. Roles and classes only ever use the school year of
+-- the day, so that is the one in use (when the configuration has a synced
+-- username at all); deriving it from roles and classes would compute both
+-- again. As in OneRoster, schoolYear is the year the school year ends in.
+SELECT 'academicSessions', 'sy-' OPERATOR(pg_catalog.||) y.y,
+       y.y OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||) (y.y OPERATOR(pg_catalog.+) 1), 'schoolYear',
+       (y.y OPERATOR(pg_catalog.+) 1)::text, pg_catalog.to_char(pg_catalog.make_date(y.y, 9, 1), 'YYYY-MM-DD'),
+       pg_catalog.to_char(pg_catalog.make_date(y.y OPERATOR(pg_catalog.+) 1, 6, 30), 'YYYY-MM-DD'), NULL, NULL, NULL
   FROM (SELECT m365.school_year(s.on_date) AS y
           FROM m365.sds_scope AS s
          WHERE EXISTS (SELECT FROM m365.username AS u
-                        WHERE u.configuration_id OPERATOR(pg_catalog.=) s.configuration_id AND u.sync)) AS years
--- A fence (see m365_sds.left_out).
+                        WHERE u.configuration_id OPERATOR(pg_catalog.=) s.configuration_id AND u.sync)) AS y;
+-- The files' views: their columns named as the file's header. Each ends in
+-- a fence (OFFSET 0): no condition of the reader's, not even a leakproof one
+-- (text =, <, ^@), is pushed below it into the scans of every
+-- configuration's people, whose row counts EXPLAIN ANALYZE would show.
+CREATE VIEW m365_sds.feed WITH (security_barrier) AS
+SELECT f.file, f.c1, f.c2, f.c3, f.c4, f.c5, f.c6, f.c7, f.c8, f.c9 FROM m365.sds_feed AS f
+OFFSET 0;
+COMMENT ON VIEW m365_sds.feed IS 'The whole feed computed once, a row per line of a file (file; its fields c1..c9 in the file''s column order, NULL past its last): what the export writes';
+CREATE VIEW m365_sds.left_out WITH (security_barrier) AS
+SELECT f.c1 AS "sourcedId", f.c2 AS "kind", f.c3 AS "reason"
+  FROM m365.sds_feed AS f WHERE f.file OPERATOR(pg_catalog.=) 'left_out'
+OFFSET 0;
+COMMENT ON VIEW m365_sds.left_out IS 'Synced users that SDS would reject, left out of users.csv, with the reason (not an SDS file)';
+CREATE VIEW m365_sds.users WITH (security_barrier) AS
+SELECT f.c1 AS "sourcedId", f.c2 AS "username", f.c3 AS "givenName", f.c4 AS "familyName", f.c5 AS "password",
+       f.c6 AS "activeDirectoryMatchId", f.c7 AS "email", f.c8 AS "phone", f.c9 AS "sms"
+  FROM m365.sds_feed AS f WHERE f.file OPERATOR(pg_catalog.=) 'users'
+OFFSET 0;
+COMMENT ON VIEW m365_sds.users IS 'users.csv: every synced, active user with a full local@domain username';
+CREATE VIEW m365_sds.roles WITH (security_barrier) AS
+SELECT f.c1 AS "userSourcedId", f.c2 AS "orgSourcedId", f.c3 AS "role", f.c4 AS "sessionSourcedId", f.c5 AS "grade",
+       f.c6 AS "isPrimary", f.c7 AS "roleStartDate", f.c8 AS "roleEndDate"
+  FROM m365.sds_feed AS f WHERE f.file OPERATOR(pg_catalog.=) 'roles'
+OFFSET 0;
+COMMENT ON VIEW m365_sds.roles IS 'roles.csv: a student role per active enrolment, a teacher role per location of the staff member''s schools';
+CREATE VIEW m365_sds.orgs WITH (security_barrier) AS
+SELECT f.c1 AS "sourcedId", f.c2 AS "name", f.c3 AS "type", f.c4 AS "parentSourcedId"
+  FROM m365.sds_feed AS f WHERE f.file OPERATOR(pg_catalog.=) 'orgs'
+OFFSET 0;
+COMMENT ON VIEW m365_sds.orgs IS 'orgs.csv: one org (type school) per location with a synced user or a class';
+CREATE VIEW m365_sds.classes WITH (security_barrier) AS
+SELECT f.c1 AS "sourcedId", f.c2 AS "orgSourcedId", f.c3 AS "title", f.c4 AS "sessionSourcedIds", f.c5 AS "courseSourcedId"
+  FROM m365.sds_feed AS f WHERE f.file OPERATOR(pg_catalog.=) 'classes'
+OFFSET 0;
+COMMENT ON VIEW m365_sds.classes IS 'classes.csv: one class per class of the current school year with a synced member';
+CREATE VIEW m365_sds.enrollments WITH (security_barrier) AS
+SELECT f.c1 AS "classSourcedId", f.c2 AS "userSourcedId", f.c3 AS "role"
+  FROM m365.sds_feed AS f WHERE f.file OPERATOR(pg_catalog.=) 'enrollments'
+OFFSET 0;
+COMMENT ON VIEW m365_sds.enrollments IS 'enrollments.csv: students as student, assigned teachers as teacher';
+CREATE VIEW m365_sds."academicSessions" WITH (security_barrier) AS
+SELECT f.c1 AS "sourcedId", f.c2 AS "title", f.c3 AS "type", f.c4 AS "schoolYear", f.c5 AS "startDate", f.c6 AS "endDate"
+  FROM m365.sds_feed AS f WHERE f.file OPERATOR(pg_catalog.=) 'academicSessions'
 OFFSET 0;
 COMMENT ON VIEW m365_sds."academicSessions" IS 'academicSessions.csv: the school years in use (1 September - 30 June)';
 CREATE OR REPLACE FUNCTION m365.create_sds_reader(role_name name, configuration_id bigint)
@@ -6856,6 +6862,8 @@ SELECT m365.allow('app', 'EXECUTE', 'FUNCTION m365.preview_format(bigint, text)'
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365.sds_reader');
 SELECT m365.allow('reader', 'USAGE', 'SCHEMA m365_sds');
 SELECT m365.allow('admin', 'USAGE', 'SCHEMA m365_sds');
+SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.feed');
+SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.feed');
 SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.left_out');
 SELECT m365.allow('admin', 'SELECT', 'TABLE m365_sds.left_out');
 SELECT m365.allow('reader', 'SELECT', 'TABLE m365_sds.users');

@@ -146,8 +146,8 @@ SELECT is(m365.job_name('m365_generate_usernames') = 'm365_generate_usernames@' 
 SELECT cmp_ok(octet_length(m365.job_name('m365_generate_usernames', repeat('ë', 40))), '<=', 63,
               'a long database name is hashed to fit pg_cron''s 63 bytes');
 SELECT set_eq($$ SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'm365_sds'::regnamespace $$,
-              ARRAY['orgs', 'users', 'roles', 'classes', 'enrollments', 'academicSessions', 'left_out', 'scope'],
-              'm365_sds holds the six SDS files, left_out and scope');
+              ARRAY['orgs', 'users', 'roles', 'classes', 'enrollments', 'academicSessions', 'left_out', 'scope', 'feed'],
+              'm365_sds holds the six SDS files, left_out, scope and the whole feed');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -6,9 +6,11 @@
 -- location, classes taught by teachers of other schools, inactive staff, and a
 -- random half synced. Then, per configuration: every org, user, class and
 -- session one file refers to is in the file that defines it, one role row per
--- user, org and role, and no control or bidi character in any value.
+-- user, org and role, no control or bidi character in any value, and the
+-- whole feed (m365_sds.feed, what the export reads) is the six files computed
+-- once.
 BEGIN;
-SELECT plan(5);
+SELECT plan(8);
 SET LOCAL jit = off;
 
 CREATE TEMP TABLE broken (seed int, configuration_id bigint, what text, n bigint);
@@ -22,6 +24,9 @@ CREATE FUNCTION pg_temp.fill_and_check(seed int) RETURNS void LANGUAGE plpgsql A
 DECLARE
     b0 bigint := 916000000 + seed * 100000;
     c bigint;
+    calls bigint;
+    people bigint;
+    places bigint;
 BEGIN
     PERFORM setseed(seed / 10.0);
     INSERT INTO m365.configuration (id, name) SELECT b0 + k, 'whole ' || seed || '/' || k FROM generate_series(1, 3) AS k;
@@ -100,7 +105,30 @@ BEGIN
         SELECT seed, c, 'users', count(*) FROM m365_sds.users
         UNION ALL
         SELECT seed, c, 'class-only orgs', count(*) FROM (
-            SELECT "orgSourcedId" FROM m365_sds.classes EXCEPT SELECT "orgSourcedId" FROM m365_sds.roles) AS d;
+            SELECT "orgSourcedId" FROM m365_sds.classes EXCEPT SELECT "orgSourcedId" FROM m365_sds.roles) AS d
+        UNION ALL
+        -- The whole feed is the six files' views, row for row.
+        SELECT seed, c, 'feed differs', count(*) FROM (
+            (SELECT f.file, f.c1, f.c2, f.c3, f.c4, f.c5, f.c6, f.c7, f.c8, f.c9 FROM m365_sds.feed AS f WHERE f.file <> 'left_out'
+             EXCEPT ALL
+             (SELECT 'users', u.* FROM m365_sds.users AS u
+              UNION ALL SELECT 'roles', r.*, NULL FROM m365_sds.roles AS r
+              UNION ALL SELECT 'orgs', o.*, NULL, NULL, NULL, NULL, NULL FROM m365_sds.orgs AS o
+              UNION ALL SELECT 'classes', k.*, NULL, NULL, NULL, NULL FROM m365_sds.classes AS k
+              UNION ALL SELECT 'enrollments', e.*, NULL, NULL, NULL, NULL, NULL, NULL FROM m365_sds.enrollments AS e
+              UNION ALL SELECT 'academicSessions', a.*, NULL, NULL, NULL FROM m365_sds."academicSessions" AS a))
+            UNION ALL
+            (SELECT 'users', u.* FROM m365_sds.users AS u
+             EXCEPT ALL SELECT f.file, f.c1, f.c2, f.c3, f.c4, f.c5, f.c6, f.c7, f.c8, f.c9 FROM m365_sds.feed AS f)) AS d;
+        -- Computed once (what the export reads): every candidate's names are
+        -- made once, every org's and class's name once. Six files that each
+        -- computed the user set made them again for each.
+        PERFORM set_config('track_functions', 'all', true);
+        calls := coalesce((SELECT s.calls FROM pg_stat_xact_user_functions AS s WHERE s.funcid = 'm365.feed_text(text)'::regprocedure), 0);
+        SELECT count(*) FILTER (WHERE f.file IN ('users', 'left_out')), count(*) FILTER (WHERE f.file IN ('orgs', 'classes'))
+          INTO people, places FROM m365_sds.feed AS f;
+        calls := coalesce((SELECT s.calls FROM pg_stat_xact_user_functions AS s WHERE s.funcid = 'm365.feed_text(text)'::regprocedure), 0) - calls;
+        INSERT INTO broken VALUES (seed, c, 'names made', calls), (seed, c, 'names made more than once', calls - (2 * people + places));
     END LOOP;
     PERFORM set_config('m365.sds_configuration', '', true);
 END
@@ -118,6 +146,13 @@ SELECT is_empty($$ SELECT seed, configuration_id, n FROM broken WHERE what = 'ba
                 'no control, bidi or line-separator character in orgs, users or classes');
 SELECT cmp_ok((SELECT sum(n)::int FROM broken WHERE what = 'class-only orgs'), '>', 0,
               'the data has classes in locations where nobody has a role (their orgs are in orgs.csv, above)');
+
+SELECT is_empty($$ SELECT seed, configuration_id, n FROM broken WHERE what = 'feed differs' AND n > 0 $$,
+                'm365_sds.feed is the six files'' views, row for row');
+SELECT cmp_ok((SELECT sum(n)::int FROM broken WHERE what = 'names made'), '>', 200,
+              'reading m365_sds.feed makes the names (counted with track_functions)');
+SELECT is_empty($$ SELECT seed, configuration_id, n FROM broken WHERE what = 'names made more than once' AND n <> 0 $$,
+                'the whole feed is computed once: each candidate''s two names, each org''s and class''s name made once');
 
 SELECT * FROM finish();
 ROLLBACK;
