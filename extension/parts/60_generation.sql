@@ -191,7 +191,7 @@ BEGIN
                                       AND g.person_kind OPERATOR(pg_catalog.=) b.person_kind
                                       AND g.person_id OPERATOR(pg_catalog.=) b.person_id)) AS c
          WHERE c.name IS NOT NULL
-           AND m365.username_is_free(c.configuration_id, c.name, c.person_kind, c.person_id)
+           AND (SELECT f.is_free FROM m365.username_freedom(c.configuration_id, c.name, c.person_kind, c.person_id) AS f)
            AND NOT EXISTS (SELECT FROM m365_work.given_name AS o
                             WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                               AND o.local_part OPERATOR(pg_catalog.=) c.name)
@@ -235,7 +235,7 @@ BEGIN
 
         INSERT INTO m365_work.suffix_cursor (configuration_id, base, next_suffix)
         SELECT g.configuration_id, g.base,
-               coalesce(m365.highest_suffix(g.configuration_id, g.base), 1) OPERATOR(pg_catalog.+) 1
+               coalesce((SELECT h.highest FROM m365.highest_suffix_row(g.configuration_id, g.base) AS h), 1) OPERATOR(pg_catalog.+) 1
           FROM (SELECT DISTINCT w.configuration_id, w.base FROM m365_work.waiting AS w) AS g
         ON CONFLICT DO NOTHING;
 
@@ -258,7 +258,7 @@ BEGIN
             SELECT DISTINCT ON (c.configuration_id, c.name) c.*
               FROM (SELECT w.configuration_id, w.base, s AS suffix, m365.username_with_suffix(w.base, s) AS name
                       FROM window_ AS w, pg_catalog.generate_series(w.lo, w.hi OPERATOR(pg_catalog.-) 1) AS s) AS c
-             WHERE m365.username_is_free(c.configuration_id, c.name, NULL, NULL)
+             WHERE (SELECT f.is_free FROM m365.username_freedom(c.configuration_id, c.name, NULL, NULL) AS f)
                AND NOT EXISTS (SELECT FROM m365_work.given_name AS o
                                 WHERE o.configuration_id OPERATOR(pg_catalog.=) c.configuration_id
                                   AND o.local_part OPERATOR(pg_catalog.=) c.name)
@@ -378,7 +378,7 @@ BEGIN
            AND b.configuration_id OPERATOR(pg_catalog.=) g.configuration_id
            AND b.person_kind OPERATOR(pg_catalog.=) g.person_kind
            AND b.person_id OPERATOR(pg_catalog.=) g.person_id
-           AND NOT m365.username_is_free(g.configuration_id, g.local_part, g.person_kind, g.person_id);
+           AND NOT (SELECT f.is_free FROM m365.username_freedom(g.configuration_id, g.local_part, g.person_kind, g.person_id) AS f);
         GET DIAGNOSTICS lost = ROW_COUNT;
         collisions := collisions OPERATOR(pg_catalog.+) lost;
         IF NOT EXISTS (SELECT FROM m365_work.batch AS b WHERE b.outcome OPERATOR(pg_catalog.=) 'pending') THEN

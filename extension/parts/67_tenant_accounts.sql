@@ -603,7 +603,7 @@ BEGIN
          WHERE a.problem IS NULL AND t.configuration_id OPERATOR(pg_catalog.=) config
            AND t.user_principal_name OPERATOR(pg_catalog.=) a.upn;
         SELECT pg_catalog.array_agg(CASE WHEN a.problem IS NULL
-                                          AND NOT m365.username_is_free(config, m365.local_part_key(a.upn), a.kind, a.id)
+                                          AND NOT (SELECT f.is_free FROM m365.username_freedom(config, m365.local_part_key(a.upn), a.kind, a.id) AS f)
                                          THEN m365.message('username_in_use', a.upn, NULL) ELSE a.problem END ORDER BY a.n)
           INTO refused
           FROM ROWS FROM (pg_catalog.unnest(kinds), pg_catalog.unnest(ids), pg_catalog.unnest(upns), pg_catalog.unnest(problems))

@@ -39,7 +39,8 @@ AS $$
                                AND t.local_part OPERATOR(pg_catalog.=) p.preview
                                AND m365.tenant_account_is_not_theirs(t.owner_kind, t.owner_id, p.person_kind, p.person_id))
                     THEN 'an account in the tenant'
-               WHEN NOT m365.username_is_free(preview_format.configuration_id, p.preview, p.person_kind, p.person_id)
+               WHEN NOT (SELECT f.is_free FROM m365.username_freedom(preview_format.configuration_id, p.preview,
+                                                                     p.person_kind, p.person_id) AS f)
                     THEN 'issued before to someone else'
            END
       FROM previewed AS p

@@ -48,6 +48,8 @@ SELECT is_empty($$
        AND p.oid NOT IN ('m365.sds_problem(text,text,text,boolean,boolean)'::regprocedure, 'm365.school_year(date)'::regprocedure,
                          'm365.local_date(text)'::regprocedure, 'm365.configuration_today(bigint)'::regprocedure,
                          'm365.username_is_free(bigint,text,text,bigint)'::regprocedure,
+                         'm365.username_freedom(bigint,text,text,bigint)'::regprocedure,
+                         'm365.highest_suffix_row(bigint,text)'::regprocedure,
                          'm365.forgotten_name_hash(text)'::regprocedure, 'm365.highest_suffix(bigint,text)'::regprocedure,
                          'm365.names_digest(text,text)'::regprocedure, 'm365.corrected_base(text,text,text,integer,bytea,text,text)'::regprocedure,
                          'm365.name_key(text,text)'::regprocedure, 'm365.tenant_account_is_not_theirs(text,bigint,text,bigint)'::regprocedure,
@@ -56,7 +58,7 @@ SELECT is_empty($$
                          'm365.source_columns(text)'::regprocedure, 'm365.source_children(text)'::regprocedure,
                          -- A procedure that commits cannot carry SET: it names everything in full.
                          'm365.generate_usernames()'::regprocedure)
-$$, 'every SQL and PL/pgSQL function pins search_path, but the fifteen inlined on purpose and the job''s procedure');
+$$, 'every SQL and PL/pgSQL function pins search_path, but the seventeen inlined on purpose and the job''s procedure');
 
 -- pg_dump keeps the user data.
 SELECT set_eq($$

@@ -6,7 +6,7 @@
 -- audited without the name. The next export still counts them as leaving.
 -- REPEATABLE READ, as the export's holder session (record_feed).
 BEGIN ISOLATION LEVEL REPEATABLE READ;
-SELECT plan(28);
+SELECT plan(29);
 \ir lib/session.psql
 
 INSERT INTO m365.configuration (id, name) VALUES (926001, 'forget');
@@ -104,6 +104,8 @@ SELECT is(pg_temp.as_role('m365_app', $$SELECT m365.forgotten_name_hash('q.zwart
 SELECT is((SELECT count(*) FROM m365.sds_record_rows(r) WHERE user_sourced_id = 'student-926001'), 0::bigint,
           'no record of what SDS received holds them any more')
   FROM (VALUES (:first::bigint), (:second), (:third)) AS x(r);
+SELECT is_empty($$ SELECT * FROM m365.pending_sds_changes(926001) WHERE user_sourced_id = 'student-926001' $$,
+                'so the next export has no change of theirs to list: no "forgotten" reason, they left before (docs/sds.md)');
 
 -- 4. The id comes back, for someone else: SDS knows a user by that id, so the
 --    new username stays out of the feed until an administrator confirms.
