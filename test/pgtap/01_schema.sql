@@ -1,6 +1,6 @@
 -- The extension's objects: schema, tables, keys, functions and their properties.
 BEGIN;
-SELECT plan(89);
+SELECT plan(91);
 
 SELECT has_extension('m365_usernames');
 SELECT has_schema('m365');
@@ -123,6 +123,12 @@ BEGIN
 END $$;
 SELECT doesnt_match(pg_temp.plan_of($$SELECT * FROM m365.people_needing_username(ARRAY[1::bigint], ARRAY[2::bigint])$$),
               'Function Scan', 'the rule is inlined into its caller''s query (no call per row)');
+SELECT doesnt_match(pg_temp.plan_of($$SELECT (SELECT f.is_free FROM m365.username_freedom(c, 'x', NULL, NULL) AS f)
+                                       FROM generate_series(1, 3) AS c$$),
+              'Function Scan on username_freedom', '"never reused" is inlined into the job''s set queries (a call per candidate cost four times its probes)');
+SELECT doesnt_match(pg_temp.plan_of($$SELECT (SELECT h.highest FROM m365.highest_suffix_row(c, 'x') AS h)
+                                       FROM generate_series(1, 3) AS c$$),
+              'Function Scan on highest_suffix_row', 'and so is the highest suffix of a base');
 SELECT is_empty($$ SELECT evtname FROM pg_event_trigger WHERE evtfoid::regprocedure::text LIKE 'm365.%' $$,
                 'no event trigger: the extension never acts on someone else''s DDL');
 SELECT is_empty($$ SELECT p.oid::regprocedure FROM pg_proc p WHERE p.proname LIKE 'generation\_%'
