@@ -92,6 +92,16 @@ SELECT * FROM dblink('other', 'SELECT count(*) FROM m365.enrolment') AS t(n bigi
 SELECT dblink_exec('third', 'BEGIN');
 SELECT dblink_exec('third', 'SET LOCAL ROLE m365_app');
 SELECT dblink_send_query('third', 'LOCK TABLE m365.enrolment IN ACCESS EXCLUSIVE MODE');
+-- (Sent, not yet queued: wait until the request waits, or the job can get
+-- there first and this test races; it failed once in CI that way.)
+DO $$
+BEGIN
+    FOR i IN 1 .. 1000 LOOP
+        EXIT WHEN EXISTS (SELECT FROM pg_locks WHERE pid = (SELECT pid FROM third_pid) AND NOT granted);
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
 SELECT is((SELECT n FROM dblink('job', 'SELECT m365.generate_usernames_in_transaction()') AS t(n int)), 0,
           'a run queued behind a waiting lock request does nothing');
 SELECT is((pg_temp.last_run()).outcome || ' ' || (pg_temp.last_run()).blocker_pid, 'blocked ' || (SELECT pid FROM third_pid),
