@@ -1733,25 +1733,48 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION m365.lease_holder(text) FROM PUBLIC;
 
--- Who holds, or waits ahead of the job for, a lock on one of the extension's
--- tables that the job's locks conflict with (the first such session; one that
--- holds comes before one that waits).
+-- The locks a chunk takes before it works, in the order it takes them, with
+-- the pg_locks modes that stand in their way (PostgreSQL's conflict table for
+-- these three modes). Names reserved or imported from the tenant while a
+-- chunk runs wait for it (SHARE): what it checked stays true.
+CREATE FUNCTION m365.generation_locks(OUT relation pg_catalog.regclass, OUT lock_mode text, OUT conflicts text[])
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.relation::pg_catalog.regclass, m.lock_mode, m.conflicts
+      FROM (VALUES ('SHARE', '{RowExclusiveLock,ShareUpdateExclusiveLock,ShareRowExclusiveLock,ExclusiveLock,AccessExclusiveLock}'::text[], 1),
+                   ('ROW EXCLUSIVE', '{ShareLock,ShareRowExclusiveLock,ExclusiveLock,AccessExclusiveLock}'::text[], 2),
+                   ('ACCESS SHARE', '{AccessExclusiveLock}'::text[], 3)) AS m (lock_mode, conflicts, step)
+      JOIN (VALUES ('m365.reserved_username', 1), ('m365.tenant_account', 1),
+                   ('m365.username', 2), ('m365.issued_username', 2), ('m365.username_request', 2),
+                   ('m365.username_failure', 2),
+                   ('m365.configuration', 3), ('m365.school', 3), ('m365.location', 3), ('m365.student', 3),
+                   ('m365.enrolment', 3), ('m365.staff', 3), ('m365.staff_school', 3)) AS t (relation, step)
+        ON t.step OPERATOR(pg_catalog.=) m.step
+     ORDER BY m.step, t.relation
+$$;
+REVOKE ALL ON FUNCTION m365.generation_locks() FROM PUBLIC;
+
+-- Who holds, or waits ahead of the job for, a lock that conflicts with one
+-- the chunk takes (the first such session; one that holds comes before one
+-- that waits). Locks that do not conflict (autovacuum's SHARE UPDATE
+-- EXCLUSIVE on a table the job writes, say) are not named: a red-team
+-- finding, CI named autovacuum once.
 CREATE FUNCTION m365.table_lock_holder(OUT pid integer, OUT role name, OUT relation text, OUT mode text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT l.pid, a.usename, c.oid::pg_catalog.regclass::text,
+    SELECT l.pid, a.usename, g.relation::text,
            l.mode OPERATOR(pg_catalog.||) CASE WHEN l.granted THEN '' ELSE ' (waiting, ahead of the job)' END
-      FROM pg_catalog.pg_locks AS l
-      JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) l.relation
+      FROM m365.generation_locks() AS g
+      JOIN pg_catalog.pg_locks AS l
+        ON l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.relation OPERATOR(pg_catalog.=) g.relation
+       AND l.mode OPERATOR(pg_catalog.=) ANY (g.conflicts)
       LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid OPERATOR(pg_catalog.=) l.pid
-     WHERE l.locktype OPERATOR(pg_catalog.=) 'relation'
-       AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d
+     WHERE l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d
                                                WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
        AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
-       AND c.relnamespace OPERATOR(pg_catalog.=) 'm365'::pg_catalog.regnamespace
-       AND (l.mode OPERATOR(pg_catalog.=) ANY ('{ShareUpdateExclusiveLock,ShareLock,ShareRowExclusiveLock,ExclusiveLock,AccessExclusiveLock}'::text[])
-            OR (l.mode OPERATOR(pg_catalog.=) 'RowExclusiveLock' AND c.relname OPERATOR(pg_catalog.=) ANY ('{reserved_username,tenant_account}'::text[])))
      ORDER BY l.granted DESC, l.pid
      LIMIT 1
 $$;
@@ -1824,6 +1847,7 @@ DECLARE
     chunk_size constant integer := 50000;
     lease  m365.job_lease;
     holder record;
+    needed record;
     chunk_collisions integer;
 BEGIN
     SELECT * INTO lease FROM m365.job_lease AS j WHERE j.job OPERATOR(pg_catalog.=) 'generate_usernames'
@@ -1838,14 +1862,10 @@ BEGIN
     END IF;
     -- Every lock the chunk needs, up front and within lock_timeout: whoever
     -- holds one up is recorded instead of the run failing somewhere later.
-    -- Names reserved or imported from the tenant while a chunk runs wait for
-    -- it: what it checked stays true.
     BEGIN
-        LOCK TABLE m365.reserved_username, m365.tenant_account IN SHARE MODE;
-        LOCK TABLE m365.username, m365.issued_username, m365.username_request, m365.username_failure
-            IN ROW EXCLUSIVE MODE;
-        LOCK TABLE m365.configuration, m365.school, m365.location, m365.student, m365.enrolment, m365.staff,
-                   m365.staff_school IN ACCESS SHARE MODE;
+        FOR needed IN SELECT g.relation, g.lock_mode FROM m365.generation_locks() AS g LOOP
+            EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE', needed.relation, needed.lock_mode);
+        END LOOP;
     EXCEPTION WHEN lock_not_available THEN
         SELECT * INTO holder FROM m365.table_lock_holder();
         UPDATE m365.job_run AS r

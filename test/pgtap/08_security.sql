@@ -29,9 +29,12 @@ SELECT is_empty($$ SELECT signature FROM ext_function
 -- m365.apply_access and m365.allow build GRANT statements with %s from
 -- m365.access_rule, which only the install script writes (privilege and
 -- object texts, not values); the role goes through %I or regrole's output.
+-- m365.generation_chunk builds its LOCK statements from m365.generation_locks,
+-- a constant of the install script (regclass output and a lock mode).
 SELECT is_empty($$ SELECT signature FROM ext_function
                     WHERE lanname = 'plpgsql' AND prosrc ~* 'EXECUTE\s+(pg_catalog\.)?format\(' AND prosrc ~* 'format\([^)]*%s'
-                      AND signature NOT IN ('m365.apply_access(regrole,text[],boolean)', 'm365.allow(text,text,text)')
+                      AND signature NOT IN ('m365.apply_access(regrole,text[],boolean)', 'm365.allow(text,text,text)',
+                                            'm365.generation_chunk(bigint)')
                       AND signature NOT IN (SELECT signature FROM source_function) $$,
                 'and no format() feeding EXECUTE uses %s for a value');
 -- The attached sources' functions put SQL pieces into their statements with
