@@ -1779,8 +1779,8 @@ REVOKE ALL ON FUNCTION m365.generation_locks() FROM PUBLIC;
 -- Who holds, or waits ahead of the job for, a lock that conflicts with one
 -- the chunk takes (the first such session; one that holds comes before one
 -- that waits). Locks that do not conflict (autovacuum's SHARE UPDATE
--- EXCLUSIVE on a table the job writes, say) are not named: a red-team
--- finding, CI named autovacuum once.
+-- EXCLUSIVE on a table the job writes, say) are not named: CI once named an
+-- autovacuum worker.
 CREATE FUNCTION m365.table_lock_holder(OUT pid integer, OUT role name, OUT relation text, OUT mode text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
